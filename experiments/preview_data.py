@@ -1,0 +1,47 @@
+r"""Writes a PNG preview of both domains: sample grids and class masses.
+
+  python -m experiments.preview_data --output=preview.png
+  python -m experiments.preview_data --source_x=idx:/usr/share/datasets/fashion-mnist \
+      --source_y=idx:/usr/share/datasets/fashion-mnist --output=fashion.png
+"""
+
+from absl import app, flags, logging
+
+from experiments import common
+from jdbw import data, figures
+
+flags.DEFINE_string("output", "preview.png", "PNG file to write.")
+flags.DEFINE_integer("seed", 0, "Stream seed.")
+flags.DEFINE_integer("num_images", 64, "Images shown per domain.")
+flags.DEFINE_integer("num_draws", 8192, "Draws used for the empirical class mass.")
+common.define_domain_flags()
+FLAGS = flags.FLAGS
+
+
+@common.exit_on_bad_input
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if FLAGS.num_images <= 0 or FLAGS.num_draws <= 0:
+    raise data.ConfigError("--num_images and --num_draws: expected positive integers")
+  specs = common.domain_specs()
+  domains = {n: data.load_domain(s, data_dir=FLAGS.data_dir) for n, s in specs.items()}
+  batch = FLAGS.num_draws
+  sample = next(data.make_batches(domains, batch, seed=FLAGS.seed,
+                                  resolution=FLAGS.resolution, device_count=1,
+                                  process_index=0, process_count=1))
+  panels = []
+  for name, d in domains.items():
+    s = d.spec
+    panels.append(dict(
+        title=f"{name.upper()}: {s.source} [{s.split}] classes={s.classes or 'natural'}"
+              f" transform={s.transform}",
+        images=sample[name]["image"][:FLAGS.num_images],
+        labels=sample[name]["label"], probs=d.probs))
+  path = figures.domain_preview(FLAGS.output, panels)
+  logging.info("wrote %s", path)
+  print(path)
+
+
+if __name__ == "__main__":
+  app.run(main)

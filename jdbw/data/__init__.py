@@ -1,0 +1,7 @@
+"""Input pipeline: sources, class-skewed domains, transforms, batches."""
+
+from jdbw.data.pipeline import (Domain, DomainSpec, domain_dataset, host_batch_size,
+                                load_domain, make_batches)
+from jdbw.data.sampling import class_probabilities, parse_class_spec
+from jdbw.data.sources import SourceData, load_source
+from jdbw.errors import ConfigError

@@ -1,0 +1,146 @@
+"""Data sources: `tfds:<name>`, `idx:<dir>` and `digits`, all as labelled uint8 arrays.
+
+A source is loaded whole into host memory (the paper's data sets are at most a few
+hundred MB), already restricted to this host's slice of the split on multi-host runs,
+so every host reads only its own part.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from jdbw.errors import ConfigError, DataUnavailableError
+
+OFFLINE_ALTERNATIVES = (
+    "offline alternatives: --source_{x,y}=idx:<dir> with MNIST-format IDX files"
+    " (Debian: `apt-get install dataset-fashion-mnist` gives"
+    " idx:/usr/share/datasets/fashion-mnist) or --source_{x,y}=digits"
+    " (scikit-learn's bundled digits)")
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceData:
+  """One split of a labelled image data set, this host's slice of it."""
+  name: str
+  images: np.ndarray   # uint8 [N, H, W, C]
+  labels: np.ndarray   # int32 [N]
+  num_classes: int
+
+  @property
+  def class_counts(self) -> np.ndarray:
+    return np.bincount(self.labels, minlength=self.num_classes)
+
+
+def _load_digits(split: str, what: str) -> tuple[np.ndarray, np.ndarray, int]:
+  from sklearn import datasets  # Imported lazily: only this source needs it.
+  digits = datasets.load_digits()
+  # A fixed 80/20 split (every fifth sample held out) so `test` is always the same.
+  held_out = np.arange(len(digits.target)) % 5 == 0
+  if split == "train":
+    keep = ~held_out
+  elif split == "test":
+    keep = held_out
+  else:
+    raise ConfigError(f"{what}: source 'digits' has splits 'train' and 'test', not {split!r}")
+  images = np.round(digits.images[keep] * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  return images, digits.target[keep].astype(np.int32), 10
+
+
+_TFDS_HOST = "storage.googleapis.com"
+
+
+def data_dir_is_remote(data_dir: str | None) -> bool:
+  return bool(data_dir) and "://" in data_dir
+
+
+def _online(timeout: float = 5.0) -> bool:
+  """Whether TFDS's download host resolves and accepts a connection.
+
+  Offline, TFDS itself retries for minutes before failing; this answers in seconds.
+  """
+  import socket
+  try:
+    with socket.create_connection((_TFDS_HOST, 443), timeout=timeout):
+      return True
+  except OSError:
+    return False
+
+
+def _tfds_load(builder, split: str, process_index: int, process_count: int):
+  import tensorflow_datasets as tfds
+  if process_count > 1:
+    split = tfds.split_for_jax_process(
+        split, process_index=process_index, process_count=process_count)
+  ds = builder.as_dataset(split=split, batch_size=-1, as_supervised=True)
+  images, labels = tfds.as_numpy(ds)
+  if images.ndim == 3:
+    images = images[..., None]
+  return (images.astype(np.uint8), labels.astype(np.int32),
+          builder.info.features[builder.info.supervised_keys[1]].num_classes)
+
+
+def _load_tfds(name: str, split: str, data_dir: str | None, what: str,
+               process_index: int, process_count: int):
+  import tensorflow_datasets as tfds
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise ConfigError(
+        f"{what}: TFDS has no data set named {name!r} (e.g. mnist, svhn_cropped,"
+        " fashion_mnist)") from e
+  if builder.info.supervised_keys is None:
+    raise ConfigError(f"{what}: TFDS data set {name!r} has no (image, label) supervised keys")
+  if not builder.is_prepared() and not data_dir_is_remote(data_dir) and not _online():
+    raise DataUnavailableError(
+        f"{what}: TFDS data set {name!r} is not prepared in"
+        f" {data_dir or '~/tensorflow_datasets'} and this machine cannot reach"
+        f" {_TFDS_HOST} to download it; use one of the {OFFLINE_ALTERNATIVES}")
+  try:
+    builder.download_and_prepare()
+  except Exception as e:  # TFDS raises many types for a failed download.
+    first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+    raise DataUnavailableError(
+        f"{what}: TFDS could not download/prepare {name!r} into"
+        f" {data_dir or '~/tensorflow_datasets'} ({type(e).__name__}: {first});"
+        f" if this machine is offline, use one of the {OFFLINE_ALTERNATIVES}") from e
+  if split.split("[")[0] not in builder.info.splits:
+    raise ConfigError(
+        f"{what}: TFDS data set {name!r} has splits {sorted(builder.info.splits)},"
+        f" not {split!r}")
+  return _tfds_load(builder, split, process_index, process_count)
+
+
+def _load_idx(directory: str, split: str, data_dir: str | None, what: str,
+              process_index: int, process_count: int):
+  from jdbw.data import idx_builder
+  if split.split("[")[0] not in ("train", "test"):
+    raise ConfigError(f"{what}: IDX sources have splits 'train' and 'test', not {split!r}")
+  layout = idx_builder.inspect_idx_dir(directory, what)
+  builder = idx_builder.idx_builder(layout, data_dir)
+  builder.download_and_prepare()
+  return _tfds_load(builder, split, process_index, process_count)
+
+
+def load_source(spec: str, split: str = "train", *, data_dir: str | None = None,
+                process_index: int = 0, process_count: int = 1,
+                what: str = "--source") -> SourceData:
+  """Loads `spec` ('digits', 'tfds:<name>' or 'idx:<dir>'), this host's slice.
+
+  `what` names the flag in error messages.
+  """
+  kind, _, arg = spec.partition(":")
+  if kind == "digits" and not arg:
+    images, labels, k = _load_digits(split.split("[")[0], what)
+    images, labels = images[process_index::process_count], labels[process_index::process_count]
+  elif kind == "tfds" and arg:
+    images, labels, k = _load_tfds(arg, split, data_dir, what, process_index, process_count)
+  elif kind == "idx" and arg:
+    images, labels, k = _load_idx(arg, split, data_dir, what, process_index, process_count)
+  else:
+    raise ConfigError(
+        f"{what}: unknown source {spec!r}; expected 'digits', 'tfds:<name>' or 'idx:<dir>'")
+  if len(labels) == 0:
+    raise ConfigError(f"{what}: source {spec!r} split {split!r} is empty on this host")
+  return SourceData(spec, images, labels, int(k))

@@ -1,0 +1,66 @@
+"""Figures as PNG (matplotlib, Agg backend): image grids and class histograms."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def image_grid(images: np.ndarray, ncol: int, pad: int = 1) -> np.ndarray:
+  """[N, H, W, C] in [-1, 1] -> one [rows*(H+pad)-pad, ncol*(W+pad)-pad, C] image in [0, 1].
+
+  Missing cells of the last row stay white.
+  """
+  images = np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0)
+  n, h, w, c = images.shape
+  rows = -(-n // ncol)
+  grid = np.ones((rows * (h + pad) - pad, ncol * (w + pad) - pad, c), np.float32)
+  for i in range(n):
+    r, q = divmod(i, ncol)
+    grid[r * (h + pad):r * (h + pad) + h, q * (w + pad):q * (w + pad) + w] = images[i]
+  return grid
+
+
+def show(ax, grid: np.ndarray, title: str | None = None) -> None:
+  if grid.shape[-1] == 1:
+    ax.imshow(grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+  else:
+    ax.imshow(grid, interpolation="nearest")
+  ax.set_xticks([])
+  ax.set_yticks([])
+  if title:
+    ax.set_title(title, fontsize=9)
+
+
+def save(fig, path: str) -> str:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=120, bbox_inches="tight")
+  plt.close(fig)
+  return path
+
+
+def domain_preview(path: str, panels: Sequence[dict], ncol: int = 16) -> str:
+  """One row per domain: a sample grid and its empirical vs specified class mass.
+
+  Each panel: {'title', 'images' [N,H,W,C], 'labels' [M] (a larger sample),
+  'probs' [K] (the domain's specified class probabilities)}.
+  """
+  fig, axes = plt.subplots(len(panels), 2, figsize=(12, 2.6 * len(panels)),
+                           gridspec_kw={"width_ratios": [3.2, 1]}, squeeze=False)
+  for (ax_img, ax_bar), p in zip(axes, panels):
+    show(ax_img, image_grid(p["images"], ncol), p["title"])
+    k = len(p["probs"])
+    freq = np.bincount(p["labels"], minlength=k) / max(len(p["labels"]), 1)
+    ax_bar.bar(np.arange(k) - 0.2, p["probs"], width=0.4, label="specified")
+    ax_bar.bar(np.arange(k) + 0.2, freq, width=0.4, label=f"drawn (n={len(p['labels'])})")
+    ax_bar.set_xticks(np.arange(k))
+    ax_bar.set_ylabel("class mass")
+    ax_bar.legend(fontsize=7)
+  fig.tight_layout()
+  return save(fig, path)

@@ -1,0 +1,266 @@
+"""Input pipeline: class skew, transforms, layouts, determinism, bad input."""
+
+import gzip
+import os
+import subprocess
+import sys
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from jdbw import data, parallel
+from jdbw.data import sources
+from jdbw.errors import ConfigError, DataUnavailableError
+
+N_DRAWS = 12288
+
+
+def _draw(domain, n, seed=0, resolution=32):
+  it = data.make_batches({"d": domain}, n, seed=seed, resolution=resolution,
+                         device_count=1, process_index=0, process_count=1)
+  return next(it)["d"]
+
+
+def _assert_frequencies(labels, probs):
+  """Every class within a 4-sigma binomial bound of its specified probability."""
+  n = len(labels)
+  freq = np.bincount(labels, minlength=len(probs)) / n
+  sigma = np.sqrt(probs * (1 - probs) / n)
+  np.testing.assert_array_less(np.abs(freq - probs), 4 * sigma + 1e-12)
+
+
+@pytest.fixture(scope="module")
+def sr_fashion(fashion_dir, tfds_dir):
+  return data.load_domain(data.DomainSpec(source=f"idx:{fashion_dir}", classes="0:0.5",
+                                          transform="sr", name="y"), data_dir=tfds_dir)
+
+
+@pytest.fixture(scope="module")
+def plain_fashion(fashion_dir, tfds_dir):
+  return data.load_domain(data.DomainSpec(source=f"idx:{fashion_dir}", name="x"),
+                          data_dir=tfds_dir)
+
+
+def test_idx_source_is_real_fashion_mnist(plain_fashion, fashion_dir, tfds_dir):
+  assert plain_fashion.data.images.shape == (60000, 28, 28, 1)
+  np.testing.assert_array_equal(plain_fashion.data.class_counts, np.full(10, 6000))
+  test = sources.load_source(f"idx:{fashion_dir}", "test", data_dir=tfds_dir)
+  assert test.images.shape == (10000, 28, 28, 1)
+  # Prepared once by TFDS: the cache directory exists under data_dir.
+  assert os.path.isdir(os.path.join(tfds_dir, "idx_images"))
+
+
+def test_sr_fashion_frequencies(sr_fashion):
+  expected = np.array([0.5] + [0.5 / 9] * 9)
+  np.testing.assert_allclose(sr_fashion.probs, expected)
+  _assert_frequencies(_draw(sr_fashion, N_DRAWS)["label"], expected)
+
+
+def test_digits_spec_keeps_natural_frequencies_of_unlisted_classes():
+  spec = "3:0.3,7:0.05"
+  domain = data.load_domain(data.DomainSpec(source="digits", classes=spec))
+  counts = domain.data.class_counts.astype(float)
+  unlisted = np.array([c not in (3, 7) for c in range(10)])
+  expected = np.zeros(10)
+  expected[3], expected[7] = 0.3, 0.05
+  expected[unlisted] = 0.65 * counts[unlisted] / counts[unlisted].sum()
+  np.testing.assert_allclose(domain.probs, expected, rtol=1e-12)
+  _assert_frequencies(_draw(domain, N_DRAWS, seed=3)["label"], expected)
+
+
+def test_skew_is_exact_for_a_skewed_source():
+  """Listed mass stays exact even when the source's own classes are unbalanced."""
+  counts = np.array([10, 200, 30, 40, 5, 60, 70, 80, 90, 100])
+  probs = data.class_probabilities("1:0.1,4:0.4", counts)
+  assert probs[1] == pytest.approx(0.1) and probs[4] == pytest.approx(0.4)
+  rest = [0, 2, 3, 5, 6, 7, 8, 9]
+  np.testing.assert_allclose(probs[rest], 0.5 * counts[rest] / counts[rest].sum())
+
+
+def _ink_stats(images, threshold=-0.5):
+  """Mean ink area (pixels above threshold) and the spread of ink centroids.
+
+  Ink area rather than the bounding box: rotating a large garment inflates its
+  axis-aligned box even when the item itself shrank.
+  """
+  areas, centroids = [], []
+  for im in images[..., 0]:
+    ys, xs = np.nonzero(im > threshold)
+    if len(ys) == 0:
+      continue
+    areas.append(len(ys))
+    centroids.append((ys.mean(), xs.mean()))
+  return np.mean(areas), np.std(np.array(centroids), axis=0).mean()
+
+
+def test_sr_transform_shrinks_and_displaces(plain_fashion, fashion_dir, tfds_dir):
+  sr = data.load_domain(data.DomainSpec(source=f"idx:{fashion_dir}", transform="sr"),
+                        data_dir=tfds_dir)
+  plain_area, plain_spread = _ink_stats(_draw(plain_fashion, 2048, seed=1)["image"])
+  sr_area, sr_spread = _ink_stats(_draw(sr, 2048, seed=1)["image"])
+  # Geometry: 28 -> 32 (plain) vs 28 -> crop 33 of 42 -> 32 (sr): ~0.72x the area.
+  assert sr_area < 0.85 * plain_area, (sr_area, plain_area)
+  assert sr_spread > 1.5 * plain_spread, (sr_spread, plain_spread)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_dtype_range_shape(channels):
+  domain = data.load_domain(data.DomainSpec(source="digits", transform="sr",
+                                            channels=channels))
+  batch = _draw(domain, 64)
+  chex.assert_shape(batch["image"], (64, 32, 32, channels))
+  chex.assert_shape(batch["label"], (64,))
+  assert batch["image"].dtype == np.float32 and batch["label"].dtype == np.int32
+  assert batch["image"].min() >= -1.0 and batch["image"].max() <= 1.0
+  assert batch["image"].min() == -1.0 and batch["image"].max() > 0.5  # Uses the range.
+
+
+def test_same_seed_same_stream_and_different_seed_differs():
+  domains = {"x": data.load_domain(data.DomainSpec(source="digits", transform="sr")),
+             "y": data.load_domain(data.DomainSpec(source="digits", classes="0:0.5",
+                                                   name="y"))}
+
+  def take(seed):
+    it = data.make_batches(domains, 32, seed=seed)
+    return [next(it) for _ in range(3)]
+
+  a, b, c = take(7), take(7), take(8)
+  chex.assert_trees_all_equal(a, b)
+  assert not np.array_equal(a[0]["x"]["image"], c[0]["x"]["image"])
+  # The two domains are independent streams, not one stream twice.
+  assert not np.array_equal(a[0]["x"]["label"], a[0]["y"]["label"])
+
+
+def test_layouts_for_pmap_and_mesh():
+  assert jax.device_count() == 2, "tests expect two fake CPU devices (conftest)"
+  domain = data.load_domain(data.DomainSpec(source="digits"))
+  it = data.make_batches({"x": domain}, 8, seed=0, stack=(3,))
+  batch = next(it)
+  chex.assert_shape(batch["x"]["image"], (3, 8, 32, 32, 1))  # [d, B, ...]
+  pm = parallel.to_pmap(batch, batch_axis=1)
+  chex.assert_shape(pm["x"]["image"], (2, 3, 4, 32, 32, 1))
+  chex.assert_shape(pm["x"]["label"], (2, 3, 4))
+  np.testing.assert_array_equal(pm["x"]["label"][1], batch["x"]["label"][:, 4:])
+  mesh = parallel.make_mesh()
+  g = parallel.to_global(batch, mesh, batch_axis=1)
+  chex.assert_shape(g["x"]["image"], (3, 8, 32, 32, 1))
+  shard_shapes = {s.data.shape for s in g["x"]["image"].addressable_shards}
+  assert shard_shapes == {(3, 4, 32, 32, 1)}
+  np.testing.assert_array_equal(np.asarray(g["x"]["label"]), batch["x"]["label"])
+
+
+def test_multi_host_slices_are_disjoint_and_cover_the_split():
+  a = sources.load_source("digits", "train", process_index=0, process_count=2)
+  b = sources.load_source("digits", "train", process_index=1, process_count=2)
+  whole = sources.load_source("digits", "train")
+  assert len(a.labels) + len(b.labels) == len(whole.labels)
+  assert data.host_batch_size(128, device_count=8, process_count=2) == 64
+
+
+# --- Bad input: one clear line naming the flag or file. ---
+
+def _one_line(excinfo, *needles):
+  msg = str(excinfo.value)
+  assert "\n" not in msg
+  for n in needles:
+    assert n in msg, msg
+
+
+def test_unknown_source():
+  with pytest.raises(ConfigError) as e:
+    data.load_domain(data.DomainSpec(source="mnist", name="y"))
+  _one_line(e, "--source_y", "'digits', 'tfds:<name>' or 'idx:<dir>'")
+
+
+def test_missing_idx_dir(tmp_path):
+  with pytest.raises(ConfigError) as e:
+    data.load_domain(data.DomainSpec(source=f"idx:{tmp_path}/nope"))
+  _one_line(e, "--source_x", "does not exist")
+
+
+def test_idx_dir_without_files(tmp_path):
+  with pytest.raises(ConfigError) as e:
+    data.load_domain(data.DomainSpec(source=f"idx:{tmp_path}"))
+  _one_line(e, "--source_x", "train-images-idx3-ubyte.gz")
+
+
+def test_malformed_idx_file(tmp_path, fashion_dir):
+  for name in os.listdir(fashion_dir):
+    os.symlink(os.path.join(fashion_dir, name), tmp_path / name)
+  os.remove(tmp_path / "t10k-labels-idx1-ubyte.gz")
+  with gzip.open(tmp_path / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+    f.write(b"not an idx file")
+  with pytest.raises(ConfigError) as e:
+    data.load_domain(data.DomainSpec(source=f"idx:{tmp_path}"))
+  _one_line(e, "--source_x", "t10k-labels-idx1-ubyte.gz", "magic")
+
+
+def test_idx_label_count_mismatch(tmp_path, fashion_dir):
+  for name in os.listdir(fashion_dir):
+    os.symlink(os.path.join(fashion_dir, name), tmp_path / name)
+  os.remove(tmp_path / "t10k-labels-idx1-ubyte.gz")
+  with gzip.open(tmp_path / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+    f.write(bytes([0, 0, 8, 1]) + (5).to_bytes(4, "big") + bytes(5))
+  with pytest.raises(ConfigError) as e:
+    data.load_domain(data.DomainSpec(source=f"idx:{tmp_path}"))
+  _one_line(e, "t10k-labels-idx1-ubyte.gz", "expected (10000,)")
+
+
+@pytest.mark.parametrize("spec,needle", [
+    ("0:-0.1", "expected a number >= 0"),
+    ("0:0.7,1:0.6", "sum to 1.3"),
+    ("10:0.5", "class 10 does not exist"),
+    ("0=0.5", "cannot parse"),
+    ("0:0.5,0:0.1", "listed twice"),
+])
+def test_bad_class_specs(spec, needle):
+  with pytest.raises(ConfigError) as e:
+    data.load_domain(data.DomainSpec(source="digits", classes=spec, name="y"))
+  _one_line(e, "--classes_y", needle)
+
+
+def test_global_batch_not_divisible_by_devices():
+  domain = data.load_domain(data.DomainSpec(source="digits"))
+  with pytest.raises(ConfigError) as e:
+    data.make_batches({"x": domain}, 7, seed=0)  # Two devices.
+  _one_line(e, "--batch_size", "multiple of the device count (2)")
+
+
+def test_tfds_offline_or_download(tmp_path):
+  """Offline: a clear error naming the alternatives. Online: real MNIST."""
+  try:
+    src = sources.load_source("tfds:mnist", data_dir=str(tmp_path), what="--source_x")
+  except DataUnavailableError as e:
+    msg = str(e)
+    assert "\n" not in msg and "--source_x" in msg
+    assert "idx:/usr/share/datasets/fashion-mnist" in msg and "digits" in msg
+  else:
+    assert src.images.shape == (60000, 28, 28, 1)
+
+
+def test_unknown_tfds_name(tmp_path):
+  with pytest.raises(ConfigError) as e:
+    sources.load_source("tfds:no_such_dataset_xyz", data_dir=str(tmp_path), what="--source_x")
+  _one_line(e, "--source_x", "no_such_dataset_xyz")
+
+
+def test_entrypoint_prints_one_line_and_exits_2(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.preview_data", "--classes_y=0:1.5",
+       f"--output={tmp_path}/p.png"], capture_output=True, text=True, timeout=300,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert proc.returncode == 2
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: --classes_y:") and "sum to 1.5" in last
+
+
+def test_preview_writes_png(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.preview_data", f"--output={tmp_path}/p.png",
+       "--num_draws=512"], capture_output=True, text=True, timeout=300,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  with open(tmp_path / "p.png", "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
