@@ -50,3 +50,25 @@ def to_pmap(tree, batch_axis: int = 0, local_devices: int | None = None):
     return np.moveaxis(x, batch_axis, 0)
 
   return jax.tree.map(split, tree)
+
+
+# --- Collectives that also work without a named axis (single device, plain jit). ---
+#
+# Convention for data-parallel losses: every per-device loss is the *global* value
+# (built with these collectives), and per-device gradients are averaged with
+# `pmean`. Under pmap semantics (and shard_map with check_vma=False) psum transposes
+# to psum, so pmean of the per-device gradients equals the single-device gradient of
+# the same global loss, including terms that cross devices (global softmax, centring).
+
+
+def psum(x, axis_name: str | None):
+  return jax.lax.psum(x, axis_name) if axis_name else x
+
+
+def pmean(x, axis_name: str | None):
+  return jax.lax.pmean(x, axis_name) if axis_name else x
+
+
+def global_size(local: int, axis_name: str | None):
+  """Global batch size from the local one."""
+  return local * jax.lax.axis_size(axis_name) if axis_name else local

@@ -1,0 +1,101 @@
+"""Batch weight (the paper's contribution): weight logits, normalisations, clipping.
+
+Names follow PAPER_NOTES.md. For a batch x ~ P_x of size m (global, across devices)
+and y ~ Q_y:
+
+- schemes (Appendix B.1) give weight logits a:
+  concat:    a_x = [ W(x, G_xy(x))],                 a_y = [-W(G_yx(y), y)]
+  single:    a_x = [ W(x)],                          a_y = [-W(G_yx(y))]
+  composite: a_x = [ W_x(x), -W_y(G_xy(x))],         a_y = [-W_x(G_yx(y)), W_y(y)]
+- normalisations turn each logit vector into weights w and average them:
+  sigmoid (Algorithm 1): w = σ(a), combined weight ω = ½(1 + w) / m;
+  softmax (Eq. 6, authors' code): w = softmax_batch(clip(a - mean(a), -t, t)),
+  combined weight ω = ½(1/m + w).
+  Both give ω that sums to ≈1 (softmax: exactly 1) over the batch, so the critic
+  terms are weighted means (Algorithm 1's sums divided by the constant m).
+- Algorithm 2 (one-sided): ω = softmax over W(x) alone, no uniform half.
+
+Batch-level operations (softmax, centring mean, m) run over the global batch when
+`axis_name` names the device axis; with `axis_name=None` the same code runs on one
+device.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from jdbw import parallel
+
+SCHEMES = ("composite", "concat", "single")
+NORMS = ("sigmoid", "softmax")
+
+
+def clip_value(step, bw_start: int = 0, bw_full: int = 1000):
+  """t(step) = 0.25 + max(0, (step - bw_start) / (bw_full - bw_start)) (PAPER_NOTES)."""
+  span = max(bw_full - bw_start, 1)
+  return 0.25 + jnp.maximum(0.0, (jnp.asarray(step, jnp.float32) - bw_start) / span)
+
+
+def weight_logits(scheme: str, W: Callable[..., jax.Array], x, g_xy_x, g_yx_y, y):
+  """Weight logits (a_x list, a_y list) of Appendix B.1's `scheme`.
+
+  `W(name, *images)` applies weight network `name` ('W' for concat and single,
+  'W_x' / 'W_y' for composite) and returns one logit per sample.
+  """
+  if scheme == "composite":
+    return [W("W_x", x), -W("W_y", g_xy_x)], [-W("W_x", g_yx_y), W("W_y", y)]
+  if scheme == "single":
+    return [W("W", x)], [-W("W", g_yx_y)]
+  if scheme == "concat":
+    return [W("W", x, g_xy_x)], [-W("W", g_yx_y, y)]
+  raise ValueError(f"unknown weighting scheme {scheme!r}; expected one of {SCHEMES}")
+
+
+def softmax_weights(a, t, axis_name: str | None = None):
+  """softmax over the global batch of clip(a - mean(a), -t, t); sums to 1 globally.
+
+  The max/min weight ratio is at most e^{2t}. `t=None` skips centring and clipping
+  (Algorithm 2 as printed).
+  """
+  a = a.astype(jnp.float32)
+  if t is not None:
+    m = parallel.global_size(a.shape[0], axis_name)
+    a = jnp.clip(a - parallel.psum(a.sum(), axis_name) / m, -t, t)
+  # Global log-sum-exp; the max is only for stability, so it carries no gradient.
+  # (pmax has no differentiation rule: stop the gradient before it, not after.)
+  local_max = jax.lax.stop_gradient(a).max()
+  shift = jax.lax.pmax(local_max, axis_name) if axis_name else local_max
+  denom = parallel.psum(jnp.exp(a - shift).sum(), axis_name)
+  return jnp.exp(a - shift) / denom
+
+
+def combined_weights(logits: Sequence[jax.Array], norm: str, t=None,
+                     axis_name: str | None = None, uniform=False):
+  """Loss weights ω of one domain from its weight logits (see module docstring).
+
+  `uniform=True` (e.g. before bw_start) gives ω = 1/m, the unweighted case.
+  """
+  m = parallel.global_size(logits[0].shape[0], axis_name)
+  if norm == "sigmoid":
+    w = sum(jax.nn.sigmoid(a.astype(jnp.float32)) for a in logits) / len(logits)
+    omega = 0.5 * (1.0 + w) / m
+  elif norm == "softmax":
+    w = sum(softmax_weights(a, t, axis_name) for a in logits) / len(logits)
+    omega = 0.5 * (1.0 / m + w)
+  else:
+    raise ValueError(f"unknown weight normalisation {norm!r}; expected one of {NORMS}")
+  if isinstance(uniform, bool):
+    return jnp.full_like(omega, 1.0 / m) if uniform else omega
+  return jnp.where(uniform, 1.0 / m, omega)
+
+
+def uniform_weights(n_local: int, axis_name: str | None = None):
+  return jnp.full((n_local,), 1.0 / parallel.global_size(n_local, axis_name), jnp.float32)
+
+
+def one_sided_weights(a, t=None, axis_name: str | None = None):
+  """Algorithm 2: w = softmax(W(x_1..m)) over the global batch (optionally clipped)."""
+  return softmax_weights(a, t, axis_name)

@@ -1,0 +1,95 @@
+"""Critic terms, gradient penalties and GAN losses, as pure functions.
+
+Per-sample weights ω enter every term; ω sums to one over the global batch, so each
+term is a weighted mean. With `axis_name` set (shard_map / pmap), sums run over the
+global batch and every returned loss is the global value (see `jdbw.parallel`).
+No function here takes labels.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jdbw import parallel
+
+GAN_LOSSES = ("nonsaturating", "hinge", "lsgan")
+GP_TYPES = ("points", "interpolates", "none")
+
+
+def weighted_sum(values, omega, axis_name: str | None = None):
+  """Σ_i ω_i v_i over the global batch."""
+  return parallel.psum(jnp.sum(omega * values.astype(jnp.float32)), axis_name)
+
+
+def critic_terms(d_minus, d_plus, omega_minus, omega_plus, axis_name: str | None = None):
+  """Algorithm 1: L⁻ = Σ D(x_i, G_xy(x_i)) ω_i and L⁺ = Σ D(G_yx(y_i), y_i) ν_i.
+
+  G minimises L⁻ − L⁺, D maximises it, W minimises (L⁻ − L⁺)².
+  """
+  return (weighted_sum(d_minus, omega_minus, axis_name),
+          weighted_sum(d_plus, omega_plus, axis_name))
+
+
+def _per_sample_sq_grad_norm(d_fn: Callable, x, y):
+  """‖∇_{(x,y)} D(x_i, y_i)‖² per sample (D is per-sample, so one VJP suffices)."""
+  gx, gy = jax.grad(lambda a, b: jnp.sum(d_fn(a, b)), argnums=(0, 1))(x, y)
+  sq = lambda g: jnp.sum(jnp.square(g.astype(jnp.float32)).reshape(g.shape[0], -1), -1)
+  return sq(gx) + sq(gy)
+
+
+def gradient_penalty_points(d_fn: Callable, pairs, axis_name: str | None = None):
+  """Roth et al. (2017): mean squared gradient norm of D at the training pairs.
+
+  `pairs` is a sequence of (x, y) batches, here both sides of Algorithm 1:
+  (x, G_xy(x)) and (G_yx(y), y), generated halves held fixed.
+  """
+  sq = jnp.concatenate([_per_sample_sq_grad_norm(d_fn, x, y) for x, y in pairs])
+  return parallel.pmean(jnp.mean(sq), axis_name)
+
+
+def gradient_penalty_interpolates(d_fn: Callable, pair_a, pair_b, rng,
+                                  axis_name: str | None = None):
+  """Gulrajani et al. (2017): E(‖∇D(x̂, ŷ)‖ − 1)² at random interpolates of two pair sets."""
+  (xa, ya), (xb, yb) = pair_a, pair_b
+  eps = jax.random.uniform(rng, (xa.shape[0],) + (1,) * (xa.ndim - 1), xa.dtype)
+  x_hat = eps * xa + (1 - eps) * xb
+  y_hat = eps * ya + (1 - eps) * yb
+  norm = jnp.sqrt(_per_sample_sq_grad_norm(d_fn, x_hat, y_hat) + 1e-12)
+  return parallel.pmean(jnp.mean(jnp.square(norm - 1.0)), axis_name)
+
+
+def _uniform(logits, axis_name):
+  return jnp.full(logits.shape, 1.0 / parallel.global_size(logits.shape[0], axis_name))
+
+
+def gan_d_loss(kind: str, real_logits, fake_logits, w_real=None, w_fake=None,
+               axis_name: str | None = None):
+  """Discriminator loss with per-sample weights (default uniform 1/m)."""
+  w_real = _uniform(real_logits, axis_name) if w_real is None else w_real
+  w_fake = _uniform(fake_logits, axis_name) if w_fake is None else w_fake
+  if kind == "nonsaturating":
+    real, fake = jax.nn.softplus(-real_logits), jax.nn.softplus(fake_logits)
+  elif kind == "hinge":
+    real, fake = jax.nn.relu(1.0 - real_logits), jax.nn.relu(1.0 + fake_logits)
+  elif kind == "lsgan":
+    real, fake = jnp.square(real_logits - 1.0), jnp.square(fake_logits)
+  else:
+    raise ValueError(f"unknown GAN loss {kind!r}; expected one of {GAN_LOSSES}")
+  return weighted_sum(real, w_real, axis_name) + weighted_sum(fake, w_fake, axis_name)
+
+
+def gan_g_loss(kind: str, fake_logits, w_fake=None, axis_name: str | None = None):
+  """Generator loss with per-sample weights (default uniform 1/m)."""
+  w_fake = _uniform(fake_logits, axis_name) if w_fake is None else w_fake
+  if kind == "nonsaturating":
+    per = jax.nn.softplus(-fake_logits)
+  elif kind == "hinge":
+    per = -fake_logits
+  elif kind == "lsgan":
+    per = jnp.square(fake_logits - 1.0)
+  else:
+    raise ValueError(f"unknown GAN loss {kind!r}; expected one of {GAN_LOSSES}")
+  return weighted_sum(per, w_fake, axis_name)

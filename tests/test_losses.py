@@ -1,0 +1,88 @@
+"""Critic terms, gradient penalties (vs finite differences), GAN losses."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jdbw import losses, models
+
+
+def test_critic_terms_weighted_and_unweighted():
+  rng = np.random.default_rng(0)
+  dm, dp = rng.normal(size=6), rng.normal(size=6)
+  w = rng.uniform(size=6)
+  w /= w.sum()
+  l_minus, l_plus = losses.critic_terms(jnp.asarray(dm), jnp.asarray(dp), jnp.asarray(w),
+                                        jnp.full(6, 1 / 6))
+  np.testing.assert_allclose(float(l_minus), np.sum(w * dm), rtol=1e-6)
+  np.testing.assert_allclose(float(l_plus), dp.mean(), rtol=1e-6)
+
+
+def _tiny_d():
+  net = models.DCGANCritic(features=2, num_layers=2)
+  x = jnp.zeros((3, 8, 8, 1))
+  params = models.init(net, jax.random.PRNGKey(0), x, x)
+  return lambda a, b: net.apply(params, a, b) ** 3  # Non-linear in the inputs.
+
+
+def test_gradient_penalty_points_matches_finite_differences():
+  with jax.enable_x64(True):
+    d_fn = _tiny_d()
+    to64 = lambda t: jax.tree.map(lambda a: a.astype(jnp.float64), t)
+    rng = jax.random.split(jax.random.PRNGKey(1), 4)
+    pairs = [(jax.random.normal(rng[0], (3, 8, 8, 1), jnp.float64),
+              jax.random.normal(rng[1], (3, 8, 8, 1), jnp.float64)),
+             (jax.random.normal(rng[2], (3, 8, 8, 1), jnp.float64),
+              jax.random.normal(rng[3], (3, 8, 8, 1), jnp.float64))]
+    d64 = lambda a, b: d_fn(a, b).astype(jnp.float64)
+    gp = float(losses.gradient_penalty_points(d64, to64(pairs)))
+    eps = 1e-5
+    sq = []
+    for x, y in pairs:
+      z = np.concatenate([np.asarray(x).reshape(3, -1), np.asarray(y).reshape(3, -1)], 1)
+      grads = np.zeros_like(z)
+      for j in range(z.shape[1]):
+        e = np.zeros_like(z)
+        e[:, j] = eps
+        f = lambda zz: np.asarray(d64(jnp.asarray(zz[:, :64].reshape(3, 8, 8, 1)),
+                                      jnp.asarray(zz[:, 64:].reshape(3, 8, 8, 1))))
+        grads[:, j] = (f(z + e) - f(z - e)) / (2 * eps)
+      sq.append((grads ** 2).sum(1))
+    np.testing.assert_allclose(gp, np.mean(np.concatenate(sq)), rtol=1e-6)
+    assert gp > 0
+
+
+def test_gradient_penalty_interpolates_on_a_linear_critic():
+  a = jax.random.normal(jax.random.PRNGKey(0), (4, 4, 1))
+  b = jax.random.normal(jax.random.PRNGKey(1), (4, 4, 1))
+  d_fn = lambda x, y: jnp.sum(x * a, (1, 2, 3)) + jnp.sum(y * b, (1, 2, 3))
+  xs = [jax.random.normal(jax.random.PRNGKey(i), (5, 4, 4, 1)) for i in range(4)]
+  gp = losses.gradient_penalty_interpolates(d_fn, (xs[0], xs[1]), (xs[2], xs[3]),
+                                            jax.random.PRNGKey(9))
+  norm = float(jnp.sqrt(jnp.sum(a ** 2) + jnp.sum(b ** 2)))
+  np.testing.assert_allclose(float(gp), (norm - 1.0) ** 2, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", losses.GAN_LOSSES)
+def test_gan_losses_against_numpy(kind):
+  rng = np.random.default_rng(1)
+  r, f = rng.normal(size=8), rng.normal(size=8)
+  w = rng.uniform(size=8)
+  w /= w.sum()
+  sp = lambda v: np.log1p(np.exp(v))
+  d_ref = {"nonsaturating": (sp(-r), sp(f)), "hinge": (np.maximum(0, 1 - r), np.maximum(0, 1 + f)),
+           "lsgan": ((r - 1) ** 2, f ** 2)}[kind]
+  g_ref = {"nonsaturating": sp(-f), "hinge": -f, "lsgan": (f - 1) ** 2}[kind]
+  d = losses.gan_d_loss(kind, jnp.asarray(r), jnp.asarray(f), w_fake=jnp.asarray(w))
+  np.testing.assert_allclose(float(d), d_ref[0].mean() + np.sum(w * d_ref[1]), rtol=1e-5)
+  g = losses.gan_g_loss(kind, jnp.asarray(f))
+  np.testing.assert_allclose(float(g), g_ref.mean(), rtol=1e-5)
+  gw = losses.gan_g_loss(kind, jnp.asarray(f), jnp.asarray(w))
+  np.testing.assert_allclose(float(gw), np.sum(w * g_ref), rtol=1e-5)
+
+
+def test_unknown_gan_loss():
+  with pytest.raises(ValueError, match="GAN loss"):
+    losses.gan_g_loss("wgan", jnp.zeros(2))

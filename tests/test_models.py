@@ -1,0 +1,119 @@
+"""Networks (Tables 1-2, DCGAN critics): shapes, ranges, spectral norm."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import parameterized
+from flax import traverse_util
+
+from jdbw import models
+
+
+class GeneratorTest(chex.TestCase):
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(
+      (models.GeneratorMNIST, 8, 1), (models.GeneratorMNIST, 8, 3),
+      (models.GeneratorSVHN, 16, 3), (models.GeneratorSVHN, 16, 1))
+  def test_shapes_and_range(self, gen, noise_dim, channels):
+    g = gen(out_channels=channels)
+    rng_x, rng_z, rng_p = jax.random.split(jax.random.PRNGKey(0), 3)
+    x = 3.0 * jax.random.normal(rng_x, (3, 32, 32, channels))
+    z = models.sample_noise(rng_z, 3, noise_dim)
+    variables = models.init(g, rng_p, x, z)
+    out = self.variant(lambda v, x, z: models.apply(g, v, x, z))(variables, x, z)
+    chex.assert_shape(out, (3, 32, 32, channels))
+    chex.assert_tree_all_finite(out)
+    assert float(jnp.max(jnp.abs(out))) <= 1.0
+    assert float(jnp.std(out)) > 0.0
+
+  def test_noise_matters_and_batch_independence(self):
+    g = models.TinyGenerator(out_channels=1)
+    x = jax.random.normal(jax.random.PRNGKey(1), (5, 32, 32, 1))
+    z = models.sample_noise(jax.random.PRNGKey(2), 5, 8)
+    v = models.init(g, jax.random.PRNGKey(0), x, z)
+    full = models.apply(g, v, x, z)
+    parts = jnp.concatenate([models.apply(g, v, x[:2], z[:2]), models.apply(g, v, x[2:], z[2:])])
+    np.testing.assert_allclose(full, parts, atol=1e-5)
+    other = models.apply(g, v, x, models.sample_noise(jax.random.PRNGKey(3), 5, 8))
+    assert float(jnp.max(jnp.abs(full - other))) > 1e-4
+
+  def test_noise_is_uniform(self):
+    z = models.sample_noise(jax.random.PRNGKey(0), 4096, 8)
+    chex.assert_shape(z, (4096, 8))
+    assert float(z.min()) >= -1 and float(z.max()) <= 1
+    np.testing.assert_allclose(float(jnp.var(z)), 1 / 3, rtol=0.05)
+
+
+class DiscriminatorTest(chex.TestCase):
+
+  @parameterized.parameters(1, 3)
+  def test_table1_shapes(self, channels):
+    d = models.JointDiscriminator()
+    x = jnp.ones((2, 32, 32, channels))
+    v = models.init(d, jax.random.PRNGKey(0), x, x)
+    out, state = d.apply(v, x, x, update_stats=False, mutable=["intermediates"])
+    chex.assert_shape(out, (2,))
+    inter = {k: val[0] for k, val in state["intermediates"].items()}
+    chex.assert_shape(inter["concat1"], (2, 16, 16, 32 + 64 + 32))
+    chex.assert_shape(inter["concat2"], (2, 8, 8, 64 + 128 + 64))
+    chex.assert_shape(inter["res2"], (2, 8, 8, 128))
+    chex.assert_shape(inter["concat3"], (2, 4, 4, 128 + 256 + 128))
+    chex.assert_shape(inter["fc_in"], (2, 1024))
+
+  @parameterized.parameters((1, 1), (3, 1), (1, 2))
+  def test_dcgan_critic(self, channels, n_inputs):
+    w = models.WeightNet()
+    imgs = [jnp.ones((5, 32, 32, channels))] * n_inputs
+    v = models.init(w, jax.random.PRNGKey(0), *imgs)
+    chex.assert_shape(models.apply(w, v, *imgs), (5,))
+    assert models.SPECTRAL not in v  # Weight nets: plain DCGAN.
+    kernels = [k for k in traverse_util.flatten_dict(v["params"]) if k[-1] == "kernel"]
+    assert len(kernels) == 5  # Four convs + linear.
+    m = models.MarginalDiscriminator()
+    assert models.SPECTRAL in models.init(m, jax.random.PRNGKey(0), *imgs)
+
+
+def _sn_pairs(variables):
+  """(raw kernel, sigma) for every spectrally normalised layer."""
+  params = traverse_util.flatten_dict(variables["params"], sep="/")
+  spectral = traverse_util.flatten_dict(variables[models.SPECTRAL], sep="/")
+  pairs = []
+  for path, sigma in spectral.items():
+    if path.endswith("/sigma"):
+      layer = path[:-len("/sn/layer/kernel/sigma")]
+      pairs.append((params[f"{layer}/layer/kernel"], sigma))
+  return pairs
+
+
+@pytest.mark.parametrize("kind", ["generator", "discriminator"])
+def test_spectral_norm_matches_svd(kind):
+  rng = jax.random.PRNGKey(0)
+  x = jax.random.normal(rng, (2, 32, 32, 1))
+  if kind == "generator":
+    net, inputs = models.TinyGenerator(out_channels=1), (x, jnp.zeros((2, 8)))
+  else:
+    net, inputs = models.TinyJointDiscriminator(), (x, x)
+  v = models.init(net, rng, *inputs)
+  step = jax.jit(lambda v: models.apply(net, v, *inputs, update_stats=True)[1])
+  for _ in range(60):
+    v = step(v)
+  pairs = _sn_pairs(v)
+  assert len(pairs) >= (10 if kind == "generator" else 12)
+  for kernel, sigma in pairs:
+    mat = np.asarray(kernel, np.float64).reshape(-1, kernel.shape[-1])
+    top = np.linalg.svd(mat, compute_uv=False)[0]
+    np.testing.assert_allclose(top / float(sigma), 1.0, atol=1e-2)
+
+
+def test_eval_mode_leaves_spectral_state_alone():
+  net = models.TinyJointDiscriminator()
+  x = jnp.ones((2, 32, 32, 1))
+  v = models.init(net, jax.random.PRNGKey(0), x, x)
+  _, updated = models.apply(net, v, x, x, update_stats=True)
+  assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(v[models.SPECTRAL]),
+                                                   jax.tree.leaves(updated[models.SPECTRAL])))
+  with pytest.raises(Exception):  # Not mutable in eval mode: no silent update.
+    net.apply(v, x, x, update_stats=True)
