@@ -64,3 +64,59 @@ def domain_preview(path: str, panels: Sequence[dict], ncol: int = 16) -> str:
     ax_bar.legend(fontsize=7)
   fig.tight_layout()
   return save(fig, path)
+
+
+def transfer_rows(path: str, panels: Sequence[dict]) -> str:
+  """Figure 2 layout per panel: row 1 source, row 2 transferred, row 3 transferred back.
+
+  Each panel: {'title', 'rows': [source, transferred, back]} image batches of equal N
+  (rows may have different channel counts: grey rows are shown as RGB where needed).
+  """
+  fig, axes = plt.subplots(len(panels), 1, figsize=(12, 2.4 * len(panels)), squeeze=False)
+  for ax, p in zip(axes[:, 0], panels):
+    rows = [np.asarray(r) for r in p["rows"]]
+    c = max(r.shape[-1] for r in rows)
+    rows = [np.repeat(r, c, -1) if r.shape[-1] != c else r for r in rows]
+    show(ax, image_grid(np.concatenate(rows), ncol=len(rows[0])), p["title"])
+  fig.tight_layout()
+  return save(fig, path)
+
+
+def noise_grid(path: str, panels: Sequence[dict]) -> str:
+  """Figure 4 layout: source per row (first column), fixed noise per column.
+
+  Each panel: {'title', 'sources' [R,...], 'outputs' [R, C, ...]}.
+  """
+  fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 6.5), squeeze=False)
+  for ax, p in zip(axes[0], panels):
+    src, out = np.asarray(p["sources"]), np.asarray(p["outputs"])
+    c = max(src.shape[-1], out.shape[-1])
+    src = np.repeat(src, c, -1) if src.shape[-1] != c else src
+    out = np.repeat(out, c, -1) if out.shape[-1] != c else out
+    cells = np.concatenate([src[:, None], out], 1)  # [R, 1 + C, H, W, c]
+    show(ax, image_grid(cells.reshape((-1,) + cells.shape[2:]), ncol=cells.shape[1]),
+         p["title"])
+  fig.tight_layout()
+  return save(fig, path)
+
+
+def weight_curves(path: str, steps, curves: dict, title: str) -> str:
+  """Figure 3: moving averages of per-class combined weights over training.
+
+  `curves` = {'x': [T, K], 'y': [T, K]}; solid lines for X, dashed for Y, one colour
+  per class.
+  """
+  fig, ax = plt.subplots(figsize=(8, 4.5))
+  colors = plt.get_cmap("tab10")
+  for side, style in (("x", "-"), ("y", "--")):
+    vals = np.asarray(curves[side])
+    for k in range(vals.shape[1]):
+      ax.plot(steps, vals[:, k], style, color=colors(k % 10),
+              label=f"{side}{k}")
+  ax.axhline(1.0, color="grey", lw=0.5)
+  ax.set_xlabel("generator step")
+  ax.set_ylabel("mean weight x m (1 = uniform)")
+  ax.set_title(title, fontsize=9)
+  ax.legend(ncol=4, fontsize=6)
+  fig.tight_layout()
+  return save(fig, path)

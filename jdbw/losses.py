@@ -33,31 +33,33 @@ def critic_terms(d_minus, d_plus, omega_minus, omega_plus, axis_name: str | None
           weighted_sum(d_plus, omega_plus, axis_name))
 
 
-def _per_sample_sq_grad_norm(d_fn: Callable, x, y):
-  """‖∇_{(x,y)} D(x_i, y_i)‖² per sample (D is per-sample, so one VJP suffices)."""
-  gx, gy = jax.grad(lambda a, b: jnp.sum(d_fn(a, b)), argnums=(0, 1))(x, y)
+def _per_sample_sq_grad_norm(d_fn: Callable, *inputs):
+  """‖∇_{inputs} D(inputs_i)‖² per sample (D is per-sample, so one VJP suffices)."""
+  grads = jax.grad(lambda *a: jnp.sum(d_fn(*a)), argnums=tuple(range(len(inputs))))(*inputs)
   sq = lambda g: jnp.sum(jnp.square(g.astype(jnp.float32)).reshape(g.shape[0], -1), -1)
-  return sq(gx) + sq(gy)
+  return sum(sq(g) for g in grads)
 
 
-def gradient_penalty_points(d_fn: Callable, pairs, axis_name: str | None = None):
-  """Roth et al. (2017): mean squared gradient norm of D at the training pairs.
+def gradient_penalty_points(d_fn: Callable, points, axis_name: str | None = None):
+  """Roth et al. (2017): mean squared gradient norm of D at the training points.
 
-  `pairs` is a sequence of (x, y) batches, here both sides of Algorithm 1:
-  (x, G_xy(x)) and (G_yx(y), y), generated halves held fixed.
+  `points` is a sequence of input tuples for `d_fn`; for Algorithm 1 both sides'
+  pairs (x, G_xy(x)) and (G_yx(y), y), generated halves held fixed.
   """
-  sq = jnp.concatenate([_per_sample_sq_grad_norm(d_fn, x, y) for x, y in pairs])
+  sq = jnp.concatenate([_per_sample_sq_grad_norm(d_fn, *p) for p in points])
   return parallel.pmean(jnp.mean(sq), axis_name)
 
 
-def gradient_penalty_interpolates(d_fn: Callable, pair_a, pair_b, rng,
+def gradient_penalty_interpolates(d_fn: Callable, points_a, points_b, eps,
                                   axis_name: str | None = None):
-  """Gulrajani et al. (2017): E(‖∇D(x̂, ŷ)‖ − 1)² at random interpolates of two pair sets."""
-  (xa, ya), (xb, yb) = pair_a, pair_b
-  eps = jax.random.uniform(rng, (xa.shape[0],) + (1,) * (xa.ndim - 1), xa.dtype)
-  x_hat = eps * xa + (1 - eps) * xb
-  y_hat = eps * ya + (1 - eps) * yb
-  norm = jnp.sqrt(_per_sample_sq_grad_norm(d_fn, x_hat, y_hat) + 1e-12)
+  """Gulrajani et al. (2017): E(‖∇D(x̂)‖ − 1)² at interpolates x̂ = ε a + (1 − ε) b.
+
+  `eps` holds one U(0, 1) draw per sample, passed in so that it can be keyed by the
+  global sample index (identical on any number of devices).
+  """
+  e = eps.reshape((-1,) + (1,) * (points_a[0].ndim - 1)).astype(points_a[0].dtype)
+  hat = [e * a + (1 - e) * b for a, b in zip(points_a, points_b)]
+  norm = jnp.sqrt(_per_sample_sq_grad_norm(d_fn, *hat) + 1e-12)
   return parallel.pmean(jnp.mean(jnp.square(norm - 1.0)), axis_name)
 
 

@@ -59,8 +59,8 @@ def test_gradient_penalty_interpolates_on_a_linear_critic():
   b = jax.random.normal(jax.random.PRNGKey(1), (4, 4, 1))
   d_fn = lambda x, y: jnp.sum(x * a, (1, 2, 3)) + jnp.sum(y * b, (1, 2, 3))
   xs = [jax.random.normal(jax.random.PRNGKey(i), (5, 4, 4, 1)) for i in range(4)]
-  gp = losses.gradient_penalty_interpolates(d_fn, (xs[0], xs[1]), (xs[2], xs[3]),
-                                            jax.random.PRNGKey(9))
+  eps = jax.random.uniform(jax.random.PRNGKey(9), (5,))
+  gp = losses.gradient_penalty_interpolates(d_fn, (xs[0], xs[1]), (xs[2], xs[3]), eps)
   norm = float(jnp.sqrt(jnp.sum(a ** 2) + jnp.sum(b ** 2)))
   np.testing.assert_allclose(float(gp), (norm - 1.0) ** 2, rtol=1e-5)
 

@@ -1,0 +1,343 @@
+"""JD-BW (Algorithm 1), its ablations and Algorithm 2, as pure training steps.
+
+`JD(config)` holds the (static) modules and optimisers; all state lives in the
+`TrainState` pytree. Every step is written once against a named batch axis
+(`axis_name`), with the data-parallel convention of `jdbw.parallel`: each per-device
+loss is the global value and gradients are averaged with `lax.pmean`.
+
+Sign convention (Algorithm 1): D maximises L⁻ − L⁺, i.e. scores the pairs
+(x, G_xy(x)) high and (G_yx(y), y) low; G minimises L⁻ − L⁺; W minimises (L⁻ − L⁺)².
+The loss weights ω are constants in G's and D's updates (only W's update
+differentiates through them). Labels never reach these functions: batches hold
+images only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from jdbw import batch_weight, losses, models, parallel
+
+BATCH_WEIGHTS = ("two_sided", "one_sided", "none")
+WEIGHT_PHASES = ("generator", "discriminator")
+
+
+@dataclasses.dataclass(frozen=True)
+class JDConfig:
+  """Everything that defines the model and its training (saved with the workdir)."""
+  batch_weight: str = "two_sided"
+  weighting: str = "composite"
+  weight_norm: str = "softmax"
+  weight_phase: str = "generator"
+  gp_type: str = "points"
+  gp_weight: float = 10.0
+  d_steps: int = 5
+  noise_dim: int = 8
+  channels_x: int = 1
+  channels_y: int = 1
+  resolution: int = 32
+  g_kernel: int = 4
+  g_stride: int = 2
+  g_features: int = 64
+  d_features: int = 32
+  w_features: int = 64
+  bw_start: int = 0
+  bw_full: int = 1000
+  lr: float = 1e-4
+  b1: float = 0.5
+  b2: float = 0.999
+  weight_decay: float = 0.0
+  lr_decay_every: int = 0
+  lr_decay_rate: float = 0.5
+
+  def validate(self):
+    from jdbw.errors import ConfigError
+    checks = [("batch_weight", BATCH_WEIGHTS), ("weighting", batch_weight.SCHEMES),
+              ("weight_norm", batch_weight.NORMS), ("weight_phase", WEIGHT_PHASES),
+              ("gp_type", losses.GP_TYPES)]
+    for field, allowed in checks:
+      if getattr(self, field) not in allowed:
+        raise ConfigError(f"--{field}: got {getattr(self, field)!r}; expected one of {allowed}")
+    for field in ("d_steps", "noise_dim", "g_features", "d_features", "w_features"):
+      if getattr(self, field) < 1:
+        raise ConfigError(f"--{field}: got {getattr(self, field)}; expected >= 1")
+    if self.resolution != 32:
+      raise ConfigError(f"--resolution: the 32x32 networks of Tables 1-2 need 32, got {self.resolution}")
+    if self.g_kernel not in (1, 4) or (self.g_kernel, self.g_stride) not in ((4, 2), (1, 1)):
+      raise ConfigError("--g_kernel/--g_stride: expected 4/2 (MNIST-SRMNIST) or 1/1 (MNIST-SVHN)")
+    if self.lr <= 0 or self.gp_weight < 0:
+      raise ConfigError("--lr must be > 0 and --gp_weight >= 0")
+    return self
+
+
+@flax.struct.dataclass
+class TrainState:
+  """All training state: step, RNG, params, spectral-norm state, optimiser states."""
+  step: jax.Array
+  rng: jax.Array
+  params: dict       # {'G': {'G_xy', 'G_yx'}, 'D': {'D'}, 'W': {...}}
+  spectral: dict     # same layout; empty dicts where a net has no spectral norm
+  opt_state: dict    # {'G', 'D', 'W'}
+
+
+def _split_vars(variables):
+  return variables["params"], variables.get(models.SPECTRAL, {})
+
+
+def _join_vars(params, spectral):
+  return {"params": params, models.SPECTRAL: spectral} if spectral else {"params": params}
+
+
+def per_sample_uniform(key, global_index, shape, minval=0.0, maxval=1.0):
+  """One draw per sample keyed by its global index: identical on any device count."""
+  return jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i), shape,
+                                               jnp.float32, minval, maxval))(global_index)
+
+
+def _global_index(n_local, axis_name):
+  offset = jax.lax.axis_index(axis_name) * n_local if axis_name else 0
+  return offset + jnp.arange(n_local)
+
+
+class JD:
+  """Joint discriminator model family: two_sided (JD-BW), none (JD alone), one_sided."""
+
+  def __init__(self, config: JDConfig):
+    self.config = c = config.validate()
+    gen = functools.partial(models.Generator, kernel=c.g_kernel, stride=c.g_stride,
+                            features=c.g_features)
+    self.G = {"G_xy": gen(out_channels=c.channels_y)}
+    if c.batch_weight != "one_sided":
+      self.G["G_yx"] = gen(out_channels=c.channels_x)
+      self.D = models.JointDiscriminator(features=c.d_features)
+    else:
+      self.D = models.MarginalDiscriminator(features=c.d_features)
+    w = functools.partial(models.WeightNet, features=c.w_features)
+    if c.batch_weight == "none":
+      self.W = {}
+    elif c.batch_weight == "one_sided" or c.weighting in ("single", "concat"):
+      self.W = {"W": w()}
+    else:
+      self.W = {"W_x": w(), "W_y": w()}
+    self.tx = {k: self._optimizer() for k in ("G", "D", "W")}
+
+  unroll_d_steps = True
+
+  @property
+  def batches_per_iteration(self) -> int:
+    return 1 + self.config.d_steps
+
+  # --- construction ---
+
+  def _optimizer(self):
+    c = self.config
+    lr = c.lr
+    if c.lr_decay_every:
+      lr = optax.exponential_decay(c.lr, c.lr_decay_every, c.lr_decay_rate, staircase=True)
+    parts = [optax.add_decayed_weights(c.weight_decay)] if c.weight_decay else []
+    return optax.chain(*parts, optax.adam(lr, b1=c.b1, b2=c.b2))
+
+  def init_state(self, rng) -> TrainState:
+    c = self.config
+    r = c.resolution
+    x = jnp.zeros((1, r, r, c.channels_x))
+    y = jnp.zeros((1, r, r, c.channels_y))
+    z = jnp.zeros((1, c.noise_dim))
+    keys = iter(jax.random.split(rng, 8))
+    params, spectral = {"G": {}, "D": {}, "W": {}}, {"G": {}, "D": {}, "W": {}}
+    for name, g in self.G.items():
+      params["G"][name], spectral["G"][name] = _split_vars(
+          models.init(g, next(keys), x if name == "G_xy" else y, z))
+    d_inputs = (y,) if self.config.batch_weight == "one_sided" else (x, y)
+    params["D"]["D"], spectral["D"]["D"] = _split_vars(models.init(self.D, next(keys), *d_inputs))
+    for name, w in self.W.items():
+      w_inputs = {"W_y": (y,), "W": (x, y) if c.weighting == "concat" and
+                  c.batch_weight == "two_sided" else (x,)}.get(name, (x,))
+      params["W"][name], spectral["W"][name] = _split_vars(models.init(w, next(keys), *w_inputs))
+    opt_state = {k: self.tx[k].init(params[k]) for k in ("G", "D", "W")}
+    return TrainState(step=jnp.zeros((), jnp.int32), rng=next(keys), params=params,
+                      spectral=spectral, opt_state=opt_state)
+
+  # --- forward pieces ---
+
+  @staticmethod
+  def _run(module, params, spectral, *inputs, update_stats=False):
+    """(output, spectral state after the call): updated only with update_stats."""
+    variables = _join_vars(params, spectral)
+    if not update_stats:
+      return models.apply(module, variables, *inputs), spectral
+    out, variables = models.apply(module, variables, *inputs, update_stats=True)
+    return out, variables.get(models.SPECTRAL, {})
+
+  def generate(self, params, spectral, name, images, z, update_stats=False):
+    return self._run(self.G[name], params["G"][name], spectral["G"][name], images, z,
+                     update_stats=update_stats)
+
+  def critic(self, params, spectral, *inputs, update_stats=False):
+    return self._run(self.D, params["D"]["D"], spectral["D"]["D"], *inputs,
+                     update_stats=update_stats)
+
+  def _weights(self, params, x, fx, fy, y, step, axis_name):
+    """(ω_x, ω_y): per-sample loss weights of both sides (sum to 1 per side)."""
+    c = self.config
+    n = x.shape[0]
+    uniform = batch_weight.uniform_weights(n, axis_name)
+    if c.batch_weight == "none":
+      return uniform, uniform
+    W = lambda name, *imgs: models.apply(self.W[name], {"params": params["W"][name]}, *imgs)
+    t = batch_weight.clip_value(step, c.bw_start, c.bw_full)
+    before = step < c.bw_start
+    if c.batch_weight == "one_sided":
+      w = batch_weight.one_sided_weights(W("W", x), t, axis_name)
+      return jnp.where(before, uniform, w), uniform
+    a_x, a_y = batch_weight.weight_logits(c.weighting, W, x, fx, fy, y)
+    return (batch_weight.combined_weights(a_x, c.weight_norm, t, axis_name, before),
+            batch_weight.combined_weights(a_y, c.weight_norm, t, axis_name, before))
+
+  def _sides(self, params, spectral, x, y, zx, zy, *, train_g, train_d):
+    """Generated images and critic scores of both sides; returns new spectral state."""
+    fx, sn_xy = self.generate(params, spectral, "G_xy", x, zx, update_stats=train_g)
+    new_spectral = {**spectral, "G": {**spectral["G"], "G_xy": sn_xy}}
+    if self.config.batch_weight == "one_sided":
+      fy = None
+      if not train_g:
+        fx = jax.lax.stop_gradient(fx)
+      (d_minus, sn_d) = self.critic(params, spectral, fx, update_stats=train_d)
+      d_plus, _ = self.critic(params, {**spectral, "D": {"D": sn_d}}, y)
+    else:
+      fy, sn_yx = self.generate(params, spectral, "G_yx", y, zy, update_stats=train_g)
+      new_spectral["G"]["G_yx"] = sn_yx
+      if not train_g:
+        fx, fy = jax.lax.stop_gradient(fx), jax.lax.stop_gradient(fy)
+      d_minus, sn_d = self.critic(params, spectral, x, fx, update_stats=train_d)
+      d_plus, _ = self.critic(params, {**spectral, "D": {"D": sn_d}}, fy, y)
+    new_spectral["D"] = {"D": sn_d}
+    return fx, fy, d_minus, d_plus, new_spectral
+
+  def _noise(self, key, x, axis_name):
+    idx = _global_index(x.shape[0], axis_name)
+    kx, ky = jax.random.split(key)
+    d = self.config.noise_dim
+    return (per_sample_uniform(kx, idx, (d,), -1.0, 1.0),
+            per_sample_uniform(ky, idx, (d,), -1.0, 1.0))
+
+  # --- steps: (state, batch, rng) -> (state, metrics) ---
+
+  def generator_step(self, state: TrainState, batch, rng, axis_name=None):
+    """Algorithm 1, generator–weight step: G on ∇(L⁻ − L⁺), W on ∇(L⁻ − L⁺)²."""
+    c = self.config
+    x, y = batch["x"], batch["y"]
+    zx, zy = self._noise(rng, x, axis_name)
+    train_w = c.batch_weight != "none" and c.weight_phase == "generator"
+
+    def loss_fn(trainable):
+      params = {**state.params, "G": trainable["G"], "W": trainable["W"]}
+      fx, fy, d_minus, d_plus, spectral = self._sides(
+          params, state.spectral, x, y, zx, zy, train_g=True, train_d=False)
+      sg = jax.lax.stop_gradient
+      fy_w = None if fy is None else sg(fy)
+      w_x, w_y = self._weights(params, x, sg(fx), fy_w, y, state.step, axis_name)
+      l_minus, l_plus = losses.critic_terms(d_minus, d_plus, sg(w_x), sg(w_y), axis_name)
+      gap = l_minus - l_plus
+      loss = gap
+      if train_w:
+        lw_minus, lw_plus = losses.critic_terms(sg(d_minus), sg(d_plus), w_x, w_y, axis_name)
+        loss = loss + jnp.square(lw_minus - lw_plus)
+      return loss, (spectral, gap, w_x, w_y)
+
+    trainable = {"G": state.params["G"], "W": state.params["W"]}
+    grads, (spectral, gap, w_x, w_y) = jax.grad(loss_fn, has_aux=True)(trainable)
+    grads = parallel.pmean(grads, axis_name)
+    params, opt_state = dict(state.params), dict(state.opt_state)
+    for k in ("G", "W") if train_w else ("G",):
+      updates, opt_state[k] = self.tx[k].update(grads[k], state.opt_state[k], state.params[k])
+      params[k] = optax.apply_updates(state.params[k], updates)
+    m = parallel.global_size(x.shape[0], axis_name)
+    metrics = {"g/gap": gap, "w/loss": jnp.square(gap),
+               "w/clip_t": batch_weight.clip_value(state.step, c.bw_start, c.bw_full)}
+    per_sample = {"w_x": w_x * m, "w_y": w_y * m}  # 1 = uniform weight.
+    return state.replace(params=params, spectral=spectral, opt_state=opt_state), (metrics, per_sample)
+
+  def discriminator_step(self, state: TrainState, batch, rng, axis_name=None):
+    """Algorithm 1, critic step: D on −∇(L⁻ − L⁺) + λ·GP (W too in the code's variant)."""
+    c = self.config
+    x, y = batch["x"], batch["y"]
+    k_noise, k_gp = jax.random.split(rng)
+    zx, zy = self._noise(k_noise, x, axis_name)
+    train_w = c.batch_weight != "none" and c.weight_phase == "discriminator"
+    one_sided = c.batch_weight == "one_sided"
+
+    def loss_fn(trainable):
+      params = {**state.params, "D": trainable["D"], "W": trainable["W"]}
+      fx, fy, d_minus, d_plus, spectral = self._sides(
+          params, state.spectral, x, y, zx, zy, train_g=False, train_d=True)
+      w_x, w_y = self._weights(params, x, fx, fy, y, state.step, axis_name)
+      sg = jax.lax.stop_gradient
+      l_minus, l_plus = losses.critic_terms(d_minus, d_plus, sg(w_x), sg(w_y), axis_name)
+      gap = l_minus - l_plus
+      d_fn = lambda *inp: self.critic(params, spectral, *inp)[0]
+      points = [(fx,), (y,)] if one_sided else [(x, fx), (fy, y)]
+      if c.gp_type == "points":
+        gp = losses.gradient_penalty_points(d_fn, points, axis_name)
+      elif c.gp_type == "interpolates":
+        eps = per_sample_uniform(k_gp, _global_index(x.shape[0], axis_name), ())
+        gp = losses.gradient_penalty_interpolates(d_fn, points[0], points[1], eps, axis_name)
+      else:
+        gp = jnp.zeros(())
+      loss = -gap + c.gp_weight * gp
+      if train_w:
+        lw_minus, lw_plus = losses.critic_terms(sg(d_minus), sg(d_plus), w_x, w_y, axis_name)
+        loss = loss + jnp.square(lw_minus - lw_plus)
+      return loss, (spectral, gap, gp)
+
+    trainable = {"D": state.params["D"], "W": state.params["W"]}
+    grads, (spectral, gap, gp) = jax.grad(loss_fn, has_aux=True)(trainable)
+    grads = parallel.pmean(grads, axis_name)
+    params, opt_state = dict(state.params), dict(state.opt_state)
+    for k in ("D", "W") if train_w else ("D",):
+      updates, opt_state[k] = self.tx[k].update(grads[k], state.opt_state[k], state.params[k])
+      params[k] = optax.apply_updates(state.params[k], updates)
+    metrics = {"d/gap": gap, "d/gp": gp}
+    return state.replace(params=params, spectral=spectral, opt_state=opt_state), metrics
+
+  def iteration(self, state: TrainState, batch, axis_name=None):
+    """One generator step then d critic steps, one compiled call.
+
+    `batch` = {'x': [1 + d, B, ...], 'y': [1 + d, B, ...]} images: slice 0 feeds the
+    generator step, slices 1..d the critic steps (fresh batches each). RNG: the
+    state's key folded with the step, then with the sub-step index; noise is keyed by
+    the global sample index.
+    """
+    key = jax.random.fold_in(state.rng, state.step)
+    g_batch = jax.tree.map(lambda a: a[0], batch)
+    state, (g_metrics, per_sample) = self.generator_step(
+        state, g_batch, jax.random.fold_in(key, 0), axis_name)
+
+    def d_body(state, inputs):
+      i, b = inputs
+      return self.discriminator_step(state, b, jax.random.fold_in(key, i), axis_name)
+
+    d_batches = jax.tree.map(lambda a: a[1:], batch)
+    # Unrolled: XLA:CPU ran the rolled scan 5x slower than the same steps unrolled
+    # (docs/benchmarks.md); on accelerators the difference is compile time only.
+    state, d_metrics = jax.lax.scan(
+        d_body, state, (jnp.arange(1, self.config.d_steps + 1), d_batches),
+        unroll=self.unroll_d_steps)
+    metrics = {**g_metrics, **jax.tree.map(lambda a: a[-1], d_metrics)}
+    metrics = parallel.pmean(metrics, axis_name)
+    return state.replace(step=state.step + 1), metrics, per_sample
+
+  # --- inference ---
+
+  def translate(self, params, spectral, images, z, direction: str):
+    name = {"xy": "G_xy", "yx": "G_yx"}[direction]
+    if name not in self.G:
+      raise ValueError(f"this model ({self.config.batch_weight}) has no {name}")
+    return self.generate(params, spectral, name, images, z)[0]

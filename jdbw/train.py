@@ -1,0 +1,323 @@
+"""The training loop every method plugs into.
+
+A method (e.g. `jdbw.jd.JD`) supplies `config` (a frozen dataclass), `init_state(rng)`,
+`iteration(state, batch, axis_name) -> (state, metrics, per_sample_weights)` with
+`batch = {'x', 'y'}` images stacked [1 + d, B, ...], `batches_per_iteration` and
+`translate(params, spectral, images, z, direction)`. The loop owns data, devices,
+checkpoints, resume, logging and figures.
+
+Resume: rerunning with the same --workdir restores the latest checkpoint (step, all
+params and optimiser states including learning-rate schedules, RNG, history of the
+weight curves). The data stream is not replayed: it is re-seeded deterministically
+from (seed, step), so a resumed run is reproducible but draws different batches than
+an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jdbw import checkpoint, data, figures, parallel
+from jdbw.errors import ConfigError
+
+PARALLEL = ("shard_map", "pmap")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  workdir: str
+  steps: int
+  batch_size: int = 128
+  seed: int = 0
+  parallel: str = "shard_map"
+  checkpoint_every: int = 1000
+  keep_checkpoints: int = 3
+  log_every: int = 50
+  figure_every: int = 5000
+  data_dir: str | None = None
+  weight_ema: float = 0.98
+
+  def validate(self):
+    if not self.workdir:
+      raise ConfigError("--workdir: required (directory for checkpoints, logs and figures)")
+    if self.steps < 1:
+      raise ConfigError(f"--steps: got {self.steps}; expected >= 1")
+    if self.parallel not in PARALLEL:
+      raise ConfigError(f"--parallel: got {self.parallel!r}; expected one of {PARALLEL}")
+    for f in ("checkpoint_every", "log_every", "figure_every", "keep_checkpoints"):
+      if getattr(self, f) < 1:
+        raise ConfigError(f"--{f}: got {getattr(self, f)}; expected >= 1")
+    return self
+
+
+def stream_seed(seed: int, step: int) -> int:
+  """Data-stream seed after `step` iterations (the documented resume re-seed)."""
+  if step == 0:
+    return seed
+  return int(np.random.SeedSequence([seed, step]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+# --- wrappers: the same step under jit(shard_map) or pmap ---
+
+def compile_iteration(method, mode: str, mesh=None):
+  """The method's iteration, compiled once, with the state's buffers donated.
+
+  shard_map: state replicated, batch global arrays sharded on their batch axis (1).
+  pmap: state and batch carry a leading local-device axis.
+  """
+  fn = functools.partial(method.iteration, axis_name=parallel.BATCH_AXIS)
+  if mode == "shard_map":
+    mesh = mesh or parallel.make_mesh()
+    sm = jax.shard_map(fn, mesh=mesh, in_specs=(P(), parallel.batch_spec(1)),
+                       out_specs=(P(), P(), P(parallel.BATCH_AXIS)), check_vma=False)
+    return jax.jit(sm, donate_argnums=0)
+  if mode == "pmap":
+    return jax.pmap(fn, axis_name=parallel.BATCH_AXIS, donate_argnums=0)
+  raise ValueError(mode)
+
+
+def place_state(state, mode: str, mesh=None):
+  if mode == "pmap":
+    n = jax.local_device_count()
+    return jax.tree.map(lambda a: np.stack([np.asarray(a)] * n), state)
+  return jax.device_put(state, NamedSharding(mesh or parallel.make_mesh(), P()))
+
+
+def host_state(state, mode: str):
+  """A single (unreplicated) copy of the state, for checkpoints and inference."""
+  return jax.tree.map(lambda a: a[0], state) if mode == "pmap" else state
+
+
+def place_batch(images, mode: str, mesh=None):
+  if mode == "pmap":
+    return parallel.to_pmap(images, batch_axis=1)
+  return parallel.to_global(images, mesh or parallel.make_mesh(), batch_axis=1)
+
+
+def flat_per_sample(per_sample, mode):
+  return {k: np.asarray(v).reshape(-1) for k, v in per_sample.items()}
+
+
+# --- workdir bookkeeping ---
+
+def _config_record(method, domains) -> dict:
+  return {"method": type(method).__name__, "model": dataclasses.asdict(method.config),
+          "domains": {k: dataclasses.asdict(d.spec) for k, d in domains.items()}}
+
+
+def check_workdir_config(workdir: str, record: dict) -> None:
+  """Writes config.json on a new workdir; refuses one made with another configuration."""
+  path = os.path.join(workdir, "config.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+    diff = sorted(k for sec in ("model", "domains") for k in
+                  set(old.get(sec, {})) | set(record[sec])
+                  if old.get(sec, {}).get(k) != record[sec].get(k))
+    if old.get("method") != record["method"]:
+      diff.insert(0, "method")
+    if diff:
+      raise ConfigError(
+          f"--workdir: {workdir} was created with a different model configuration"
+          f" (differs in: {', '.join(diff)}); use a new --workdir or the original flags")
+    return
+  os.makedirs(workdir, exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(record, f, indent=2, sort_keys=True)
+
+
+class _Preemption:
+  """SIGTERM (preemption on Colab / TPU VMs) asks the loop to checkpoint and stop."""
+
+  def __init__(self):
+    self.requested = False
+    self._old = None
+
+  def __enter__(self):
+    try:
+      self._old = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # Not the main thread: leave signals alone.
+      self._old = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._old is not None:
+      signal.signal(signal.SIGTERM, self._old)
+
+
+# --- figures ---
+
+def _eval_batch(domains, seed, n, resolution):
+  it = data.make_batches(domains, n, seed=seed + 1, resolution=resolution,
+                         device_count=1, process_index=0, process_count=1)
+  return next(it)
+
+
+def write_figures(method, state, eval_batch, history, workdir, seed) -> list[str]:
+  params, spectral = state.params, state.spectral
+  translate = jax.jit(method.translate, static_argnums=4)
+  out_dir = os.path.join(workdir, "figures")
+  nz = method.config.noise_dim
+  key = jax.random.PRNGKey(seed)
+  rows, noise_rows = [], []
+  names = [("xy", "x", "yx", "X -> Y -> X")]
+  if "G_yx" in method.G:
+    names.append(("yx", "y", "xy", "Y -> X -> Y"))
+  for d, side, back, title in names:
+    src = jnp.asarray(eval_batch[side]["image"][:12])
+    z = jax.random.uniform(jax.random.fold_in(key, 0), (12, nz), minval=-1, maxval=1)
+    fwd = translate(params, spectral, src, z, d)
+    row = [src, fwd]
+    if back in {"xy": "G_xy", "yx": "G_yx"} and {"xy": "G_xy", "yx": "G_yx"}[back] in method.G:
+      row.append(translate(params, spectral, fwd, z[::-1], back))
+    rows.append({"title": f"Figure 2 layout, {title} (rows: source, transferred,"
+                          f" transferred back), step {int(state.step)}", "rows": row})
+    src8 = src[:8]
+    zs = jax.random.uniform(jax.random.fold_in(key, 1), (8, nz), minval=-1, maxval=1)
+    outs = jnp.stack([translate(params, spectral, src8, jnp.broadcast_to(zs[j], (8, nz)), d)
+                      for j in range(8)], 1)
+    noise_rows.append({"title": f"Figure 4 layout, G_{d}: source per row, noise per column",
+                       "sources": src8, "outputs": outs})
+  paths = [figures.transfer_rows(os.path.join(out_dir, "figure2_transfer.png"), rows),
+           figures.noise_grid(os.path.join(out_dir, "figure4_noise.png"), noise_rows)]
+  if history["steps"]:
+    paths.append(figures.weight_curves(
+        os.path.join(out_dir, "figure3_weights.png"), history["steps"],
+        {"x": history["weights_x"], "y": history["weights_y"]},
+        "Figure 3: moving average of per-class combined weights (solid X, dashed Y)"))
+  return paths
+
+
+# --- the loop ---
+
+def train(method, run: RunConfig, domain_specs: dict, *, writer_factory=None,
+          iteration_wrapper=None) -> Any:
+  """Trains `method` on the two domains; returns the final host state.
+
+  `iteration_wrapper` (tests only) wraps the compiled iteration, e.g. to inject faults.
+  """
+  run.validate()
+  workdir = os.path.abspath(run.workdir)
+  domains = {k: data.load_domain(s, data_dir=run.data_dir, process_index=jax.process_index(),
+                                 process_count=jax.process_count())
+             for k, s in domain_specs.items()}
+  for name, d in domains.items():
+    want = getattr(method.config, f"channels_{name}")
+    if d.spec.channels != want:
+      raise ConfigError(f"--channels_{name}: domain has {d.spec.channels} channels but the"
+                        f" model expects {want}")
+  data.host_batch_size(run.batch_size, device_count=jax.device_count(),
+                       process_count=jax.process_count())
+  check_workdir_config(workdir, _config_record(method, domains))
+  num_classes = {k: d.num_classes for k, d in domains.items()}
+
+  mesh = parallel.make_mesh() if run.parallel == "shard_map" else None
+  step_fn = compile_iteration(method, run.parallel, mesh)
+  if iteration_wrapper is not None:
+    step_fn = iteration_wrapper(step_fn)
+  ckpt = checkpoint.Checkpointer(workdir, run.keep_checkpoints)
+  state = method.init_state(jax.random.PRNGKey(run.seed))
+  history = {"steps": [], "weights_x": [], "weights_y": [], "ema_x": None, "ema_y": None}
+  start = ckpt.latest_step() or 0
+  if start:
+    state, history = ckpt.restore(state)
+    logging.info("resumed %s at step %d", workdir, start)
+  if start >= run.steps:
+    logging.info("nothing to do: checkpoint at step %d >= --steps=%d", start, run.steps)
+    return state
+  eval_batch = _eval_batch(domains, run.seed, 16, method.config.resolution)
+  batches = data.make_batches(domains, run.batch_size, seed=stream_seed(run.seed, start),
+                              resolution=method.config.resolution,
+                              stack=(method.batches_per_iteration,))
+  writer = (writer_factory or _tb_writer)(os.path.join(workdir, "tb"))
+  dev_state = place_state(state, run.parallel, mesh)
+  last_good = (start, state, history)
+  t_log, step_log = time.time(), start
+  try:
+    with _Preemption() as preempt:
+      for step in range(start, run.steps):
+        batch = next(batches)
+        images = {k: v["image"] for k, v in batch.items()}  # Labels stay on the host.
+        dev_state, metrics, per_sample = step_fn(dev_state, place_batch(images, run.parallel, mesh))
+        metrics = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in jax.device_get(metrics).items()}
+        if not all(np.isfinite(v) for v in metrics.values()):
+          bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
+          raise FloatingPointError(
+              f"non-finite loss at step {step + 1}: {bad}; stopping. The last good"
+              f" checkpoint (step {ckpt.latest_step()}) is untouched; lower --lr or"
+              " raise --gp_weight and rerun with a new --workdir")
+        _monitor_weights(history, flat_per_sample(per_sample, run.parallel),
+                         {k: v["label"][0] for k, v in batch.items()}, num_classes,
+                         run.weight_ema, step + 1, run.log_every)
+        done = step + 1
+        if done % run.log_every == 0 or done == run.steps:
+          rate = (done - step_log) / max(time.time() - t_log, 1e-9)
+          eta = (run.steps - done) / max(rate, 1e-9)
+          logging.info("step %d/%d  %s  %.2f steps/s  ETA %.0fs", done, run.steps,
+                       "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())), rate, eta)
+          for k, v in metrics.items():
+            writer.add_scalar(k, v, done)
+          writer.add_scalar("perf/steps_per_s", rate, done)
+          if history["steps"] and history["steps"][-1] == done:
+            for side in ("x", "y"):
+              for c, w in enumerate(history[f"weights_{side}"][-1]):
+                writer.add_scalar(f"weights_{side}/class_{c}", w, done)
+          writer.flush()
+          t_log, step_log = time.time(), done
+        if done % run.checkpoint_every == 0 or done == run.steps or preempt.requested:
+          hs = host_state(dev_state, run.parallel)
+          ckpt.save(done, hs, history)
+          last_good = (done, hs, history)
+        if done % run.figure_every == 0 or done == run.steps:
+          write_figures(method, host_state(dev_state, run.parallel), eval_batch, history,
+                        workdir, run.seed)
+        if preempt.requested:
+          logging.warning("SIGTERM: checkpoint written at step %d; exiting", done)
+          break
+  finally:
+    ckpt.wait()
+    ckpt.close()
+    writer.close()
+  return host_state(dev_state, run.parallel) if last_good[0] == run.steps else last_good[1]
+
+
+def _monitor_weights(history, per_sample, labels, num_classes, ema, step, every):
+  """Per-class mean of the combined weights (labels used for monitoring only)."""
+  for side in ("x", "y"):
+    w, lab = per_sample[f"w_{side}"], np.asarray(labels[side]).reshape(-1)
+    k = num_classes[side]
+    sums = np.bincount(lab, weights=w, minlength=k)
+    counts = np.bincount(lab, minlength=k)
+    prev = history[f"ema_{side}"]
+    cur = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    if prev is None:
+      new = np.where(np.isnan(cur), 1.0, cur)
+    else:
+      prev = np.asarray(prev)
+      new = np.where(np.isnan(cur), prev, ema * prev + (1 - ema) * cur)
+    history[f"ema_{side}"] = new.tolist()
+  if step % every == 0:
+    history["steps"].append(step)
+    history["weights_x"].append(history["ema_x"])
+    history["weights_y"].append(history["ema_y"])
+
+
+def _tb_writer(logdir):
+  from tensorboardX import SummaryWriter
+  return SummaryWriter(logdir)

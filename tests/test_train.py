@@ -1,0 +1,195 @@
+"""Training steps, wrappers, loop: agreement across devices, resume, signals, NaN."""
+
+import dataclasses
+import functools
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jdbw import data, jd, parallel, train
+from jdbw.errors import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(g_features=4, d_features=2, w_features=2, d_steps=2)
+
+
+def _batch(d_steps, b=4, seed=0):
+  rng = np.random.default_rng(seed)
+  return {k: rng.uniform(-1, 1, (d_steps + 1, b, 32, 32, 1)).astype(np.float32)
+          for k in ("x", "y")}
+
+
+def _copy(tree):
+  return jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
+
+
+@pytest.mark.parametrize("variant", [
+    dict(batch_weight="two_sided", weight_norm="softmax"),
+    dict(batch_weight="two_sided", weight_norm="sigmoid", weighting="concat",
+         weight_phase="discriminator", gp_type="interpolates"),
+    dict(batch_weight="one_sided"),
+])
+def test_shard_map_and_pmap_match_single_device(variant):
+  assert jax.device_count() == 2
+  method = jd.JD(jd.JDConfig(**TINY, **variant))
+  state = method.init_state(jax.random.PRNGKey(0))
+  batch = _batch(method.config.d_steps)
+  ref_state, ref_metrics, ref_w = jax.jit(method.iteration)(_copy(state), batch)
+  sm = train.compile_iteration(method, "shard_map")
+  sm_state, sm_metrics, sm_w = sm(train.place_state(_copy(state), "shard_map"),
+                                  train.place_batch(batch, "shard_map"))
+  pm = train.compile_iteration(method, "pmap")
+  pm_state, pm_metrics, pm_w = pm(train.place_state(_copy(state), "pmap"),
+                                  train.place_batch(batch, "pmap"))
+  pm_state = train.host_state(pm_state, "pmap")
+  for got_state, got_metrics, got_w in ((sm_state, sm_metrics, sm_w),
+                                        (pm_state, pm_metrics, pm_w)):
+    got_metrics = jax.tree.map(lambda a: np.asarray(a).reshape(-1)[0], got_metrics)
+    chex.assert_trees_all_close(got_metrics, ref_metrics, rtol=2e-4, atol=1e-6)
+    chex.assert_trees_all_close(train.flat_per_sample(got_w, None),
+                                train.flat_per_sample(ref_w, None), rtol=1e-5)
+    # Adam's first moments are proportional to the gradients: a sensitive check.
+    chex.assert_trees_all_close(got_state.opt_state, ref_state.opt_state, rtol=2e-3, atol=1e-6)
+    # Adam's first steps move each parameter by about ±lr whatever the gradient's size,
+    # so float noise on an exactly-zero gradient can move it by up to lr per step; the
+    # gradient-level agreement is asserted on the moments above.
+    lr_bound = method.config.lr * (1 + method.config.d_steps)
+    chex.assert_trees_all_close(got_state.params, ref_state.params, rtol=1e-4, atol=lr_bound)
+    chex.assert_trees_all_close(got_state.spectral, ref_state.spectral, rtol=1e-4, atol=1e-5)
+    assert int(got_state.step) == 1
+
+
+def _changed(a, b):
+  return any(not np.allclose(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_steps_change_only_their_own_networks():
+  method = jd.JD(jd.JDConfig(**TINY))
+  state = method.init_state(jax.random.PRNGKey(0))
+  b = jax.tree.map(lambda a: a[0], _batch(0))
+  key = jax.random.PRNGKey(1)
+  g_state, _ = jax.jit(method.generator_step)(state, b, key)
+  assert _changed(g_state.params["G"], state.params["G"])
+  assert _changed(g_state.params["W"], state.params["W"])
+  chex.assert_trees_all_equal(g_state.params["D"], state.params["D"])
+  d_state, _ = jax.jit(method.discriminator_step)(state, b, key)
+  assert _changed(d_state.params["D"], state.params["D"])
+  chex.assert_trees_all_equal(d_state.params["G"], state.params["G"])
+  chex.assert_trees_all_equal(d_state.params["W"], state.params["W"])
+  it_state, _, _ = jax.jit(method.iteration)(state, _batch(TINY["d_steps"]))
+  for k in ("G", "D", "W"):
+    assert _changed(it_state.params[k], state.params[k]), k
+
+
+def test_iteration_compiles_once():
+  method = jd.JD(jd.JDConfig(**TINY))
+  step = jax.jit(chex.assert_max_traces(method.iteration, n=1), donate_argnums=0)
+  state = method.init_state(jax.random.PRNGKey(0))
+  for seed in range(3):
+    state, _, _ = step(state, _batch(TINY["d_steps"], seed=seed))
+  assert int(state.step) == 3
+
+
+def _specs():
+  return {"x": data.DomainSpec(source="digits", name="x"),
+          "y": data.DomainSpec(source="digits", classes="0:0.5", transform="sr", name="y")}
+
+
+def _run(workdir, steps, **kw):
+  return train.RunConfig(workdir=str(workdir), steps=steps, batch_size=4, checkpoint_every=2,
+                         log_every=1, figure_every=100, **kw)
+
+
+def test_tiny_run_writes_everything_and_resumes(tmp_path):
+  method = jd.JD(jd.JDConfig(**TINY))
+  train.train(method, _run(tmp_path, 3), _specs())
+  ckpts = sorted(int(os.path.basename(p)) for p in glob.glob(f"{tmp_path}/checkpoints/*"))
+  assert ckpts == [2, 3]
+  assert glob.glob(f"{tmp_path}/tb/events.out.tfevents.*")
+  for name in ("figure2_transfer", "figure3_weights", "figure4_noise"):
+    with open(f"{tmp_path}/figures/{name}.png", "rb") as f:
+      assert f.read(4) == b"\x89PNG"
+  state = train.train(method, _run(tmp_path, 5), _specs())
+  assert int(state.step) == 5
+  ckpts = sorted(int(os.path.basename(p)) for p in glob.glob(f"{tmp_path}/checkpoints/*"))
+  assert ckpts[-1] == 5
+  # A different model configuration is refused.
+  other = jd.JD(jd.JDConfig(**{**TINY, "d_steps": 3}))
+  with pytest.raises(ConfigError, match="--workdir: .*differs in: d_steps"):
+    train.train(other, _run(tmp_path, 6), _specs())
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
+  method = jd.JD(jd.JDConfig(**TINY))
+
+  def inject(step_fn):
+    calls = {"n": 0}
+
+    def wrapped(state, batch):
+      state, metrics, w = step_fn(state, batch)
+      calls["n"] += 1
+      if calls["n"] == 3:
+        metrics = {**metrics, "g/gap": metrics["g/gap"] * jnp.nan}
+      return state, metrics, w
+    return wrapped
+
+  with pytest.raises(FloatingPointError, match="non-finite loss at step 3.*step 2"):
+    train.train(method, _run(tmp_path, 6), _specs(), iteration_wrapper=inject)
+  ckpts = sorted(int(os.path.basename(p)) for p in glob.glob(f"{tmp_path}/checkpoints/*"))
+  assert ckpts == [2]
+
+
+def _cli(workdir, steps, extra=()):
+  return [sys.executable, "-m", "experiments.mnist_srmnist", f"--workdir={workdir}",
+          f"--steps={steps}", "--batch_size=4", "--g_features=4", "--d_features=2",
+          "--w_features=2", "--d_steps=1", "--log_every=1", "--figure_every=1000", *extra]
+
+
+def _wait_for(pred, proc, timeout=240):
+  t = time.time()
+  while not pred():
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    assert time.time() - t < timeout
+    time.sleep(0.5)
+
+
+def test_sigkill_resumes_and_sigterm_checkpoints(tmp_path):
+  wd = tmp_path / "wd"
+  proc = subprocess.Popen(_cli(wd, 10000, ["--checkpoint_every=2"]), cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    _wait_for(lambda: os.path.isdir(wd / "checkpoints" / "2"), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(60)
+  finally:
+    proc.kill()
+  saved = max(int(p) for p in os.listdir(wd / "checkpoints") if p.isdigit())
+  out = subprocess.run(_cli(wd, saved + 1, ["--checkpoint_every=2"]), cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert f"resumed {wd} at step {saved}" in out.stderr
+  assert os.path.isdir(wd / "checkpoints" / str(saved + 1))
+
+  wd2 = tmp_path / "wd2"
+  proc = subprocess.Popen(_cli(wd2, 10000, ["--checkpoint_every=100000"]), cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  try:
+    _wait_for(lambda: os.path.isdir(wd2 / "tb") and os.path.isfile(wd2 / "config.json")
+              and glob.glob(f"{wd2}/tb/events*") and os.path.getsize(
+                  glob.glob(f"{wd2}/tb/events*")[0]) > 200, proc)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.stderr.read()
+    assert proc.wait(120) == 0, err[-3000:]
+  finally:
+    proc.kill()
+  assert "SIGTERM: checkpoint written" in err
+  assert [p for p in os.listdir(wd2 / "checkpoints") if p.isdigit()]
