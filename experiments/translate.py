@@ -7,6 +7,8 @@ r"""Translates images with a trained workdir.
 RGB), resized to the model resolution; the output PNG holds the translation.
 """
 
+import os
+
 import numpy as np
 from absl import app, flags
 
@@ -25,27 +27,23 @@ FLAGS = flags.FLAGS
 def _read(path, tr, direction):
   if path.endswith(".npy"):
     return np.load(path)
-  if path.endswith(".png"):
-    from PIL import Image
-    c = tr.method.config
-    channels = c.channels_x if direction == "xy" else c.channels_y
-    img = Image.open(path).convert("L" if channels == 1 else "RGB")
-    img = img.resize((c.resolution, c.resolution), Image.BILINEAR)
-    arr = np.asarray(img, np.float32) / 127.5 - 1.0
-    return arr[..., None] if channels == 1 else arr
-  raise ConfigError(f"--input: {path} must end in .npy or .png")
+  from PIL import Image
+  c = tr.method.config
+  channels = c.channels_x if direction == "xy" else c.channels_y
+  img = Image.open(path).convert("L" if channels == 1 else "RGB")
+  img = img.resize((c.resolution, c.resolution), Image.BILINEAR)
+  arr = np.asarray(img, np.float32) / 127.5 - 1.0
+  return arr[..., None] if channels == 1 else arr
 
 
 def _write(path, out):
   if path.endswith(".npy"):
     np.save(path, out)
-  elif path.endswith(".png"):
-    from PIL import Image
-    img = out if out.ndim == 3 else out[0]
-    arr = np.clip((img + 1.0) * 127.5, 0, 255).astype(np.uint8)
-    Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(path)
-  else:
-    raise ConfigError(f"--output: {path} must end in .npy or .png")
+    return
+  from PIL import Image
+  img = out if out.ndim == 3 else out[0]
+  arr = np.clip((img + 1.0) * 127.5, 0, 255).astype(np.uint8)
+  Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(path)
 
 
 @common.exit_on_bad_input
@@ -57,7 +55,6 @@ def main(argv):
   for name in ("input", "output"):
     if not FLAGS[name].value.endswith((".npy", ".png")):
       raise ConfigError(f"--{name}: {FLAGS[name].value} must end in .npy or .png")
-  import os
   if not os.path.isfile(FLAGS.input):
     raise ConfigError(f"--input: {FLAGS.input} does not exist")
   tr = inference.Translator.from_workdir(FLAGS.workdir)

@@ -76,7 +76,7 @@ def combined_weights(logits: Sequence[jax.Array], norm: str, t=None,
                      axis_name: str | None = None, uniform=False):
   """Loss weights ω of one domain from its weight logits (see module docstring).
 
-  `uniform=True` (e.g. before bw_start) gives ω = 1/m, the unweighted case.
+  `uniform` (a bool or a traced bool, e.g. step < bw_start) gives ω = 1/m instead.
   """
   m = parallel.global_size(logits[0].shape[0], axis_name)
   if norm == "sigmoid":
@@ -87,12 +87,11 @@ def combined_weights(logits: Sequence[jax.Array], norm: str, t=None,
     omega = 0.5 * (1.0 / m + w)
   else:
     raise ValueError(f"unknown weight normalisation {norm!r}; expected one of {NORMS}")
-  if isinstance(uniform, bool):
-    return jnp.full_like(omega, 1.0 / m) if uniform else omega
   return jnp.where(uniform, 1.0 / m, omega)
 
 
 def uniform_weights(n_local: int, axis_name: str | None = None):
+  """ω = 1/m for every sample: the unweighted case."""
   return jnp.full((n_local,), 1.0 / parallel.global_size(n_local, axis_name), jnp.float32)
 
 

@@ -66,6 +66,11 @@ def domain_preview(path: str, panels: Sequence[dict], ncol: int = 16) -> str:
   return save(fig, path)
 
 
+def _with_channels(images: np.ndarray, channels: int) -> np.ndarray:
+  """Grey images repeated to RGB where a figure mixes grey and colour rows."""
+  return images if images.shape[-1] == channels else np.repeat(images, channels, -1)
+
+
 def transfer_rows(path: str, panels: Sequence[dict]) -> str:
   """Figure 2 layout per panel: row 1 source, row 2 transferred, row 3 transferred back.
 
@@ -76,7 +81,7 @@ def transfer_rows(path: str, panels: Sequence[dict]) -> str:
   for ax, p in zip(axes[:, 0], panels):
     rows = [np.asarray(r) for r in p["rows"]]
     c = max(r.shape[-1] for r in rows)
-    rows = [np.repeat(r, c, -1) if r.shape[-1] != c else r for r in rows]
+    rows = [_with_channels(r, c) for r in rows]
     show(ax, image_grid(np.concatenate(rows), ncol=len(rows[0])), p["title"])
   fig.tight_layout()
   return save(fig, path)
@@ -91,8 +96,7 @@ def noise_grid(path: str, panels: Sequence[dict]) -> str:
   for ax, p in zip(axes[0], panels):
     src, out = np.asarray(p["sources"]), np.asarray(p["outputs"])
     c = max(src.shape[-1], out.shape[-1])
-    src = np.repeat(src, c, -1) if src.shape[-1] != c else src
-    out = np.repeat(out, c, -1) if out.shape[-1] != c else out
+    src, out = _with_channels(src, c), _with_channels(out, c)
     cells = np.concatenate([src[:, None], out], 1)  # [R, 1 + C, H, W, c]
     show(ax, image_grid(cells.reshape((-1,) + cells.shape[2:]), ncol=cells.shape[1]),
          p["title"])

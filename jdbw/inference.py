@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdbw import checkpoint, jd
+from jdbw import checkpoint, jd, models
 from jdbw.errors import ConfigError
 
 METHODS = {"JD": (jd.JD, jd.JDConfig)}
@@ -53,6 +53,9 @@ class Translator:
     """Translates float images in [-1, 1]; noise given or drawn U(-1, 1) from `seed`."""
     if direction not in ("xy", "yx"):
       raise ConfigError(f"--direction: got {direction!r}; expected 'xy' or 'yx'")
+    if f"G_{direction}" not in self.method.G:
+      raise ConfigError(f"--direction: this model ({self.method.config.batch_weight}) has no"
+                        f" G_{direction}; it translates {', '.join(sorted(self.method.G))} only")
     images = np.asarray(images, np.float32)
     single = images.ndim == 3
     if single:
@@ -63,8 +66,7 @@ class Translator:
       raise ConfigError(f"--input: images of shape {images.shape[1:]}; expected"
                         f" ({c.resolution}, {c.resolution}, {want})")
     if noise is None:
-      noise = jax.random.uniform(jax.random.PRNGKey(seed), (len(images), self.noise_dim),
-                                 minval=-1.0, maxval=1.0)
+      noise = models.sample_noise(jax.random.PRNGKey(seed), len(images), self.noise_dim)
     noise = jnp.asarray(noise, jnp.float32).reshape(len(images), self.noise_dim)
     out = np.asarray(self._translate(jnp.asarray(images), noise, direction))
     return out[0] if single else out

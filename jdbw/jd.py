@@ -228,6 +228,22 @@ class JD:
     return (per_sample_uniform(kx, idx, (d,), -1.0, 1.0),
             per_sample_uniform(ky, idx, (d,), -1.0, 1.0))
 
+  @staticmethod
+  def _w_loss(d_minus, d_plus, w_x, w_y, axis_name):
+    """(L⁻ − L⁺)² with the critic scores fixed: only the weights ω carry gradient."""
+    sg = jax.lax.stop_gradient
+    l_minus, l_plus = losses.critic_terms(sg(d_minus), sg(d_plus), w_x, w_y, axis_name)
+    return jnp.square(l_minus - l_plus)
+
+  def _apply_grads(self, state, grads, nets, axis_name):
+    """Averages gradients over the device axis and takes one Adam step for `nets`."""
+    grads = parallel.pmean(grads, axis_name)
+    params, opt_state = dict(state.params), dict(state.opt_state)
+    for k in nets:
+      updates, opt_state[k] = self.tx[k].update(grads[k], state.opt_state[k], state.params[k])
+      params[k] = optax.apply_updates(state.params[k], updates)
+    return state.replace(params=params, opt_state=opt_state)
+
   # --- steps: (state, batch, rng) -> (state, metrics) ---
 
   def generator_step(self, state: TrainState, batch, rng, axis_name=None):
@@ -246,24 +262,17 @@ class JD:
       w_x, w_y = self._weights(params, x, sg(fx), fy_w, y, state.step, axis_name)
       l_minus, l_plus = losses.critic_terms(d_minus, d_plus, sg(w_x), sg(w_y), axis_name)
       gap = l_minus - l_plus
-      loss = gap
-      if train_w:
-        lw_minus, lw_plus = losses.critic_terms(sg(d_minus), sg(d_plus), w_x, w_y, axis_name)
-        loss = loss + jnp.square(lw_minus - lw_plus)
+      loss = gap + (self._w_loss(d_minus, d_plus, w_x, w_y, axis_name) if train_w else 0.0)
       return loss, (spectral, gap, w_x, w_y)
 
     trainable = {"G": state.params["G"], "W": state.params["W"]}
     grads, (spectral, gap, w_x, w_y) = jax.grad(loss_fn, has_aux=True)(trainable)
-    grads = parallel.pmean(grads, axis_name)
-    params, opt_state = dict(state.params), dict(state.opt_state)
-    for k in ("G", "W") if train_w else ("G",):
-      updates, opt_state[k] = self.tx[k].update(grads[k], state.opt_state[k], state.params[k])
-      params[k] = optax.apply_updates(state.params[k], updates)
+    state = self._apply_grads(state, grads, ("G", "W") if train_w else ("G",), axis_name)
     m = parallel.global_size(x.shape[0], axis_name)
     metrics = {"g/gap": gap, "w/loss": jnp.square(gap),
                "w/clip_t": batch_weight.clip_value(state.step, c.bw_start, c.bw_full)}
     per_sample = {"w_x": w_x * m, "w_y": w_y * m}  # 1 = uniform weight.
-    return state.replace(params=params, spectral=spectral, opt_state=opt_state), (metrics, per_sample)
+    return state.replace(spectral=spectral), (metrics, per_sample)
 
   def discriminator_step(self, state: TrainState, batch, rng, axis_name=None):
     """Algorithm 1, critic step: D on −∇(L⁻ − L⁺) + λ·GP (W too in the code's variant)."""
@@ -293,19 +302,13 @@ class JD:
         gp = jnp.zeros(())
       loss = -gap + c.gp_weight * gp
       if train_w:
-        lw_minus, lw_plus = losses.critic_terms(sg(d_minus), sg(d_plus), w_x, w_y, axis_name)
-        loss = loss + jnp.square(lw_minus - lw_plus)
+        loss = loss + self._w_loss(d_minus, d_plus, w_x, w_y, axis_name)
       return loss, (spectral, gap, gp)
 
     trainable = {"D": state.params["D"], "W": state.params["W"]}
     grads, (spectral, gap, gp) = jax.grad(loss_fn, has_aux=True)(trainable)
-    grads = parallel.pmean(grads, axis_name)
-    params, opt_state = dict(state.params), dict(state.opt_state)
-    for k in ("D", "W") if train_w else ("D",):
-      updates, opt_state[k] = self.tx[k].update(grads[k], state.opt_state[k], state.params[k])
-      params[k] = optax.apply_updates(state.params[k], updates)
-    metrics = {"d/gap": gap, "d/gp": gp}
-    return state.replace(params=params, spectral=spectral, opt_state=opt_state), metrics
+    state = self._apply_grads(state, grads, ("D", "W") if train_w else ("D",), axis_name)
+    return state.replace(spectral=spectral), {"d/gap": gap, "d/gp": gp}
 
   def iteration(self, state: TrainState, batch, axis_name=None):
     """One generator step then d critic steps, one compiled call.
@@ -326,7 +329,7 @@ class JD:
 
     d_batches = jax.tree.map(lambda a: a[1:], batch)
     # Unrolled: XLA:CPU ran the rolled scan 5x slower than the same steps unrolled
-    # (docs/benchmarks.md); on accelerators the difference is compile time only.
+    # (docs/benchmarks.md). Not yet measured on an accelerator.
     state, d_metrics = jax.lax.scan(
         d_body, state, (jnp.arange(1, self.config.d_steps + 1), d_batches),
         unroll=self.unroll_d_steps)

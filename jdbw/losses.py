@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jdbw import parallel
+from jdbw.batch_weight import uniform_weights
 
 GAN_LOSSES = ("nonsaturating", "hinge", "lsgan")
 GP_TYPES = ("points", "interpolates", "none")
@@ -63,15 +64,11 @@ def gradient_penalty_interpolates(d_fn: Callable, points_a, points_b, eps,
   return parallel.pmean(jnp.mean(jnp.square(norm - 1.0)), axis_name)
 
 
-def _uniform(logits, axis_name):
-  return jnp.full(logits.shape, 1.0 / parallel.global_size(logits.shape[0], axis_name))
-
-
 def gan_d_loss(kind: str, real_logits, fake_logits, w_real=None, w_fake=None,
                axis_name: str | None = None):
   """Discriminator loss with per-sample weights (default uniform 1/m)."""
-  w_real = _uniform(real_logits, axis_name) if w_real is None else w_real
-  w_fake = _uniform(fake_logits, axis_name) if w_fake is None else w_fake
+  w_real = uniform_weights(real_logits.shape[0], axis_name) if w_real is None else w_real
+  w_fake = uniform_weights(fake_logits.shape[0], axis_name) if w_fake is None else w_fake
   if kind == "nonsaturating":
     real, fake = jax.nn.softplus(-real_logits), jax.nn.softplus(fake_logits)
   elif kind == "hinge":
@@ -85,7 +82,7 @@ def gan_d_loss(kind: str, real_logits, fake_logits, w_real=None, w_fake=None,
 
 def gan_g_loss(kind: str, fake_logits, w_fake=None, axis_name: str | None = None):
   """Generator loss with per-sample weights (default uniform 1/m)."""
-  w_fake = _uniform(fake_logits, axis_name) if w_fake is None else w_fake
+  w_fake = uniform_weights(fake_logits.shape[0], axis_name) if w_fake is None else w_fake
   if kind == "nonsaturating":
     per = jax.nn.softplus(-fake_logits)
   elif kind == "hinge":

@@ -15,7 +15,7 @@ outputs.
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -205,17 +205,3 @@ def apply(module: nn.Module, variables: dict, *inputs: Array, update_stats: bool
   out, mutated = module.apply(variables, *inputs, update_stats=True, mutable=[SPECTRAL])
   return out, {**variables, **mutated}
 
-
-def param_count(variables: dict) -> int:
-  return sum(x.size for x in jax.tree.leaves(variables.get("params", {})))
-
-
-def spectral_state(variables: dict) -> dict:
-  return variables.get(SPECTRAL, {})
-
-
-def dims(shape: Sequence[int]) -> int:
-  out = 1
-  for s in shape:
-    out *= s
-  return out

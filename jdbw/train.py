@@ -29,7 +29,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jdbw import checkpoint, data, figures, parallel
+from jdbw import checkpoint, data, figures, models, parallel
 from jdbw.errors import ConfigError
 
 PARALLEL = ("shard_map", "pmap")
@@ -106,7 +106,7 @@ def place_batch(images, mode: str, mesh=None):
   return parallel.to_global(images, mesh or parallel.make_mesh(), batch_axis=1)
 
 
-def flat_per_sample(per_sample, mode):
+def flat_per_sample(per_sample):
   return {k: np.asarray(v).reshape(-1) for k, v in per_sample.items()}
 
 
@@ -181,15 +181,15 @@ def write_figures(method, state, eval_batch, history, workdir, seed) -> list[str
     names.append(("yx", "y", "xy", "Y -> X -> Y"))
   for d, side, back, title in names:
     src = jnp.asarray(eval_batch[side]["image"][:12])
-    z = jax.random.uniform(jax.random.fold_in(key, 0), (12, nz), minval=-1, maxval=1)
+    z = models.sample_noise(jax.random.fold_in(key, 0), 12, nz)
     fwd = translate(params, spectral, src, z, d)
     row = [src, fwd]
-    if back in {"xy": "G_xy", "yx": "G_yx"} and {"xy": "G_xy", "yx": "G_yx"}[back] in method.G:
+    if f"G_{back}" in method.G:
       row.append(translate(params, spectral, fwd, z[::-1], back))
     rows.append({"title": f"Figure 2 layout, {title} (rows: source, transferred,"
                           f" transferred back), step {int(state.step)}", "rows": row})
     src8 = src[:8]
-    zs = jax.random.uniform(jax.random.fold_in(key, 1), (8, nz), minval=-1, maxval=1)
+    zs = models.sample_noise(jax.random.fold_in(key, 1), 8, nz)
     outs = jnp.stack([translate(params, spectral, src8, jnp.broadcast_to(zs[j], (8, nz)), d)
                       for j in range(8)], 1)
     noise_rows.append({"title": f"Figure 4 layout, G_{d}: source per row, noise per column",
@@ -206,8 +206,7 @@ def write_figures(method, state, eval_batch, history, workdir, seed) -> list[str
 
 # --- the loop ---
 
-def train(method, run: RunConfig, domain_specs: dict, *, writer_factory=None,
-          iteration_wrapper=None) -> Any:
+def train(method, run: RunConfig, domain_specs: dict, *, iteration_wrapper=None) -> Any:
   """Trains `method` on the two domains; returns the final host state.
 
   `iteration_wrapper` (tests only) wraps the compiled iteration, e.g. to inject faults.
@@ -245,9 +244,8 @@ def train(method, run: RunConfig, domain_specs: dict, *, writer_factory=None,
   batches = data.make_batches(domains, run.batch_size, seed=stream_seed(run.seed, start),
                               resolution=method.config.resolution,
                               stack=(method.batches_per_iteration,))
-  writer = (writer_factory or _tb_writer)(os.path.join(workdir, "tb"))
+  writer = _tb_writer(os.path.join(workdir, "tb"))
   dev_state = place_state(state, run.parallel, mesh)
-  last_good = (start, state, history)
   t_log, step_log = time.time(), start
   try:
     with _Preemption() as preempt:
@@ -262,7 +260,7 @@ def train(method, run: RunConfig, domain_specs: dict, *, writer_factory=None,
               f"non-finite loss at step {step + 1}: {bad}; stopping. The last good"
               f" checkpoint (step {ckpt.latest_step()}) is untouched; lower --lr or"
               " raise --gp_weight and rerun with a new --workdir")
-        _monitor_weights(history, flat_per_sample(per_sample, run.parallel),
+        _monitor_weights(history, flat_per_sample(per_sample),
                          {k: v["label"][0] for k, v in batch.items()}, num_classes,
                          run.weight_ema, step + 1, run.log_every)
         done = step + 1
@@ -281,9 +279,7 @@ def train(method, run: RunConfig, domain_specs: dict, *, writer_factory=None,
           writer.flush()
           t_log, step_log = time.time(), done
         if done % run.checkpoint_every == 0 or done == run.steps or preempt.requested:
-          hs = host_state(dev_state, run.parallel)
-          ckpt.save(done, hs, history)
-          last_good = (done, hs, history)
+          ckpt.save(done, host_state(dev_state, run.parallel), history)
         if done % run.figure_every == 0 or done == run.steps:
           write_figures(method, host_state(dev_state, run.parallel), eval_batch, history,
                         workdir, run.seed)
@@ -294,7 +290,7 @@ def train(method, run: RunConfig, domain_specs: dict, *, writer_factory=None,
     ckpt.wait()
     ckpt.close()
     writer.close()
-  return host_state(dev_state, run.parallel) if last_good[0] == run.steps else last_good[1]
+  return host_state(dev_state, run.parallel)
 
 
 def _monitor_weights(history, per_sample, labels, num_classes, ema, step, every):

@@ -55,8 +55,8 @@ def test_shard_map_and_pmap_match_single_device(variant):
                                         (pm_state, pm_metrics, pm_w)):
     got_metrics = jax.tree.map(lambda a: np.asarray(a).reshape(-1)[0], got_metrics)
     chex.assert_trees_all_close(got_metrics, ref_metrics, rtol=2e-4, atol=1e-6)
-    chex.assert_trees_all_close(train.flat_per_sample(got_w, None),
-                                train.flat_per_sample(ref_w, None), rtol=1e-5)
+    chex.assert_trees_all_close(train.flat_per_sample(got_w), train.flat_per_sample(ref_w),
+                                rtol=1e-5)
     # Adam's first moments are proportional to the gradients: a sensitive check.
     chex.assert_trees_all_close(got_state.opt_state, ref_state.opt_state, rtol=2e-3, atol=1e-6)
     # Adam's first steps move each parameter by about ±lr whatever the gradient's size,
