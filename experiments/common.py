@@ -57,3 +57,43 @@ def exit_on_bad_input(fn):
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
   return wrapped
+
+
+def define_eval_flags() -> None:
+  """Flags of the evaluation sample and classifiers (experiments.evaluate and training)."""
+  from jdbw.evaluation import classifier, evaluator
+  e, c = evaluator.EvalConfig(), classifier.ClassifierConfig()
+  flags.DEFINE_integer("eval_samples", e.samples,
+                       "Evaluation sample size per domain (fixed draws of --eval_split).")
+  flags.DEFINE_integer("eval_seed", e.seed, "Seed of the evaluation sample and its noise.")
+  flags.DEFINE_string("eval_split", e.split, "Split the evaluation sample is drawn from.")
+  flags.DEFINE_integer("eval_batch_size", e.batch_size, "Batch size of evaluation forward passes.")
+  flags.DEFINE_integer("eval_noise_sources", e.noise_sources,
+                       "Sources (first of the sample) for the noise-keeps-class metric.")
+  flags.DEFINE_integer("eval_noise_draws", e.noise_draws, "Noise draws per source for it.")
+  flags.DEFINE_string("classifier_dir", e.classifier_dir,
+                      "Cache of the evaluation classifiers (trained once per domain).")
+  flags.DEFINE_integer("classifier_steps", c.steps, "Training steps of an evaluation classifier.")
+  flags.DEFINE_float("min_classifier_accuracy", None,
+                     "Refuse classifiers below this test accuracy (default: per data set,"
+                     " see jdbw/evaluation/classifier.py THRESHOLDS).")
+
+
+def eval_config():
+  from jdbw.evaluation import evaluator
+  return evaluator.EvalConfig(
+      samples=FLAGS.eval_samples, seed=FLAGS.eval_seed, split=FLAGS.eval_split,
+      batch_size=FLAGS.eval_batch_size, noise_sources=FLAGS.eval_noise_sources,
+      noise_draws=FLAGS.eval_noise_draws, classifier_dir=FLAGS.classifier_dir,
+      min_classifier_accuracy=FLAGS.min_classifier_accuracy)
+
+
+def classifier_config():
+  from jdbw.evaluation import classifier
+  return classifier.ClassifierConfig(steps=FLAGS.classifier_steps)
+
+
+def make_evaluator(method, specs):
+  from jdbw.evaluation import evaluator
+  return evaluator.Evaluator(method, specs, eval_config(), data_dir=FLAGS.data_dir,
+                             classifier_config=classifier_config())

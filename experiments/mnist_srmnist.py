@@ -13,8 +13,10 @@ from absl import app, flags, logging
 
 from experiments import common
 from jdbw import jd, train
+from jdbw.evaluation import evaluator as ev_lib
 
 common.define_domain_flags()
+common.define_eval_flags()
 # Paper defaults for MNIST <-> SR-MNIST: X = MNIST, Y = SR-MNIST with half zeros.
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard and figures.")
 flags.DEFINE_integer("steps", 50000, "Generator steps (iterations of 1 G + d D steps).")
@@ -26,6 +28,9 @@ flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint period (steps).")
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
 flags.DEFINE_integer("log_every", 50, "Log/TensorBoard period (steps).")
 flags.DEFINE_integer("figure_every", 5000, "Figure period (steps); figures also at the end.")
+flags.DEFINE_integer("eval_every", 0,
+                     "Evaluate (experiments.evaluate's metrics) every N steps and at the end,"
+                     " to TensorBoard under eval/; 0 = off.")
 flags.DEFINE_bool("jax_distributed", False,
                   "Call jax.distributed.initialize() (multi-host TPU pod slices).")
 _DEFAULT = jd.JDConfig()
@@ -72,7 +77,7 @@ def run_config() -> train.RunConfig:
       workdir=FLAGS.workdir, steps=FLAGS.steps, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
       parallel=FLAGS.parallel, checkpoint_every=FLAGS.checkpoint_every,
       keep_checkpoints=FLAGS.keep_checkpoints, log_every=FLAGS.log_every,
-      figure_every=FLAGS.figure_every, data_dir=FLAGS.data_dir)
+      figure_every=FLAGS.figure_every, data_dir=FLAGS.data_dir, eval_every=FLAGS.eval_every)
 
 
 @common.exit_on_bad_input
@@ -84,7 +89,12 @@ def main(argv):
   run = run_config().validate()
   method = jd.JD(model_config())
   logging.info("devices: %s; processes: %d", jax.devices(), jax.process_count())
-  train.train(method, run, common.domain_specs())
+  specs = common.domain_specs()
+  evaluate = None
+  if run.eval_every:  # Built before training: a bad classifier fails at start-up.
+    evaluator = common.make_evaluator(method, specs)
+    evaluate = lambda state: ev_lib.scalars(evaluator(state))
+  train.train(method, run, specs, evaluate=evaluate)
   logging.info("done: %s", run.workdir)
 
 

@@ -124,3 +124,57 @@ def weight_curves(path: str, steps, curves: dict, title: str) -> str:
   ax.legend(ncol=4, fontsize=6)
   fig.tight_layout()
   return save(fig, path)
+
+
+def confusion_matrices(path: str, matrices: dict, title: str) -> str:
+  """Row-normalised confusion matrices side by side, each {title: [K, K] counts}."""
+  fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 4.2), squeeze=False)
+  for ax, (name, cm) in zip(axes[0], matrices.items()):
+    cm = np.asarray(cm, np.float64)
+    rows = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    ax.imshow(rows, cmap="Blues", vmin=0.0, vmax=1.0)
+    k = len(cm)
+    for i in range(k):
+      for j in range(k):
+        if rows[i, j] >= 0.01:
+          ax.text(j, i, f"{100 * rows[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                  color="white" if rows[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xlabel("class of translation")
+    ax.set_ylabel("source class")
+    acc = np.trace(cm) / max(cm.sum(), 1)
+    ax.set_title(f"{name}: {100 * acc:.1f}% consistent", fontsize=9)
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  return save(fig, path)
+
+
+def class_histograms(path: str, hists: dict, title: str) -> str:
+  """Grouped bars of class masses, {label: [K]} (weight calibration, Fig. 3 as a number)."""
+  fig, ax = plt.subplots(figsize=(8, 3.8))
+  n = len(hists)
+  width = 0.8 / n
+  for i, (label, h) in enumerate(hists.items()):
+    h = np.asarray(h)
+    ax.bar(np.arange(len(h)) + (i - (n - 1) / 2) * width, h, width=width, label=label)
+  ax.set_xticks(np.arange(len(h)))
+  ax.set_xlabel("class")
+  ax.set_ylabel("class mass")
+  ax.set_title(title, fontsize=9)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  return save(fig, path)
+
+
+def metric_curves(path: str, steps, curves: dict, ylabel: str, title: str) -> str:
+  """Line plot of scalar metrics over checkpoints, {label: [T]}."""
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  for label, v in curves.items():
+    ax.plot(steps, v, "o-", label=label)
+  ax.set_xlabel("generator step")
+  ax.set_ylabel(ylabel)
+  ax.set_title(title, fontsize=9)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  return save(fig, path)

@@ -24,6 +24,42 @@ from jdbw.errors import ConfigError
 METHODS = {"JD": (jd.JD, jd.JDConfig)}
 
 
+def read_config(workdir: str) -> dict:
+  """The workdir's config.json record: method, model config and domain specs."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise ConfigError(f"--workdir: {workdir} has no config.json (not a jdbw training workdir)")
+  with open(path) as f:
+    return json.load(f)
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+  ckpt = checkpoint.Checkpointer(workdir)
+  steps = sorted(ckpt.manager.all_steps())
+  ckpt.close()
+  return steps
+
+
+def load_run(workdir: str, step: int | None = None):
+  """(method, state, config record) of a workdir's checkpoint (default: the latest)."""
+  record = read_config(workdir)
+  method_cls, config_cls = METHODS[record["method"]]
+  method = method_cls(config_cls(**record["model"]))
+  ckpt = checkpoint.Checkpointer(workdir)
+  try:
+    steps = ckpt.manager.all_steps()
+    if not steps:
+      raise ConfigError(f"--workdir: {workdir} has no checkpoint yet")
+    if step is not None and step not in steps:
+      raise ConfigError(f"--step: {workdir} has no checkpoint at step {step}; it has"
+                        f" {sorted(steps)}")
+    abstract = jax.eval_shape(method.init_state, jax.random.PRNGKey(0))
+    state, _ = ckpt.restore(abstract, step)
+  finally:
+    ckpt.close()
+  return method, state, record
+
+
 class Translator:
 
   def __init__(self, method, state):
@@ -34,19 +70,7 @@ class Translator:
 
   @classmethod
   def from_workdir(cls, workdir: str, step: int | None = None) -> "Translator":
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
-      raise ConfigError(f"--workdir: {workdir} has no config.json (not a jdbw training workdir)")
-    with open(path) as f:
-      record = json.load(f)
-    method_cls, config_cls = METHODS[record["method"]]
-    method = method_cls(config_cls(**record["model"]))
-    ckpt = checkpoint.Checkpointer(workdir)
-    if ckpt.latest_step() is None:
-      raise ConfigError(f"--workdir: {workdir} has no checkpoint yet")
-    abstract = jax.eval_shape(method.init_state, jax.random.PRNGKey(0))
-    state, _ = ckpt.restore(abstract, step)
-    ckpt.close()
+    method, state, _ = load_run(workdir, step)
     return cls(method, state)
 
   def translate(self, images, direction: str = "xy", noise=None, seed: int = 0) -> np.ndarray:

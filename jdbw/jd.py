@@ -184,22 +184,48 @@ class JD:
     return self._run(self.D, params["D"]["D"], spectral["D"]["D"], *inputs,
                      update_stats=update_stats)
 
-  def _weights(self, params, x, fx, fy, y, step, axis_name):
-    """(ω_x, ω_y): per-sample loss weights of both sides (sum to 1 per side)."""
+  @property
+  def directions(self) -> tuple[str, ...]:
+    """Translation directions this model has ('xy', and 'yx' unless one-sided)."""
+    return tuple(d for d in ("xy", "yx") if f"G_{d}" in self.G)
+
+  def weight_logits(self, params, x, fx, fy, y) -> dict:
+    """Per-sample weight logits {'x': [a...], 'y': [a...]} (Appendix B.1); {} unweighted.
+
+    `fx` = G_xy(x), `fy` = G_yx(y) (None one-sided). Per sample, so any batching of a
+    sample gives the same logits; normalise them with `normalise_weights`.
+    """
     c = self.config
-    n = x.shape[0]
-    uniform = batch_weight.uniform_weights(n, axis_name)
     if c.batch_weight == "none":
-      return uniform, uniform
+      return {}
     W = lambda name, *imgs: models.apply(self.W[name], {"params": params["W"][name]}, *imgs)
+    if c.batch_weight == "one_sided":
+      return {"x": [W("W", x)]}
+    a_x, a_y = batch_weight.weight_logits(c.weighting, W, x, fx, fy, y)
+    return {"x": a_x, "y": a_y}
+
+  def normalise_weights(self, logits: dict, n: int, step, axis_name=None):
+    """(ω_x, ω_y): loss weights of both sides, each summing to 1 over the (global) batch.
+
+    Uniform before bw_start and for sides without logits. Evaluation calls this over
+    a whole evaluation sample (`axis_name=None`, n = its size).
+    """
+    c = self.config
+    uniform = batch_weight.uniform_weights(n, axis_name)
+    if not logits:
+      return uniform, uniform
     t = batch_weight.clip_value(step, c.bw_start, c.bw_full)
     before = step < c.bw_start
     if c.batch_weight == "one_sided":
-      w = batch_weight.one_sided_weights(W("W", x), t, axis_name)
+      w = batch_weight.one_sided_weights(logits["x"][0], t, axis_name)
       return jnp.where(before, uniform, w), uniform
-    a_x, a_y = batch_weight.weight_logits(c.weighting, W, x, fx, fy, y)
-    return (batch_weight.combined_weights(a_x, c.weight_norm, t, axis_name, before),
-            batch_weight.combined_weights(a_y, c.weight_norm, t, axis_name, before))
+    return tuple(batch_weight.combined_weights(logits[s], c.weight_norm, t, axis_name, before)
+                 for s in ("x", "y"))
+
+  def _weights(self, params, x, fx, fy, y, step, axis_name):
+    """(ω_x, ω_y) of a training batch."""
+    return self.normalise_weights(self.weight_logits(params, x, fx, fy, y), x.shape[0],
+                                  step, axis_name)
 
   def _sides(self, params, spectral, x, y, zx, zy, *, train_g, train_d):
     """Generated images and critic scores of both sides; returns new spectral state."""

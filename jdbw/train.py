@@ -48,6 +48,7 @@ class RunConfig:
   figure_every: int = 5000
   data_dir: str | None = None
   weight_ema: float = 0.98
+  eval_every: int = 0  # 0: no evaluation during training
 
   def validate(self):
     if not self.workdir:
@@ -59,6 +60,8 @@ class RunConfig:
     for f in ("checkpoint_every", "log_every", "figure_every", "keep_checkpoints"):
       if getattr(self, f) < 1:
         raise ConfigError(f"--{f}: got {getattr(self, f)}; expected >= 1")
+    if self.eval_every < 0:
+      raise ConfigError(f"--eval_every: got {self.eval_every}; expected >= 0 (0 = off)")
     return self
 
 
@@ -206,10 +209,14 @@ def write_figures(method, state, eval_batch, history, workdir, seed) -> list[str
 
 # --- the loop ---
 
-def train(method, run: RunConfig, domain_specs: dict, *, iteration_wrapper=None) -> Any:
+def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
+          iteration_wrapper=None) -> Any:
   """Trains `method` on the two domains; returns the final host state.
 
-  `iteration_wrapper` (tests only) wraps the compiled iteration, e.g. to inject faults.
+  `evaluate(state) -> {name: float}` (e.g. `jdbw.evaluation.Evaluator`'s scalars) runs
+  every `run.eval_every` steps and at the end; its numbers go to TensorBoard under
+  `eval/`. `iteration_wrapper` (tests only) wraps the compiled iteration, e.g. to
+  inject faults.
   """
   run.validate()
   workdir = os.path.abspath(run.workdir)
@@ -283,6 +290,14 @@ def train(method, run: RunConfig, domain_specs: dict, *, iteration_wrapper=None)
         if done % run.figure_every == 0 or done == run.steps:
           write_figures(method, host_state(dev_state, run.parallel), eval_batch, history,
                         workdir, run.seed)
+        if evaluate is not None and run.eval_every and (
+            done % run.eval_every == 0 or done == run.steps):
+          scores = evaluate(host_state(dev_state, run.parallel))
+          logging.info("eval step %d  %s", done,
+                       "  ".join(f"{k}={v:.4f}" for k, v in sorted(scores.items())))
+          for k, v in scores.items():
+            writer.add_scalar(f"eval/{k}", v, done)
+          writer.flush()
         if preempt.requested:
           logging.warning("SIGTERM: checkpoint written at step %d; exiting", done)
           break

@@ -1,0 +1,99 @@
+r"""Mass-shift benchmark: train and evaluate several variants over several seeds.
+
+  python -m experiments.mass_shift_benchmark --flagfile=experiments/configs/mass_shift_cpu.flags
+
+Every run is `<workdir>/<variant>/seed_<k>` (trained by the same loop as
+experiments.mnist_srmnist, resumed if it exists, then evaluated like
+experiments.evaluate); the table of mean ± std over seeds per metric is printed and
+saved as `<workdir>/results.md` and `<workdir>/results.csv`. Model and data flags are
+experiments.mnist_srmnist's; --variants and --seeds replace --batch_weight and --seed.
+"""
+
+import dataclasses
+import json
+import os
+
+from absl import app, flags, logging
+
+from experiments import common
+from experiments import mnist_srmnist
+from jdbw import jd, train
+from jdbw.errors import ConfigError
+from jdbw.evaluation import report
+
+# name -> (description, model-config overrides)
+VARIANTS = {
+    "jd_bw": ("JD-BW, two-sided batch weight (Algorithm 1)", {"batch_weight": "two_sided"}),
+    "jd": ("JD, joint discriminator without batch weight", {"batch_weight": "none"}),
+    "one_sided": ("One-sided batch weight (Algorithm 2)", {"batch_weight": "one_sided"}),
+}
+
+flags.DEFINE_list("variants", list(VARIANTS), f"Variants to run, from {sorted(VARIANTS)}.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; one run per variant and seed.")
+FLAGS = flags.FLAGS
+
+
+def _check_flags():
+  for name in ("seed", "batch_weight"):
+    if FLAGS[name].present:
+      raise ConfigError(f"--{name}: the benchmark sets it per run; use --seeds/--variants")
+  unknown = [v for v in FLAGS.variants if v not in VARIANTS]
+  if unknown or not FLAGS.variants:
+    raise ConfigError(f"--variants: unknown {unknown or '(empty)'}; expected names from"
+                      f" {sorted(VARIANTS)}")
+  try:
+    seeds = [int(s) for s in FLAGS.seeds]
+  except ValueError:
+    raise ConfigError(f"--seeds: expected integers, got {FLAGS.seeds}") from None
+  if not seeds:
+    raise ConfigError("--seeds: expected at least one seed")
+  return seeds
+
+
+def _evaluated(workdir, steps, eval_config):
+  """metrics.json of a finished run if it was made at `steps` with this eval config."""
+  path = os.path.join(workdir, "metrics.json")
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    res = json.load(f)
+  same = res.get("step") == steps and res.get("eval_config") == dataclasses.asdict(eval_config)
+  return res if same else None
+
+
+@common.exit_on_bad_input
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  seeds = _check_flags()
+  base_run = mnist_srmnist.run_config().validate()
+  base_model = mnist_srmnist.model_config()
+  specs = common.domain_specs()
+  eval_config = common.eval_config().validate()
+  root = base_run.workdir
+  results = {}
+  for variant in FLAGS.variants:
+    desc, overrides = VARIANTS[variant]
+    method = jd.JD(dataclasses.replace(base_model, **overrides))
+    results[variant] = []
+    for seed in seeds:
+      workdir = os.path.join(root, variant, f"seed_{seed}")
+      run = dataclasses.replace(base_run, workdir=workdir, seed=seed)
+      res = _evaluated(workdir, run.steps, eval_config)
+      if res is None:
+        logging.info("benchmark: %s (%s), seed %d -> %s", variant, desc, seed, workdir)
+        train.train(method, run, specs)
+        res = report.evaluate_workdir(workdir, eval_config, data_dir=run.data_dir,
+                                      classifier_config=common.classifier_config())
+      results[variant].append(res["scalars"])
+  rows = report.summarise(results)
+  md = report.summary_markdown(rows, {v: VARIANTS[v][0] for v in results}, seeds)
+  os.makedirs(root, exist_ok=True)
+  with open(os.path.join(root, "results.md"), "w") as f:
+    f.write(md)
+  report.write_summary_csv(os.path.join(root, "results.csv"), rows)
+  print(md)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,236 @@
+"""Evaluation of a trained model over a fixed sample: arrays from jitted nets -> metrics.
+
+The evaluation sample of each domain is `samples` draws of its *test* split as the
+domain draws it (class skew and transform included), with a fixed seed, so every
+checkpoint, seed and method is scored on the same images and the same noise. The
+networks run batched under `jax.jit`; the metrics are the pure functions of
+`jdbw.evaluation.metrics`. Labels are read here and nowhere in training.
+
+A method plugs in with `config.noise_dim`, `directions`, `translate(params, spectral,
+images, z, direction)`, `weight_logits(params, x, fx, fy, y)` and
+`normalise_weights(logits, n, step)` (see `jdbw.jd.JD`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jdbw import data, figures, models
+from jdbw.errors import ConfigError
+from jdbw.evaluation import classifier as clf_lib
+from jdbw.evaluation import metrics
+
+_OTHER = {"x": "y", "y": "x"}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  samples: int = 5000          # per domain
+  seed: int = 0
+  split: str = "test"
+  batch_size: int = 500
+  noise_sources: int = 500     # first sources of the sample used for the noise metric
+  noise_draws: int = 10
+  classifier_dir: str = os.path.join("~", ".cache", "jdbw", "classifiers")
+  min_classifier_accuracy: float | None = None   # None: per-data-set default
+
+  def validate(self):
+    for f in ("samples", "batch_size", "noise_sources", "noise_draws"):
+      if getattr(self, f) < 1:
+        raise ConfigError(f"--eval_{f}: got {getattr(self, f)}; expected >= 1")
+    if self.noise_sources > self.samples:
+      raise ConfigError(f"--eval_noise_sources: got {self.noise_sources}; expected at most"
+                        f" --eval_samples={self.samples}")
+    if self.samples < 2:
+      raise ConfigError("--eval_samples: need at least 2 (the FD needs a covariance)")
+    return self
+
+
+def _target(direction):
+  return direction[1]
+
+
+def _source(direction):
+  return direction[0]
+
+
+class Evaluator:
+  """Holds the classifiers and the fixed evaluation sample; call it with a state."""
+
+  def __init__(self, method, domain_specs: dict, config: EvalConfig = EvalConfig(), *,
+               data_dir: str | None = None,
+               classifier_config: clf_lib.ClassifierConfig = clf_lib.ClassifierConfig()):
+    self.method, self.config = method, config.validate()
+    resolution = method.config.resolution
+    cache = os.path.expanduser(config.classifier_dir)
+    self.classifiers = {
+        k: clf_lib.load_or_train(s, cache, resolution=resolution, config=classifier_config,
+                                 data_dir=data_dir, min_accuracy=config.min_classifier_accuracy)
+        for k, s in domain_specs.items()}
+    domains = {k: data.load_domain(dataclasses.replace(s, split=config.split), data_dir=data_dir)
+               for k, s in domain_specs.items()}
+    if domains["x"].num_classes != domains["y"].num_classes:
+      raise ConfigError("--source_x/--source_y: the domains have different class sets"
+                        f" ({domains['x'].num_classes} vs {domains['y'].num_classes} classes);"
+                        " class consistency needs shared classes")
+    self.num_classes = domains["x"].num_classes
+    self.mode = metrics.over_represented_class(domains["x"].probs, domains["y"].probs)
+    self.probs = {k: d.probs for k, d in domains.items()}
+    self.sample = {}
+    for k, d in domains.items():
+      ds = data.domain_dataset(d, seed=config.seed, resolution=resolution)
+      b = next(ds.batch(config.samples).as_numpy_iterator())
+      self.sample[k] = {"image": b["image"], "label": b["label"]}
+    nz = method.config.noise_dim
+    key = jax.random.PRNGKey(config.seed)
+    n = config.samples
+    # Fixed noise: z for the translation, z_back for the cycle, zs for the noise grid.
+    self.noise = {d: {"z": models.sample_noise(jax.random.fold_in(key, 2 * i), n, nz),
+                      "z_back": models.sample_noise(jax.random.fold_in(key, 2 * i + 1), n, nz)}
+                  for i, d in enumerate(("xy", "yx"))}
+    self.noise_draws = models.sample_noise(jax.random.fold_in(key, 99),
+                                           config.noise_draws, nz)
+    self._classify = {k: jax.jit(c.apply) for k, c in self.classifiers.items()}
+    self.real = {k: self._batched(self._classify[k], self.sample[k]["image"])
+                 for k in ("x", "y")}
+    self._compile()
+
+  def _compile(self):
+    self._forward = jax.jit(self._forward_fn)
+    self._noise_fn = jax.jit(self._noise_translate, static_argnums=3)
+
+  def for_method(self, method) -> "Evaluator":
+    """The same classifiers, sample and noise for another model (same domains)."""
+    other = copy.copy(self)
+    other.method = method
+    other._compile()
+    return other
+
+  # --- batched, jitted pieces ---
+
+  def _batched(self, fn, *arrays):
+    b = self.config.batch_size
+    outs = [jax.device_get(fn(*(a[i:i + b] for a in arrays)))
+            for i in range(0, len(arrays[0]), b)]
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+
+  def _forward_fn(self, params, spectral, x, y, zx, zy, zx_back, zy_back):
+    """Translations, cycles, their classes/embeddings and the weight logits of one batch."""
+    m = self.method
+    tr = functools.partial(m.translate, params, spectral)
+    out, fake = {}, {"xy": None, "yx": None}
+    for d, src, z, z_back in (("xy", x, zx, zx_back), ("yx", y, zy, zy_back)):
+      if d not in m.directions:
+        continue
+      fake[d] = tr(src, z, d)
+      logits, emb = self.classifiers[_target(d)].apply(fake[d])
+      out[f"pred_{d}"], out[f"emb_{d}"] = jnp.argmax(logits, -1), emb
+      back = d[::-1]
+      if back in m.directions:
+        cyc_logits, _ = self.classifiers[_source(d)].apply(tr(fake[d], z_back, back))
+        out[f"pred_{d}{_source(d)}"] = jnp.argmax(cyc_logits, -1)
+    out["logits"] = m.weight_logits(params, x, fake["xy"], fake["yx"], y)
+    return out
+
+  def _noise_translate(self, params, spectral, src, d):
+    """Classes of G_d(src, z_j) for every fixed noise draw j: [N, draws]."""
+    def one(z):
+      zz = jnp.broadcast_to(z, (src.shape[0], z.shape[-1]))
+      out = self.method.translate(params, spectral, src, zz, d)
+      return jnp.argmax(self.classifiers[_target(d)].apply(out)[0], -1)
+    return jax.vmap(one, out_axes=1)(self.noise_draws)
+
+  # --- metrics ---
+
+  def arrays(self, state, noise: bool = True) -> dict:
+    """All per-sample arrays of one state (host numpy); `noise` adds the noise draws."""
+    params, spectral = jax.device_get((state.params, state.spectral))
+    fwd = functools.partial(self._forward, params, spectral)
+    out = self._batched(fwd, self.sample["x"]["image"], self.sample["y"]["image"],
+                        self.noise["xy"]["z"], self.noise["yx"]["z"],
+                        self.noise["xy"]["z_back"], self.noise["yx"]["z_back"])
+    logits = jax.tree.map(jnp.asarray, out.pop("logits"))
+    w_x, w_y = self.method.normalise_weights(logits, self.config.samples, int(state.step))
+    out["w_x"], out["w_y"] = np.asarray(w_x), np.asarray(w_y)
+    n = self.config.noise_sources if noise else 0
+    for d in self.method.directions if noise else ():
+      src = self.sample[_source(d)]["image"][:n]
+      out[f"noise_pred_{d}"] = self._batched(
+          lambda s, d=d: self._noise_fn(params, spectral, s, d), src)
+    return out
+
+  def calibration(self, w_x, w_y) -> dict:
+    return metrics.weight_calibration(self.sample["x"]["label"], w_x,
+                                      self.sample["y"]["label"], w_y, self.num_classes)
+
+  def __call__(self, state) -> dict:
+    """Every metric of `state` (nested dict, JSON-ready)."""
+    a = self.arrays(state)
+    k, lab = self.num_classes, {s: self.sample[s]["label"] for s in ("x", "y")}
+    res = {"step": int(state.step), "samples": self.config.samples, "mode_class": self.mode,
+           "classifier": {s: {f: c.info[f] for f in ("test_accuracy", "threshold", "cache")}
+                          | {"eval_sample_accuracy": float(np.mean(
+                              np.argmax(self.real[s][0], -1) == lab[s]))}
+                          for s, c in self.classifiers.items()}}
+    for d in self.method.directions:
+      src, tgt = _source(d), _target(d)
+      res[f"class_consistency_{d}"] = metrics.class_consistency(lab[src], a[f"pred_{d}"], k)
+      res[f"hallucination_{d}"] = metrics.mode_mass_hallucination(
+          lab[src], a[f"pred_{d}"], self.mode)
+      cyc = f"{d}{src}"
+      if f"pred_{cyc}" in a:
+        res[f"cycle_consistency_{cyc}"] = metrics.class_consistency(lab[src], a[f"pred_{cyc}"], k)
+      res[f"noise_{d}"] = metrics.noise_class_retention(
+          lab[src][:self.config.noise_sources], a[f"noise_pred_{d}"])
+      res[f"fd_classifier_{d}"] = metrics.fd_classifier(a[f"emb_{d}"], self.real[tgt][1])
+    res["weight_calibration"] = self.calibration(a["w_x"], a["w_y"])
+    return res
+
+  def calibration_at(self, state) -> dict:
+    """Weight calibration alone (cheaper: no noise draws), e.g. for every checkpoint."""
+    a = self.arrays(state, noise=False)
+    return self.calibration(a["w_x"], a["w_y"])
+
+
+def scalars(result: dict) -> dict[str, float]:
+  """The headline numbers of an evaluation, flat, for TensorBoard and tables."""
+  out = {}
+  for k, v in result.items():
+    if k.startswith(("class_consistency_", "cycle_consistency_")):
+      out[k] = v["accuracy"]
+    elif k.startswith("hallucination_"):
+      out[f"{k}/into_mode"], out[f"{k}/out_of_mode"] = v["into_mode"], v["out_of_mode"]
+    elif k.startswith("noise_"):
+      out[f"{k}/retention"], out[f"{k}/agreement"] = v["retention"], v["agreement"]
+    elif k.startswith("fd_classifier_"):
+      out[k] = v
+    elif k == "weight_calibration":
+      out["tv_weighted"], out["tv_unweighted"] = v["tv_weighted"], v["tv_unweighted"]
+  return out
+
+
+def write_figures(result: dict, out_dir: str) -> dict[str, str]:
+  """Confusion matrices and weighted class histograms of one evaluation as PNG."""
+  paths = {}
+  cms = {" -> ".join(k.split("_")[-1].upper()): v["confusion"] for k, v in result.items()
+         if k.startswith(("class_consistency_", "cycle_consistency_"))}
+  if cms:
+    paths["confusion"] = figures.confusion_matrices(
+        os.path.join(out_dir, "confusion.png"), cms,
+        f"Class consistency at step {result['step']}: rows = source class, columns ="
+        " class of the translation (row-normalised)")
+  wc = result["weight_calibration"]
+  paths["calibration"] = figures.class_histograms(
+      os.path.join(out_dir, "weight_calibration.png"),
+      {"X unweighted": wc["hist_x_unweighted"], "X weighted": wc["hist_x"],
+       "Y unweighted": wc["hist_y_unweighted"], "Y weighted": wc["hist_y"]},
+      f"Weighted class masses at step {result['step']}: TV weighted"
+      f" {wc['tv_weighted']:.3f}, unweighted {wc['tv_unweighted']:.3f}")
+  return paths

@@ -1,0 +1,149 @@
+"""Evaluate a training workdir: metrics.json, report.md and the evaluation figures."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+
+import jax
+
+from jdbw import data, figures, inference
+from jdbw.evaluation import classifier as clf_lib
+from jdbw.evaluation import evaluator as ev_lib
+
+
+def evaluate_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig(), *,
+                     step: int | None = None, data_dir: str | None = None,
+                     classifier_config: clf_lib.ClassifierConfig = clf_lib.ClassifierConfig(),
+                     every_checkpoint: bool = True) -> dict:
+  """All metrics of `step` (default: latest) plus weight calibration at every checkpoint.
+
+  Writes `<workdir>/metrics.json`, `<workdir>/report.md` and figures under
+  `<workdir>/figures/`; returns the metrics.
+  """
+  method, state, record = inference.load_run(workdir, step)
+  specs = {k: data.DomainSpec(**v) for k, v in record["domains"].items()}
+  evaluator = ev_lib.Evaluator(method, specs, config, data_dir=data_dir,
+                               classifier_config=classifier_config)
+  result = evaluator(state)
+  result["workdir"] = os.path.abspath(workdir)
+  result["method"], result["model"] = record["method"], record["model"]
+  result["domains"] = record["domains"]
+  result["eval_config"] = dataclasses.asdict(config)
+  result["scalars"] = ev_lib.scalars(result)
+  per_ckpt = {}
+  if every_checkpoint:
+    for s in inference.checkpoint_steps(workdir):
+      if s == result["step"]:
+        wc = result["weight_calibration"]
+      else:
+        wc = evaluator.calibration_at(inference.load_run(workdir, s)[1])
+      per_ckpt[s] = {"tv_weighted": wc["tv_weighted"], "tv_unweighted": wc["tv_unweighted"]}
+  result["weight_calibration_per_checkpoint"] = {str(k): v for k, v in sorted(per_ckpt.items())}
+  out_dir = os.path.join(workdir, "figures")
+  paths = ev_lib.write_figures(result, out_dir)
+  if len(per_ckpt) > 1:
+    steps = sorted(per_ckpt)
+    paths["calibration_curve"] = figures.metric_curves(
+        os.path.join(out_dir, "weight_calibration_per_checkpoint.png"), steps,
+        {"TV weighted": [per_ckpt[s]["tv_weighted"] for s in steps],
+         "TV unweighted": [per_ckpt[s]["tv_unweighted"] for s in steps]},
+        "TV between class masses", "Weight calibration per checkpoint")
+  result["figures"] = {k: os.path.relpath(v, workdir) for k, v in paths.items()}
+  result["evaluated"] = {"date": datetime.date.today().isoformat(),
+                         "machine": f"{platform.machine()} {jax.devices()[0].device_kind}",
+                         "jax": jax.__version__}
+  with open(os.path.join(workdir, "metrics.json"), "w") as f:
+    json.dump(result, f, indent=2, sort_keys=True)
+  with open(os.path.join(workdir, "report.md"), "w") as f:
+    f.write(report_markdown(result, workdir))
+  return result
+
+
+def _fmt(v):
+  return "n/a" if v is None or v != v else f"{v:.4f}"
+
+
+def report_markdown(result: dict, workdir: str) -> str:
+  """A short human-readable report of one evaluation."""
+  m = result["model"]
+  lines = [f"# Evaluation of `{result['workdir']}`", "",
+           f"{result['method']} (batch_weight={m.get('batch_weight')}), checkpoint step"
+           f" {result['step']}; {result['samples']} draws per domain of the"
+           f" `{result['eval_config']['split']}` split (seed {result['eval_config']['seed']});"
+           f" over-represented class c = {result['mode_class']}. Evaluated"
+           f" {result['evaluated']['date']} on {result['evaluated']['machine']}.", "",
+           "| classifier | test accuracy (balanced) | threshold | accuracy on eval sample |",
+           "|---|---|---|---|"]
+  for side, c in sorted(result["classifier"].items()):
+    d = result["domains"][side]
+    lines.append(f"| {side.upper()}: {d['source']} ({d['transform']}) | {c['test_accuracy']:.4f}"
+                 f" | {c['threshold']} | {c['eval_sample_accuracy']:.4f} |")
+  lines += ["", "| metric | value |", "|---|---|"]
+  lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(result["scalars"].items())]
+  lines += ["", "Metric definitions: `jdbw/evaluation/metrics.py`. FD-classifier is a"
+            " Fréchet distance in the target classifier's penultimate features, not FID.", ""]
+  if len(result["weight_calibration_per_checkpoint"]) > 1:
+    lines += ["| checkpoint | TV weighted | TV unweighted |", "|---|---|---|"]
+    lines += [f"| {s} | {v['tv_weighted']:.4f} | {v['tv_unweighted']:.4f} |"
+              for s, v in result["weight_calibration_per_checkpoint"].items()]
+    lines.append("")
+  figs = dict(result["figures"])
+  for name in ("figure2_transfer.png", "figure3_weights.png", "figure4_noise.png"):
+    if os.path.isfile(os.path.join(workdir, "figures", name)):
+      figs[name[:-4]] = os.path.join("figures", name)
+  lines += [f"![{k}]({v})" for k, v in figs.items()]
+  return "\n".join(lines) + "\n"
+
+
+def summarise(results: dict) -> list[dict]:
+  """{variant: [scalars of each seed]} -> rows {metric, variant, mean, std, n, values}.
+
+  std is the sample standard deviation (ddof=1; 0 for a single seed). NaN values
+  (e.g. a metric a variant cannot have) are left out of mean/std and counted out of n.
+  """
+  import numpy as np
+  rows = []
+  metrics_ = sorted({k for runs in results.values() for r in runs for k in r})
+  for metric in metrics_:
+    for variant, runs in results.items():
+      vals = [r[metric] for r in runs if metric in r]
+      finite = np.asarray([v for v in vals if v == v], np.float64)
+      if not len(vals):
+        continue
+      rows.append({"metric": metric, "variant": variant, "values": vals, "n": int(len(finite)),
+                   "mean": float(finite.mean()) if len(finite) else float("nan"),
+                   "std": float(finite.std(ddof=1)) if len(finite) > 1 else 0.0})
+  return rows
+
+
+def summary_markdown(rows: list[dict], descriptions: dict, seeds) -> str:
+  """Metrics as rows, variants as columns, cells 'mean ± std'."""
+  variants = list(descriptions)
+  cell = {(r["metric"], r["variant"]): r for r in rows}
+  out = ["| metric | " + " | ".join(variants) + " |",
+         "|---|" + "---|" * len(variants)]
+  for metric in sorted({r["metric"] for r in rows}):
+    cells = []
+    for v in variants:
+      r = cell.get((metric, v))
+      cells.append("—" if r is None or r["n"] == 0 else f"{r['mean']:.3f} ± {r['std']:.3f}")
+    out.append(f"| {metric} | " + " | ".join(cells) + " |")
+  out += ["", f"mean ± sample std over seeds {', '.join(map(str, seeds))};"
+          " — where a variant has no such metric.", ""]
+  out += [f"- `{v}`: {d}" for v, d in descriptions.items()]
+  return "\n".join(out) + "\n"
+
+
+def write_summary_csv(path: str, rows: list[dict]) -> str:
+  import csv
+  with open(path, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["metric", "variant", "mean", "std", "n", "values"])
+    for r in rows:
+      w.writerow([r["metric"], r["variant"], r["mean"], r["std"], r["n"],
+                  " ".join(f"{v:.6g}" for v in r["values"])])
+  return path

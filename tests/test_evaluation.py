@@ -1,0 +1,232 @@
+"""Evaluation: classifiers and their cache, the evaluator on known translators, the
+workdir report, evaluation during training, the benchmark table."""
+
+import dataclasses
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jdbw import data, jd, train
+from jdbw.errors import ConfigError
+from jdbw.evaluation import classifier, evaluator, metrics, report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Small but real: digits classifiers reach > 90% in a few hundred steps.
+CLF = classifier.ClassifierConfig(steps=300, train_draws=4000, test_draws=1000)
+TINY = dict(g_features=4, d_features=2, w_features=2, d_steps=1)
+X = data.DomainSpec(source="digits", name="x")
+Y = data.DomainSpec(source="digits", classes="0:0.5", transform="sr", name="y")
+
+
+@pytest.fixture(scope="module")
+def clf_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("classifiers"))
+
+
+def _eval_config(clf_dir, **kw):
+  return evaluator.EvalConfig(samples=400, batch_size=200, noise_sources=40, noise_draws=4,
+                              classifier_dir=clf_dir, min_classifier_accuracy=0.85, **kw)
+
+
+def test_dataset_names_and_thresholds():
+  assert classifier.dataset_name("tfds:fashion_mnist:3.0.1") == "fashion_mnist"
+  assert classifier.dataset_name("idx:/usr/share/datasets/fashion-mnist/") == "fashion_mnist"
+  assert classifier.dataset_name("digits") == "digits"
+  assert classifier.threshold_for(data.DomainSpec(source="tfds:mnist")) == 0.98
+  assert classifier.threshold_for(X, 0.5) == 0.5
+  with pytest.raises(ConfigError, match="--min_classifier_accuracy"):
+    classifier.threshold_for(data.DomainSpec(source="tfds:cifar10"))
+
+
+def test_classifier_trains_caches_and_refuses_below_threshold(clf_dir):
+  clf = classifier.load_or_train(X, clf_dir, config=CLF, min_accuracy=0.85)
+  assert clf.info["test_accuracy"] >= 0.85
+  logits, emb = jax.jit(clf.apply)(jnp.zeros((3, 32, 32, 1)))
+  assert logits.shape == (3, 10) and emb.shape == (3, CLF.hidden)
+  info_file = os.path.join(clf.info["cache"], "info.json")
+  mtime = os.path.getmtime(info_file)
+  # Another class skew of the same source and transform reuses the cached classifier.
+  again = classifier.load_or_train(dataclasses.replace(X, classes="0:0.5", name="y"),
+                                   clf_dir, config=CLF, min_accuracy=0.85)
+  assert again.info["cache"] == clf.info["cache"] and os.path.getmtime(info_file) == mtime
+  jax.tree.map(np.testing.assert_array_equal, again.params, jax.device_get(clf.params))
+  with pytest.raises(ConfigError, match="below the threshold"):
+    classifier.load_or_train(X, clf_dir, config=CLF, min_accuracy=0.9999)
+
+
+class _Fake:
+  """A test double with the evaluator's method interface and a chosen translator."""
+
+  def __init__(self, translate_fn, logits_fn=None):
+    self.config = jd.JDConfig(**TINY)
+    self.directions = ("xy", "yx")
+    self._tr, self._logits = translate_fn, logits_fn
+
+  def translate(self, params, spectral, images, z, direction):
+    return self._tr(images)
+
+  def weight_logits(self, params, x, fx, fy, y):
+    return {} if self._logits is None else self._logits(x, y)
+
+  def normalise_weights(self, logits, n, step, axis_name=None):
+    return jd.JD(jd.JDConfig(**TINY)).normalise_weights(logits, n, step, axis_name)
+
+
+_STATE = jd.TrainState(step=jnp.zeros((), jnp.int32), rng=jax.random.PRNGKey(0),
+                       params={}, spectral={}, opt_state={})
+
+
+def _permuting_translator(ev):
+  """Maps each evaluation image to an image of class + 1 (looked up by exact match)."""
+  bank_imgs = np.concatenate([ev.sample["x"]["image"], ev.sample["y"]["image"]])
+  bank_labels = np.concatenate([ev.sample["x"]["label"], ev.sample["y"]["label"]])
+  flat = jnp.asarray(bank_imgs.reshape(len(bank_imgs), -1))
+  labels = jnp.asarray(bank_labels)
+  # A plain-transform representative of each class (what X's classifier knows best).
+  reps = jnp.stack([ev.sample["x"]["image"][np.flatnonzero(ev.sample["x"]["label"] == k)[0]]
+                    for k in range(10)])
+
+  def translate(images):
+    d = jnp.sum(jnp.square(images.reshape(len(images), -1)[:, None] - flat[None]), -1)
+    return reps[(labels[jnp.argmin(d, 1)] + 1) % 10]
+  return translate
+
+
+def test_identity_scores_the_classifier_accuracy_and_permutation_scores_zero(clf_dir):
+  specs = {"x": X, "y": dataclasses.replace(X, name="y")}   # a domain to itself
+  ev = evaluator.Evaluator(_Fake(lambda im: im), specs, _eval_config(clf_dir),
+                           classifier_config=CLF)
+  res = ev(_STATE)
+  own = res["classifier"]["x"]["eval_sample_accuracy"]
+  assert res["class_consistency_xy"]["accuracy"] == pytest.approx(own)
+  assert res["cycle_consistency_xyx"]["accuracy"] == pytest.approx(own)
+  assert res["noise_xy"]["agreement"] == 1.0                 # no noise dependence
+  # Unweighted method on identical domains: no mass shift, weighted = unweighted.
+  wc = res["weight_calibration"]
+  assert wc["tv_weighted"] == pytest.approx(wc["tv_unweighted"])
+  perm = ev.for_method(_Fake(_permuting_translator(ev)))(_STATE)
+  assert perm["class_consistency_xy"]["accuracy"] < 0.1
+  assert perm["class_consistency_yx"]["accuracy"] < 0.1
+  cm = np.asarray(perm["class_consistency_xy"]["confusion"])
+  assert np.mean(np.argmax(cm, 1) == (np.arange(10) + 1) % 10) >= 0.9
+  assert perm["fd_classifier_xy"] > res["fd_classifier_xy"]
+
+
+def test_evaluator_weights_follow_the_method_normalisation(clf_dir):
+  """Logits that up-weight X's over-represented class lower the weighted TV."""
+  specs = {"x": dataclasses.replace(X, classes="0:0.5"), "y": dataclasses.replace(X, name="y")}
+  ev = evaluator.Evaluator(_Fake(lambda im: im), specs, _eval_config(clf_dir),
+                           classifier_config=CLF)
+  lab = {s: jnp.asarray(ev.sample[s]["label"]) for s in ("x", "y")}
+  imgs = {s: jnp.asarray(ev.sample[s]["image"].reshape(400, -1)) for s in ("x", "y")}
+
+  def class_of(images, side):  # an oracle W: exact lookup of the sample's label
+    d = jnp.sum(jnp.square(images.reshape(len(images), -1)[:, None] - imgs[side][None]), -1)
+    return lab[side][jnp.argmin(d, 1)]
+
+  def logits(x, y):  # log density ratio towards the midpoint, both sides
+    ax = jnp.where(class_of(x, "x") == 0, -2.0, 0.5)
+    ay = jnp.where(class_of(y, "y") == 0, 2.0, -0.5)
+    return {"x": [ax, ax], "y": [ay, ay]}
+  state = _STATE.replace(step=jnp.asarray(5000))   # clip t well above the logits
+  wc = ev.for_method(_Fake(lambda im: im, logits)).calibration_at(state)
+  assert wc["tv_unweighted"] > 0.25
+  assert wc["tv_weighted"] < 0.6 * wc["tv_unweighted"]
+
+
+@pytest.fixture(scope="module")
+def tiny_workdir(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("run"))
+  method = jd.JD(jd.JDConfig(**TINY))
+  run = train.RunConfig(workdir=workdir, steps=4, batch_size=8, checkpoint_every=2,
+                        log_every=2, figure_every=4)
+  train.train(method, run, {"x": X, "y": Y})
+  return workdir
+
+
+def test_evaluate_workdir_writes_metrics_report_and_figures(tiny_workdir, clf_dir):
+  res = report.evaluate_workdir(tiny_workdir, _eval_config(clf_dir), classifier_config=CLF)
+  with open(os.path.join(tiny_workdir, "metrics.json")) as f:
+    saved = json.load(f)
+  assert saved["step"] == 4 and res["mode_class"] == 0
+  for key in ("class_consistency_xy", "class_consistency_yx", "cycle_consistency_xyx",
+              "hallucination_xy", "noise_yx", "fd_classifier_xy", "tv_weighted"):
+    assert key in saved["scalars"] or any(k.startswith(key) for k in saved["scalars"])
+  assert set(saved["weight_calibration_per_checkpoint"]) == {"2", "4"}
+  wc = saved["weight_calibration"]
+  assert wc["tv_unweighted"] == pytest.approx(
+      metrics.total_variation(wc["hist_x_unweighted"], wc["hist_y_unweighted"]))
+  text = open(os.path.join(tiny_workdir, "report.md")).read()
+  for png in ("confusion.png", "weight_calibration.png", "figure2_transfer.png"):
+    assert png in text and os.path.isfile(os.path.join(tiny_workdir, "figures", png))
+
+
+def test_evaluation_during_training_goes_to_tensorboard(tmp_path, clf_dir):
+  method = jd.JD(jd.JDConfig(**TINY))
+  ev = evaluator.Evaluator(method, {"x": X, "y": Y}, _eval_config(clf_dir),
+                           classifier_config=CLF)
+  calls = []
+
+  def evaluate(state):
+    calls.append(int(state.step))
+    return evaluator.scalars(ev(state))
+  run = train.RunConfig(workdir=str(tmp_path), steps=3, batch_size=8, eval_every=2,
+                        log_every=1)
+  train.train(method, run, {"x": X, "y": Y}, evaluate=evaluate)
+  assert calls == [2, 3]
+  import tensorflow as tf
+  steps = {}
+  for path in glob.glob(str(tmp_path / "tb" / "events.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for v in event.summary.value:
+        steps.setdefault(v.tag, []).append(event.step)
+  assert "eval/class_consistency_xy" in steps
+  assert steps["eval/tv_weighted"] == [2, 3]
+
+
+def test_summarise_mean_std_and_nan():
+  rows = report.summarise({"a": [{"m": 1.0}, {"m": 3.0}], "b": [{"m": float("nan")}, {"m": 2.0}]})
+  got = {r["variant"]: r for r in rows}
+  assert got["a"]["mean"] == 2.0 and got["a"]["std"] == pytest.approx(np.sqrt(2.0))
+  assert got["b"]["n"] == 1 and got["b"]["mean"] == 2.0 and got["b"]["std"] == 0.0
+  md = report.summary_markdown(rows, {"a": "A", "b": "B"}, [0, 1])
+  assert "| m | 2.000 ± 1.414 | 2.000 ± 0.000 |" in md
+
+
+def _run(module, *args, timeout=900):
+  env = {**os.environ, "XLA_FLAGS": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def test_evaluate_cli_bad_workdir_is_one_line(tmp_path):
+  p = _run("experiments.evaluate", f"--workdir={tmp_path}/missing", timeout=120)
+  assert p.returncode == 2
+  assert p.stderr.strip().splitlines()[-1].startswith("error: --workdir:")
+
+
+def test_mass_shift_benchmark_end_to_end(tmp_path, clf_dir):
+  p = _run("experiments.mass_shift_benchmark", f"--workdir={tmp_path}",
+           "--variants=jd_bw,one_sided", "--seeds=0,1", "--steps=2", "--batch_size=8",
+           "--d_steps=1", "--g_features=4", "--d_features=2", "--w_features=2",
+           "--checkpoint_every=2", "--eval_samples=200", "--eval_batch_size=200",
+           "--eval_noise_sources=20", "--eval_noise_draws=2", f"--classifier_dir={clf_dir}",
+           "--classifier_steps=300", "--min_classifier_accuracy=0.5")
+  assert p.returncode == 0, p.stderr[-3000:]
+  md = open(tmp_path / "results.md").read()
+  assert "| class_consistency_xy |" in md and "jd_bw" in md and "one_sided" in md
+  # One-sided has no G_yx: its Y -> X cells are empty, not made up.
+  row = next(l for l in md.splitlines() if l.startswith("| class_consistency_yx |"))
+  assert row.rstrip(" |").endswith("—")
+  csv_rows = open(tmp_path / "results.csv").read().splitlines()
+  assert csv_rows[0] == "metric,variant,mean,std,n,values" and len(csv_rows) > 10
+  for v in ("jd_bw", "one_sided"):
+    for s in (0, 1):
+      assert os.path.isfile(tmp_path / v / f"seed_{s}" / "metrics.json")

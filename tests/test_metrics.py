@@ -1,0 +1,115 @@
+"""Evaluation metrics: pure functions against constructed cases and numpy references."""
+
+import numpy as np
+import pytest
+
+from jdbw.evaluation import metrics
+
+K = 10
+
+
+def _labels(probs, n, seed=0):
+  return np.random.default_rng(seed).choice(len(probs), size=n, p=probs)
+
+
+def test_class_consistency_identity_and_permutation():
+  labels = _labels(np.full(K, 0.1), 2000)
+  same = metrics.class_consistency(labels, labels, K)
+  assert same["accuracy"] == 1.0
+  np.testing.assert_array_equal(np.asarray(same["confusion"]), np.diag(np.bincount(labels, minlength=K)))
+  shifted = metrics.class_consistency(labels, (labels + 1) % K, K)
+  assert shifted["accuracy"] == 0.0
+  cm = np.asarray(shifted["confusion"])
+  assert cm.sum() == len(labels) and cm[3, 4] == np.sum(labels == 3)
+
+
+def test_class_consistency_partial_and_missing_class():
+  labels = np.array([0, 0, 0, 0, 1, 1])
+  pred = np.array([0, 0, 1, 2, 1, 1])
+  r = metrics.class_consistency(labels, pred, 3)
+  assert r["accuracy"] == pytest.approx(4 / 6)
+  assert r["per_class"][0] == pytest.approx(0.5) and r["per_class"][1] == 1.0
+  assert np.isnan(r["per_class"][2])
+
+
+def test_mode_mass_hallucination_counts():
+  labels = np.array([0, 0, 0, 0, 1, 2, 3, 4])
+  pred = np.array([0, 0, 0, 5, 0, 0, 3, 4])   # one zero lost, two others turned into zeros
+  h = metrics.mode_mass_hallucination(labels, pred, mode=0)
+  assert h["out_of_mode"] == pytest.approx(1 / 4)
+  assert h["into_mode"] == pytest.approx(2 / 4)
+  assert metrics.mode_mass_hallucination(labels, labels, 0) == {"into_mode": 0.0, "out_of_mode": 0.0}
+
+
+def test_over_represented_class():
+  p = np.full(K, 0.1)
+  q = np.r_[0.5, np.full(K - 1, 0.5 / 9)]
+  assert metrics.over_represented_class(p, q) == 0
+
+
+def test_weight_calibration_oracle_and_uniform():
+  """Oracle weights (density ratio to the midpoint) give TV 0; uniform the skew's TV."""
+  p = np.full(K, 0.1)
+  q = np.r_[0.5, np.full(K - 1, 0.5 / 9)]
+  lx, ly = _labels(p, 20000, 1), _labels(q, 20000, 2)
+  # Empirical class frequencies, so the oracle is exact on this sample.
+  px, qy = np.bincount(lx, minlength=K) / len(lx), np.bincount(ly, minlength=K) / len(ly)
+  mid = (px + qy) / 2
+  oracle = metrics.weight_calibration(lx, (mid / px)[lx], ly, (mid / qy)[ly], K)
+  assert oracle["tv_weighted"] == pytest.approx(0.0, abs=1e-12)
+  np.testing.assert_allclose(oracle["hist_x"], mid, atol=1e-12)
+  uniform = metrics.weight_calibration(lx, np.ones(len(lx)), ly, np.ones(len(ly)), K)
+  assert uniform["tv_weighted"] == pytest.approx(0.5 * np.abs(px - qy).sum())
+  assert uniform["tv_unweighted"] == uniform["tv_weighted"]
+  # Against the true skew: TV(p, q) = 0.4 (zeros 0.1 vs 0.5), up to sampling noise.
+  assert uniform["tv_unweighted"] == pytest.approx(0.4, abs=0.02)
+  # Scaling the weights of a domain changes nothing (normalised per domain).
+  scaled = metrics.weight_calibration(lx, 7.0 * (mid / px)[lx], ly, (mid / qy)[ly], K)
+  assert scaled["tv_weighted"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_weighted_histogram_rejects_bad_weights():
+  with pytest.raises(ValueError):
+    metrics.weighted_class_histogram([0, 1], [1.0, -1.0], 2)
+  with pytest.raises(ValueError):
+    metrics.weighted_class_histogram([0, 1], [0.0, 0.0], 2)
+
+
+def test_noise_class_retention():
+  labels = np.array([0, 1, 2])
+  pred = np.array([[0, 0, 0, 0], [1, 1, 2, 2], [5, 5, 5, 2]])
+  r = metrics.noise_class_retention(labels, pred)
+  assert r["retention"] == pytest.approx((4 + 2 + 1) / 12)
+  assert r["agreement"] == pytest.approx((4 + 2 + 3) / 12)
+
+
+def test_frechet_distance_matches_closed_form_for_commuting_covariances():
+  rng = np.random.default_rng(0)
+  mu1, mu2 = rng.normal(size=5), rng.normal(size=5)
+  d1, d2 = rng.uniform(0.5, 2, 5), rng.uniform(0.5, 2, 5)
+  want = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(d1) - np.sqrt(d2)) ** 2)
+  got = metrics.frechet_distance(mu1, np.diag(d1), mu2, np.diag(d2))
+  assert got == pytest.approx(want, rel=1e-10)
+
+
+def test_frechet_distance_general_covariances_against_scipy_sqrtm():
+  from scipy import linalg
+  rng = np.random.default_rng(1)
+  a, b = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
+  c1, c2 = a @ a.T, b @ b.T
+  mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+  ref = (np.sum((mu1 - mu2) ** 2) + np.trace(c1) + np.trace(c2)
+         - 2 * np.trace(linalg.sqrtm(c1 @ c2)).real)
+  assert metrics.frechet_distance(mu1, c1, mu2, c2) == pytest.approx(ref, rel=1e-8)
+
+
+def test_fd_classifier_self_zero_and_grows_with_shift():
+  rng = np.random.default_rng(2)
+  f = rng.normal(size=(4000, 16)) @ rng.normal(size=(16, 16))
+  assert metrics.fd_classifier(f, f) == pytest.approx(0.0, abs=1e-6)
+  g = rng.normal(size=(4000, 16)) @ rng.normal(size=(16, 16))
+  shifts = [metrics.fd_classifier(f, f + s) for s in (0.5, 1.0, 2.0)]
+  assert shifts == sorted(shifts) and shifts[0] > 0
+  # A shift of s in every coordinate adds exactly F s^2 (covariance unchanged).
+  assert shifts[1] == pytest.approx(16 * 1.0, rel=1e-6)
+  assert metrics.fd_classifier(f, g) > 0
