@@ -6,7 +6,8 @@ Every run is `<workdir>/<variant>/seed_<k>` (trained by the same loop as
 experiments.mnist_srmnist, resumed if it exists, then evaluated like
 experiments.evaluate); the table of mean ± std over seeds per metric is printed and
 saved as `<workdir>/results.md` and `<workdir>/results.csv`. Model and data flags are
-experiments.mnist_srmnist's; --variants and --seeds replace --batch_weight and --seed.
+experiments.mnist_srmnist's (each variant takes the flags of its --model); --variants
+and --seeds replace --model, --batch_weight and --seed.
 """
 
 import dataclasses
@@ -17,15 +18,29 @@ from absl import app, flags, logging
 
 from experiments import common
 from experiments import mnist_srmnist
-from jdbw import jd, train
+from jdbw import train
 from jdbw.errors import ConfigError
 from jdbw.evaluation import report
 
-# name -> (description, model-config overrides)
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  description: str
+  model: str                # --model of experiments.mnist_srmnist
+  overrides: dict           # model-config fields fixed by the variant
+  steps_factor: int = 1     # x --steps (the paper gives MUNIT 3x the generator steps of JD)
+
+
 VARIANTS = {
-    "jd_bw": ("JD-BW, two-sided batch weight (Algorithm 1)", {"batch_weight": "two_sided"}),
-    "jd": ("JD, joint discriminator without batch weight", {"batch_weight": "none"}),
-    "one_sided": ("One-sided batch weight (Algorithm 2)", {"batch_weight": "one_sided"}),
+    "jd_bw": Variant("JD-BW, two-sided batch weight (Algorithm 1)", "jd",
+                     {"batch_weight": "two_sided"}),
+    "jd": Variant("JD, joint discriminator without batch weight", "jd", {"batch_weight": "none"}),
+    "one_sided": Variant("One-sided batch weight (Algorithm 2)", "jd",
+                         {"batch_weight": "one_sided"}),
+    "munit": Variant("MUNIT (1 D step per G step, 3x the steps)", "munit",
+                     {"batch_weight": "none", "d_steps": 1}, 3),
+    "munit_bw": Variant("MUNIT + batch weight (composite W on the fake side of both GAN"
+                        " losses; 1 D step, 3x the steps)", "munit",
+                        {"batch_weight": "two_sided", "d_steps": 1}, 3),
 }
 
 flags.DEFINE_list("variants", list(VARIANTS), f"Variants to run, from {sorted(VARIANTS)}.")
@@ -34,7 +49,7 @@ FLAGS = flags.FLAGS
 
 
 def _check_flags():
-  for name in ("seed", "batch_weight"):
+  for name in ("seed", "batch_weight", "model"):
     if FLAGS[name].present:
       raise ConfigError(f"--{name}: the benchmark sets it per run; use --seeds/--variants")
   unknown = [v for v in FLAGS.variants if v not in VARIANTS]
@@ -67,27 +82,28 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   seeds = _check_flags()
   base_run = mnist_srmnist.run_config().validate()
-  base_model = mnist_srmnist.model_config()
   specs = common.domain_specs()
   eval_config = common.eval_config().validate()
   root = base_run.workdir
   results = {}
   for variant in FLAGS.variants:
-    desc, overrides = VARIANTS[variant]
-    method = jd.JD(dataclasses.replace(base_model, **overrides))
+    v = VARIANTS[variant]
+    config = dataclasses.replace(mnist_srmnist.model_config(v.model, strict=False), **v.overrides)
+    method = mnist_srmnist.make_method(config)
     results[variant] = []
     for seed in seeds:
       workdir = os.path.join(root, variant, f"seed_{seed}")
-      run = dataclasses.replace(base_run, workdir=workdir, seed=seed)
+      run = dataclasses.replace(base_run, workdir=workdir, seed=seed,
+                                steps=base_run.steps * v.steps_factor)
       res = _evaluated(workdir, run.steps, eval_config)
       if res is None:
-        logging.info("benchmark: %s (%s), seed %d -> %s", variant, desc, seed, workdir)
+        logging.info("benchmark: %s (%s), seed %d -> %s", variant, v.description, seed, workdir)
         train.train(method, run, specs)
         res = report.evaluate_workdir(workdir, eval_config, data_dir=run.data_dir,
                                       classifier_config=common.classifier_config())
       results[variant].append(res["scalars"])
   rows = report.summarise(results)
-  md = report.summary_markdown(rows, {v: VARIANTS[v][0] for v in results}, seeds)
+  md = report.summary_markdown(rows, {v: VARIANTS[v].description for v in results}, seeds)
   os.makedirs(root, exist_ok=True)
   with open(os.path.join(root, "results.md"), "w") as f:
     f.write(md)

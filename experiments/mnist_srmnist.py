@@ -1,4 +1,4 @@
-r"""Trains JD-BW (Algorithm 1) and its ablations on MNIST <-> SR-MNIST.
+r"""Trains JD-BW (Algorithm 1), its ablations, or MUNIT (+ BW) on MNIST <-> SR-MNIST.
 
   python -m experiments.mnist_srmnist --flagfile=experiments/configs/quickstart.flags
   python -m experiments.mnist_srmnist --flagfile=experiments/configs/mnist_srmnist.flags
@@ -12,7 +12,8 @@ import jax
 from absl import app, flags, logging
 
 from experiments import common
-from jdbw import jd, train
+from jdbw import jd, munit, train
+from jdbw.errors import ConfigError
 from jdbw.evaluation import evaluator as ev_lib
 
 common.define_domain_flags()
@@ -33,43 +34,89 @@ flags.DEFINE_integer("eval_every", 0,
                      " to TensorBoard under eval/; 0 = off.")
 flags.DEFINE_bool("jax_distributed", False,
                   "Call jax.distributed.initialize() (multi-host TPU pod slices).")
-_DEFAULT = jd.JDConfig()
-flags.DEFINE_enum("batch_weight", _DEFAULT.batch_weight, jd.BATCH_WEIGHTS,
-                  "two_sided = JD-BW (Algorithm 1); none = joint discriminator alone;"
-                  " one_sided = Algorithm 2 (marginal D, weights on X only).")
+MODELS = {"jd": jd.JDConfig, "munit": munit.MUNITConfig}
+flags.DEFINE_enum("model", "jd", list(MODELS),
+                  "jd = joint discriminator family (JD-BW, its ablations, Algorithm 2);"
+                  " munit = MUNIT (--batch_weight=none) or MUNIT + batch weight (two_sided).")
+_DEFAULT, _MUNIT = jd.JDConfig(), munit.MUNITConfig()
+_PER_MODEL = " (default per --model: jd {jd}, munit {munit})"
+flags.DEFINE_enum("batch_weight", None, sorted(set(jd.BATCH_WEIGHTS) | set(munit.BATCH_WEIGHTS)),
+                  "two_sided = JD-BW (Algorithm 1) / MUNIT + BW; none = no batch weight;"
+                  " one_sided = Algorithm 2 (jd only: marginal D, weights on X only)."
+                  + _PER_MODEL.format(jd=_DEFAULT.batch_weight, munit=_MUNIT.batch_weight))
 flags.DEFINE_enum("weighting", _DEFAULT.weighting, ["composite", "concat", "single"],
-                  "Weighting scheme (Appendix B.1).")
+                  "Weighting scheme (Appendix B.1; jd only, munit uses composite).")
 flags.DEFINE_enum("weight_norm", _DEFAULT.weight_norm, ["sigmoid", "softmax"],
                   "sigmoid (Algorithm 1) or softmax over the batch with clipping (authors' code).")
 flags.DEFINE_enum("weight_phase", _DEFAULT.weight_phase, jd.WEIGHT_PHASES,
-                  "Train W in the generator phase (paper) or the critic phase (authors' code).")
+                  "Train W in the generator phase (paper) or the critic phase (authors' code); jd only.")
 flags.DEFINE_enum("gp_type", _DEFAULT.gp_type, ["points", "interpolates", "none"],
-                  "Gradient penalty at training points (Roth et al.) or interpolates (Gulrajani et al.).")
-flags.DEFINE_float("gp_weight", _DEFAULT.gp_weight, "Gradient penalty weight.")
-flags.DEFINE_integer("d_steps", _DEFAULT.d_steps, "Critic steps per generator step.")
-flags.DEFINE_integer("noise_dim", _DEFAULT.noise_dim, "Noise size d (8 MNIST-SRMNIST, 16 MNIST-SVHN).")
-flags.DEFINE_integer("g_kernel", _DEFAULT.g_kernel, "Generator K (4, or 1 for MNIST-SVHN).")
-flags.DEFINE_integer("g_stride", _DEFAULT.g_stride, "Generator s (2, or 1 for MNIST-SVHN).")
-flags.DEFINE_integer("g_features", _DEFAULT.g_features, "Generator width (Table 2: 64).")
-flags.DEFINE_integer("d_features", _DEFAULT.d_features, "Joint critic base width (Table 1: 32).")
+                  "Gradient penalty at training points (Roth et al.) or interpolates (Gulrajani et al.); jd only.")
+flags.DEFINE_float("gp_weight", _DEFAULT.gp_weight, "Gradient penalty weight (jd only).")
+flags.DEFINE_integer("d_steps", None, "Critic steps per generator step."
+                     + _PER_MODEL.format(jd=_DEFAULT.d_steps, munit=_MUNIT.d_steps))
+flags.DEFINE_integer("noise_dim", _DEFAULT.noise_dim,
+                     "Noise size d (8 MNIST-SRMNIST, 16 MNIST-SVHN); munit: the style dimension.")
+flags.DEFINE_integer("g_kernel", _DEFAULT.g_kernel, "Generator K (4, or 1 for MNIST-SVHN); jd only.")
+flags.DEFINE_integer("g_stride", _DEFAULT.g_stride, "Generator s (2, or 1 for MNIST-SVHN); jd only.")
+flags.DEFINE_integer("g_features", _DEFAULT.g_features, "Generator width (Table 2: 64); jd only.")
+flags.DEFINE_integer("d_features", _DEFAULT.d_features, "Joint critic base width (Table 1: 32); jd only.")
 flags.DEFINE_integer("w_features", _DEFAULT.w_features, "Weight-net base width (DCGAN: 64).")
 flags.DEFINE_integer("bw_start", _DEFAULT.bw_start, "Step where batch weight starts (uniform before).")
 flags.DEFINE_integer("bw_full", _DEFAULT.bw_full, "Clip schedule t(step) reaches 1.25 here.")
 flags.DEFINE_float("lr", _DEFAULT.lr, "Adam learning rate (G, D and W).")
 flags.DEFINE_float("b1", _DEFAULT.b1, "Adam beta1.")
 flags.DEFINE_float("b2", _DEFAULT.b2, "Adam beta2.")
-flags.DEFINE_float("weight_decay", _DEFAULT.weight_decay, "Coupled L2 weight decay (code: 1e-4).")
+flags.DEFINE_float("weight_decay", None, "Coupled L2 weight decay (authors' code: 1e-4)."
+                   + _PER_MODEL.format(jd=_DEFAULT.weight_decay, munit=_MUNIT.weight_decay))
 flags.DEFINE_integer("lr_decay_every", _DEFAULT.lr_decay_every,
                      "Halve (x lr_decay_rate) the learning rates every N steps; 0 = constant.")
 flags.DEFINE_float("lr_decay_rate", _DEFAULT.lr_decay_rate, "Step decay factor.")
+# MUNIT's own settings (authors' SR-MNIST config).
+flags.DEFINE_integer("gen_dim", _MUNIT.gen_dim, "MUNIT generator width; munit only.")
+flags.DEFINE_integer("mlp_dim", _MUNIT.mlp_dim, "MUNIT AdaIN-MLP width; munit only.")
+flags.DEFINE_integer("n_downsample", _MUNIT.n_downsample, "MUNIT content down-samplings; munit only.")
+flags.DEFINE_integer("n_res", _MUNIT.n_res, "MUNIT residual blocks; munit only.")
+flags.DEFINE_integer("style_downsample", _MUNIT.style_downsample,
+                     "MUNIT style-encoder down-samplings; munit only.")
+flags.DEFINE_integer("dis_dim", _MUNIT.dis_dim, "MUNIT discriminator width; munit only.")
+flags.DEFINE_integer("dis_layers", _MUNIT.dis_layers, "MUNIT discriminator layers; munit only.")
+flags.DEFINE_integer("dis_scales", _MUNIT.dis_scales, "MUNIT discriminator scales; munit only.")
+flags.DEFINE_float("gan_w", _MUNIT.gan_w, "MUNIT adversarial weight; munit only.")
+flags.DEFINE_float("recon_x_w", _MUNIT.recon_x_w, "MUNIT image reconstruction weight; munit only.")
+flags.DEFINE_float("recon_s_w", _MUNIT.recon_s_w, "MUNIT style reconstruction weight; munit only.")
+flags.DEFINE_float("recon_c_w", _MUNIT.recon_c_w, "MUNIT content reconstruction weight; munit only.")
+flags.DEFINE_float("recon_x_cyc_w", _MUNIT.recon_x_cyc_w, "MUNIT explicit cycle weight; munit only.")
 FLAGS = flags.FLAGS
 
 
-def model_config() -> jd.JDConfig:
-  fields = {f.name for f in dataclasses.fields(jd.JDConfig)} - {"channels_x", "channels_y",
-                                                                "resolution"}
-  return jd.JDConfig(channels_x=FLAGS.channels_x, channels_y=FLAGS.channels_y,
-                     resolution=FLAGS.resolution, **{f: FLAGS[f].value for f in fields})
+_MODEL_FLAGS = sorted(({f.name for cls in MODELS.values() for f in dataclasses.fields(cls)})
+                      - {"channels_x", "channels_y", "resolution"})
+
+
+def model_config(model: str | None = None, strict: bool = True):
+  """The --model's config from the flags; a flag left unset takes that model's default.
+
+  `strict`: a model flag given on the command line / flagfile that the model does not
+  use is an error (no silently dead flags).
+  """
+  model = model or FLAGS.model
+  cls = MODELS[model]
+  fields = {f.name for f in dataclasses.fields(cls)}
+  given = {f for f in _MODEL_FLAGS if FLAGS[f].present or (
+      FLAGS[f].value is not None and FLAGS[f].value != FLAGS[f].default)}
+  if strict:
+    unused = sorted(given - fields)
+    if unused:
+      raise ConfigError(f"--{unused[0]}: not a setting of --model={model} (unused: "
+                        f"{', '.join('--' + u for u in unused)})")
+  values = {f: FLAGS[f].value for f in given & fields}
+  return cls(channels_x=FLAGS.channels_x, channels_y=FLAGS.channels_y,
+             resolution=FLAGS.resolution, **values)
+
+
+def make_method(config):
+  return jd.JD(config) if isinstance(config, jd.JDConfig) else munit.MUNIT(config)
 
 
 def run_config() -> train.RunConfig:
@@ -87,7 +134,7 @@ def main(argv):
   if FLAGS.jax_distributed:
     jax.distributed.initialize()
   run = run_config().validate()
-  method = jd.JD(model_config())
+  method = make_method(model_config())
   logging.info("devices: %s; processes: %d", jax.devices(), jax.process_count())
   specs = common.domain_specs()
   evaluate = None

@@ -98,3 +98,15 @@ def uniform_weights(n_local: int, axis_name: str | None = None):
 def one_sided_weights(a, t=None, axis_name: str | None = None):
   """Algorithm 2: w = softmax(W(x_1..m)) over the global batch (optionally clipped)."""
   return softmax_weights(a, t, axis_name)
+
+
+def normalise_two_sided(logits: dict, norm: str, n_local: int, step, bw_start: int,
+                        bw_full: int, axis_name: str | None = None):
+  """(ω_x, ω_y) from {'x': [a...], 'y': [a...]} logits; uniform without logits or
+  before bw_start. Each sums to 1 over the global batch (or a whole evaluation sample)."""
+  uniform = uniform_weights(n_local, axis_name)
+  if not logits:
+    return uniform, uniform
+  t = clip_value(step, bw_start, bw_full)
+  return tuple(combined_weights(logits[s], norm, t, axis_name, step < bw_start)
+               for s in ("x", "y"))

@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdbw import checkpoint, jd, models
+from jdbw import checkpoint, jd, models, munit
 from jdbw.errors import ConfigError
 
-METHODS = {"JD": (jd.JD, jd.JDConfig)}
+METHODS = {"JD": (jd.JD, jd.JDConfig), "MUNIT": (munit.MUNIT, munit.MUNITConfig)}
 
 
 def read_config(workdir: str) -> dict:
@@ -77,9 +77,9 @@ class Translator:
     """Translates float images in [-1, 1]; noise given or drawn U(-1, 1) from `seed`."""
     if direction not in ("xy", "yx"):
       raise ConfigError(f"--direction: got {direction!r}; expected 'xy' or 'yx'")
-    if f"G_{direction}" not in self.method.G:
-      raise ConfigError(f"--direction: this model ({self.method.config.batch_weight}) has no"
-                        f" G_{direction}; it translates {', '.join(sorted(self.method.G))} only")
+    if direction not in self.method.directions:
+      raise ConfigError(f"--direction: this model translates {', '.join(self.method.directions)}"
+                        f" only, not {direction}")
     images = np.asarray(images, np.float32)
     single = images.ndim == 3
     if single:

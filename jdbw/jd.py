@@ -101,7 +101,53 @@ def per_sample_uniform(key, global_index, shape, minval=0.0, maxval=1.0):
                                                jnp.float32, minval, maxval))(global_index)
 
 
-def _global_index(n_local, axis_name):
+def adam_optimizer(c):
+  """Adam(lr, b1, b2) with optional coupled weight decay and step decay (PAPER_NOTES)."""
+  lr = c.lr
+  if c.lr_decay_every:
+    lr = optax.exponential_decay(c.lr, c.lr_decay_every, c.lr_decay_rate, staircase=True)
+  parts = [optax.add_decayed_weights(c.weight_decay)] if c.weight_decay else []
+  return optax.chain(*parts, optax.adam(lr, b1=c.b1, b2=c.b2))
+
+
+def apply_grads(tx: dict, state, grads, nets, axis_name):
+  """Averages gradients over the device axis and takes one optimiser step for `nets`."""
+  grads = parallel.pmean(grads, axis_name)
+  params, opt_state = dict(state.params), dict(state.opt_state)
+  for k in nets:
+    updates, opt_state[k] = tx[k].update(grads[k], state.opt_state[k], state.params[k])
+    params[k] = optax.apply_updates(state.params[k], updates)
+  return state.replace(params=params, opt_state=opt_state)
+
+
+def run_iteration(method, state, batch, axis_name=None):
+  """One generator step then d critic steps, one compiled call (any method).
+
+  `batch` = {'x': [1 + d, B, ...], 'y': [1 + d, B, ...]} images: slice 0 feeds the
+  generator step, slices 1..d the critic steps (fresh batches each). RNG: the
+  state's key folded with the step, then with the sub-step index.
+  """
+  key = jax.random.fold_in(state.rng, state.step)
+  g_batch = jax.tree.map(lambda a: a[0], batch)
+  state, (g_metrics, per_sample) = method.generator_step(
+      state, g_batch, jax.random.fold_in(key, 0), axis_name)
+
+  def d_body(state, inputs):
+    i, b = inputs
+    return method.discriminator_step(state, b, jax.random.fold_in(key, i), axis_name)
+
+  d_batches = jax.tree.map(lambda a: a[1:], batch)
+  # Unrolled: XLA:CPU ran the rolled scan 5x slower than the same steps unrolled
+  # (docs/benchmarks.md). Not yet measured on an accelerator.
+  state, d_metrics = jax.lax.scan(
+      d_body, state, (jnp.arange(1, method.config.d_steps + 1), d_batches),
+      unroll=method.unroll_d_steps)
+  metrics = {**g_metrics, **jax.tree.map(lambda a: a[-1], d_metrics)}
+  metrics = parallel.pmean(metrics, axis_name)
+  return state.replace(step=state.step + 1), metrics, per_sample
+
+
+def global_index(n_local, axis_name):
   offset = jax.lax.axis_index(axis_name) * n_local if axis_name else 0
   return offset + jnp.arange(n_local)
 
@@ -126,7 +172,7 @@ class JD:
       self.W = {"W": w()}
     else:
       self.W = {"W_x": w(), "W_y": w()}
-    self.tx = {k: self._optimizer() for k in ("G", "D", "W")}
+    self.tx = {k: adam_optimizer(c) for k in ("G", "D", "W")}
 
   unroll_d_steps = True
 
@@ -135,14 +181,6 @@ class JD:
     return 1 + self.config.d_steps
 
   # --- construction ---
-
-  def _optimizer(self):
-    c = self.config
-    lr = c.lr
-    if c.lr_decay_every:
-      lr = optax.exponential_decay(c.lr, c.lr_decay_every, c.lr_decay_rate, staircase=True)
-    parts = [optax.add_decayed_weights(c.weight_decay)] if c.weight_decay else []
-    return optax.chain(*parts, optax.adam(lr, b1=c.b1, b2=c.b2))
 
   def init_state(self, rng) -> TrainState:
     c = self.config
@@ -214,13 +252,12 @@ class JD:
     uniform = batch_weight.uniform_weights(n, axis_name)
     if not logits:
       return uniform, uniform
-    t = batch_weight.clip_value(step, c.bw_start, c.bw_full)
-    before = step < c.bw_start
     if c.batch_weight == "one_sided":
+      t = batch_weight.clip_value(step, c.bw_start, c.bw_full)
       w = batch_weight.one_sided_weights(logits["x"][0], t, axis_name)
-      return jnp.where(before, uniform, w), uniform
-    return tuple(batch_weight.combined_weights(logits[s], c.weight_norm, t, axis_name, before)
-                 for s in ("x", "y"))
+      return jnp.where(step < c.bw_start, uniform, w), uniform
+    return batch_weight.normalise_two_sided(logits, c.weight_norm, n, step, c.bw_start,
+                                            c.bw_full, axis_name)
 
   def _weights(self, params, x, fx, fy, y, step, axis_name):
     """(ω_x, ω_y) of a training batch."""
@@ -248,7 +285,7 @@ class JD:
     return fx, fy, d_minus, d_plus, new_spectral
 
   def _noise(self, key, x, axis_name):
-    idx = _global_index(x.shape[0], axis_name)
+    idx = global_index(x.shape[0], axis_name)
     kx, ky = jax.random.split(key)
     d = self.config.noise_dim
     return (per_sample_uniform(kx, idx, (d,), -1.0, 1.0),
@@ -260,15 +297,6 @@ class JD:
     sg = jax.lax.stop_gradient
     l_minus, l_plus = losses.critic_terms(sg(d_minus), sg(d_plus), w_x, w_y, axis_name)
     return jnp.square(l_minus - l_plus)
-
-  def _apply_grads(self, state, grads, nets, axis_name):
-    """Averages gradients over the device axis and takes one Adam step for `nets`."""
-    grads = parallel.pmean(grads, axis_name)
-    params, opt_state = dict(state.params), dict(state.opt_state)
-    for k in nets:
-      updates, opt_state[k] = self.tx[k].update(grads[k], state.opt_state[k], state.params[k])
-      params[k] = optax.apply_updates(state.params[k], updates)
-    return state.replace(params=params, opt_state=opt_state)
 
   # --- steps: (state, batch, rng) -> (state, metrics) ---
 
@@ -293,7 +321,7 @@ class JD:
 
     trainable = {"G": state.params["G"], "W": state.params["W"]}
     grads, (spectral, gap, w_x, w_y) = jax.grad(loss_fn, has_aux=True)(trainable)
-    state = self._apply_grads(state, grads, ("G", "W") if train_w else ("G",), axis_name)
+    state = apply_grads(self.tx, state, grads, ("G", "W") if train_w else ("G",), axis_name)
     m = parallel.global_size(x.shape[0], axis_name)
     metrics = {"g/gap": gap, "w/loss": jnp.square(gap),
                "w/clip_t": batch_weight.clip_value(state.step, c.bw_start, c.bw_full)}
@@ -322,7 +350,7 @@ class JD:
       if c.gp_type == "points":
         gp = losses.gradient_penalty_points(d_fn, points, axis_name)
       elif c.gp_type == "interpolates":
-        eps = per_sample_uniform(k_gp, _global_index(x.shape[0], axis_name), ())
+        eps = per_sample_uniform(k_gp, global_index(x.shape[0], axis_name), ())
         gp = losses.gradient_penalty_interpolates(d_fn, points[0], points[1], eps, axis_name)
       else:
         gp = jnp.zeros(())
@@ -333,35 +361,12 @@ class JD:
 
     trainable = {"D": state.params["D"], "W": state.params["W"]}
     grads, (spectral, gap, gp) = jax.grad(loss_fn, has_aux=True)(trainable)
-    state = self._apply_grads(state, grads, ("D", "W") if train_w else ("D",), axis_name)
+    state = apply_grads(self.tx, state, grads, ("D", "W") if train_w else ("D",), axis_name)
     return state.replace(spectral=spectral), {"d/gap": gap, "d/gp": gp}
 
   def iteration(self, state: TrainState, batch, axis_name=None):
-    """One generator step then d critic steps, one compiled call.
-
-    `batch` = {'x': [1 + d, B, ...], 'y': [1 + d, B, ...]} images: slice 0 feeds the
-    generator step, slices 1..d the critic steps (fresh batches each). RNG: the
-    state's key folded with the step, then with the sub-step index; noise is keyed by
-    the global sample index.
-    """
-    key = jax.random.fold_in(state.rng, state.step)
-    g_batch = jax.tree.map(lambda a: a[0], batch)
-    state, (g_metrics, per_sample) = self.generator_step(
-        state, g_batch, jax.random.fold_in(key, 0), axis_name)
-
-    def d_body(state, inputs):
-      i, b = inputs
-      return self.discriminator_step(state, b, jax.random.fold_in(key, i), axis_name)
-
-    d_batches = jax.tree.map(lambda a: a[1:], batch)
-    # Unrolled: XLA:CPU ran the rolled scan 5x slower than the same steps unrolled
-    # (docs/benchmarks.md). Not yet measured on an accelerator.
-    state, d_metrics = jax.lax.scan(
-        d_body, state, (jnp.arange(1, self.config.d_steps + 1), d_batches),
-        unroll=self.unroll_d_steps)
-    metrics = {**g_metrics, **jax.tree.map(lambda a: a[-1], d_metrics)}
-    metrics = parallel.pmean(metrics, axis_name)
-    return state.replace(step=state.step + 1), metrics, per_sample
+    """One generator step then d critic steps, one compiled call (`run_iteration`)."""
+    return run_iteration(self, state, batch, axis_name)
 
   # --- inference ---
 

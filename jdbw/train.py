@@ -2,8 +2,8 @@
 
 A method (e.g. `jdbw.jd.JD`) supplies `config` (a frozen dataclass), `init_state(rng)`,
 `iteration(state, batch, axis_name) -> (state, metrics, per_sample_weights)` with
-`batch = {'x', 'y'}` images stacked [1 + d, B, ...], `batches_per_iteration` and
-`translate(params, spectral, images, z, direction)`. The loop owns data, devices,
+`batch = {'x', 'y'}` images stacked [1 + d, B, ...], `batches_per_iteration`,
+`directions` ('xy', 'yx') and `translate(params, spectral, images, z, direction)`. The loop owns data, devices,
 checkpoints, resume, logging and figures.
 
 Resume: rerunning with the same --workdir restores the latest checkpoint (step, all
@@ -179,15 +179,14 @@ def write_figures(method, state, eval_batch, history, workdir, seed) -> list[str
   nz = method.config.noise_dim
   key = jax.random.PRNGKey(seed)
   rows, noise_rows = [], []
-  names = [("xy", "x", "yx", "X -> Y -> X")]
-  if "G_yx" in method.G:
-    names.append(("yx", "y", "xy", "Y -> X -> Y"))
-  for d, side, back, title in names:
+  names = {"xy": ("x", "yx", "X -> Y -> X"), "yx": ("y", "xy", "Y -> X -> Y")}
+  for d in method.directions:
+    side, back, title = names[d]
     src = jnp.asarray(eval_batch[side]["image"][:12])
     z = models.sample_noise(jax.random.fold_in(key, 0), 12, nz)
     fwd = translate(params, spectral, src, z, d)
     row = [src, fwd]
-    if f"G_{back}" in method.G:
+    if back in method.directions:
       row.append(translate(params, spectral, fwd, z[::-1], back))
     rows.append({"title": f"Figure 2 layout, {title} (rows: source, transferred,"
                           f" transferred back), step {int(state.step)}", "rows": row})

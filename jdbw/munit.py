@@ -1,0 +1,283 @@
+"""MUNIT (Huang et al. 2018) and MUNIT + batch weight, as pure steps for the shared loop.
+
+Domains X (a) and Y (b), each with an AdaIN generator G_x / G_y (content encoder,
+style encoder, decoder) and an LSGAN multi-scale discriminator D_x / D_y. Translation
+x -> y decodes x's content with a style s ~ N(0, I) in G_y. Losses as MUNIT's trainer:
+LSGAN adversarial (gan_w), image reconstruction (recon_x_w), style and content
+reconstruction of the translations (recon_s_w, recon_c_w), optional explicit cycle
+(recon_x_cyc_w, 0 by default).
+
+Batch weight (`batch_weight='two_sided'`): the composite weight networks W_x, W_y and
+the normalisation of `jdbw.batch_weight` give per-sample weights ω_x (for the sources
+x) and ω_y (for the sources y). As in the authors' code they weight the *fake side* of
+each domain's GAN loss: in D_y's loss and G's adversarial term the translations
+G_xy(x_i) count ω_x,i, in D_x's those of G_yx(y_j) count ω_y,j; the real sides keep
+uniform weights. W minimises Σ_domains (weighted mean fake score − mean real score)²,
+the squared critic gap, with the critic scores fixed. With `batch_weight='none'`,
+ω = 1/m and every loss is exactly MUNIT's batch mean.
+
+The harness's noise z ~ U(-1, 1)^d becomes the style code s = √2 erfinv(z) ~ N(0, I)
+(the prior's inverse CDF), so the inference API and the Figure 4 grid work unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jdbw import batch_weight, jd, losses, models, models_munit, parallel
+
+BATCH_WEIGHTS = ("none", "two_sided")
+
+
+@dataclasses.dataclass(frozen=True)
+class MUNITConfig:
+  """MUNIT's SR-MNIST settings (authors' code) by default; saved with the workdir."""
+  batch_weight: str = "none"
+  weight_norm: str = "softmax"
+  noise_dim: int = 8           # style dimension
+  gen_dim: int = 64
+  mlp_dim: int = 256
+  n_downsample: int = 1
+  n_res: int = 2
+  style_downsample: int = 4
+  dis_dim: int = 64
+  dis_layers: int = 4
+  dis_scales: int = 1
+  gan_w: float = 1.0
+  recon_x_w: float = 10.0
+  recon_s_w: float = 1.0
+  recon_c_w: float = 1.0
+  recon_x_cyc_w: float = 0.0
+  d_steps: int = 1
+  w_features: int = 64
+  bw_start: int = 0
+  bw_full: int = 1000
+  channels_x: int = 1
+  channels_y: int = 1
+  resolution: int = 32
+  lr: float = 1e-4
+  b1: float = 0.5
+  b2: float = 0.999
+  weight_decay: float = 1e-4
+  lr_decay_every: int = 0
+  lr_decay_rate: float = 0.5
+
+  def validate(self):
+    from jdbw.errors import ConfigError
+    if self.batch_weight not in BATCH_WEIGHTS:
+      raise ConfigError(f"--batch_weight: got {self.batch_weight!r}; MUNIT takes one of"
+                        f" {BATCH_WEIGHTS}")
+    if self.weight_norm not in batch_weight.NORMS:
+      raise ConfigError(f"--weight_norm: got {self.weight_norm!r}; expected one of"
+                        f" {batch_weight.NORMS}")
+    for f in ("noise_dim", "gen_dim", "mlp_dim", "n_res", "dis_dim", "dis_layers",
+              "dis_scales", "d_steps", "w_features"):
+      if getattr(self, f) < 1:
+        raise ConfigError(f"--{f}: got {getattr(self, f)}; expected >= 1")
+    if self.resolution % 2 ** max(self.n_downsample, self.style_downsample, self.dis_layers):
+      raise ConfigError(f"--resolution: {self.resolution} must divide by 2^(number of"
+                        " down-sampling layers)")
+    if self.lr <= 0:
+      raise ConfigError("--lr must be > 0")
+    return self
+
+
+def style_from_noise(z):
+  """U(-1, 1) -> N(0, 1) elementwise by the normal inverse CDF: s = √2 erfinv(z)."""
+  z = jnp.clip(z, -1.0 + 1e-6, 1.0 - 1e-6)
+  return jnp.sqrt(2.0) * jax.scipy.special.erfinv(z)
+
+
+def lsgan_per_sample(outputs, target: float):
+  """Σ_scales mean over the map of (D − target)², per sample (MUNIT's LSGAN terms)."""
+  return sum(jnp.mean(jnp.square(o.astype(jnp.float32) - target), axis=(1, 2))
+             for o in outputs)
+
+
+def score_per_sample(outputs):
+  """Σ_scales mean over the map of D: the per-sample critic score of the squared gap."""
+  return sum(jnp.mean(o.astype(jnp.float32), axis=(1, 2)) for o in outputs)
+
+
+class MUNIT:
+  """MUNIT; `batch_weight='two_sided'` is MUNIT + batch weight (the paper's ablation)."""
+
+  def __init__(self, config: MUNITConfig):
+    self.config = c = config.validate()
+    gen = functools.partial(models_munit.AdaINGenerator, dim=c.gen_dim, style_dim=c.noise_dim,
+                            mlp_dim=c.mlp_dim, n_down=c.n_downsample, n_res=c.n_res,
+                            style_down=c.style_downsample)
+    self.G = {"G_x": gen(out_channels=c.channels_x), "G_y": gen(out_channels=c.channels_y)}
+    dis = functools.partial(models_munit.MsImageDis, dim=c.dis_dim, n_layer=c.dis_layers,
+                            num_scales=c.dis_scales)
+    self.D = {"D_x": dis(), "D_y": dis()}
+    self.W = ({"W_x": models.WeightNet(features=c.w_features),
+               "W_y": models.WeightNet(features=c.w_features)}
+              if c.batch_weight == "two_sided" else {})
+    self.tx = {k: jd.adam_optimizer(c) for k in ("G", "D", "W")}
+
+  directions = ("xy", "yx")
+  unroll_d_steps = True
+
+  @property
+  def batches_per_iteration(self) -> int:
+    return 1 + self.config.d_steps
+
+  def init_state(self, rng) -> jd.TrainState:
+    c = self.config
+    r = c.resolution
+    x = jnp.zeros((1, r, r, c.channels_x))
+    y = jnp.zeros((1, r, r, c.channels_y))
+    s = jnp.zeros((1, c.noise_dim))
+    keys = iter(jax.random.split(rng, 8))
+    params = {"G": {"G_x": self.G["G_x"].init(next(keys), x, s)["params"],
+                    "G_y": self.G["G_y"].init(next(keys), y, s)["params"]},
+              "D": {"D_x": self.D["D_x"].init(next(keys), x)["params"],
+                    "D_y": self.D["D_y"].init(next(keys), y)["params"]},
+              "W": {}}
+    for name, w in self.W.items():
+      params["W"][name] = models.init(w, next(keys), x if name == "W_x" else y)["params"]
+    opt_state = {k: self.tx[k].init(params[k]) for k in ("G", "D", "W")}
+    return jd.TrainState(step=jnp.zeros((), jnp.int32), rng=next(keys), params=params,
+                         spectral={"G": {}, "D": {}, "W": {}}, opt_state=opt_state)
+
+  # --- forward pieces ---
+
+  def encode(self, params, name, images):
+    return self.G[name].apply({"params": params["G"][name]}, images,
+                              method=models_munit.AdaINGenerator.encode)
+
+  def decode(self, params, name, content, style):
+    return self.G[name].apply({"params": params["G"][name]}, content, style,
+                              method=models_munit.AdaINGenerator.decode)
+
+  def discriminate(self, params, name, images):
+    return self.D[name].apply({"params": params["D"][name]}, images)
+
+  def translate(self, params, spectral, images, z, direction: str):
+    del spectral  # MUNIT has no spectral norm.
+    src, tgt = {"xy": ("G_x", "G_y"), "yx": ("G_y", "G_x")}[direction]
+    content, _ = self.encode(params, src, images)
+    return self.decode(params, tgt, content, style_from_noise(z))
+
+  def weight_logits(self, params, x, fx, fy, y) -> dict:
+    """Composite weight logits (as JD-BW's), {} without batch weight."""
+    if not self.W:
+      return {}
+    W = lambda name, img: models.apply(self.W[name], {"params": params["W"][name]}, img)
+    a_x, a_y = batch_weight.weight_logits("composite", W, x, fx, fy, y)
+    return {"x": a_x, "y": a_y}
+
+  def normalise_weights(self, logits: dict, n: int, step, axis_name=None):
+    c = self.config
+    return batch_weight.normalise_two_sided(logits, c.weight_norm, n, step, c.bw_start,
+                                            c.bw_full, axis_name)
+
+  def _styles(self, key, n, axis_name):
+    """Prior style codes s_x, s_y ~ N(0, I), one per sample keyed by its global index."""
+    idx = jd.global_index(n, axis_name)
+    kx, ky = jax.random.split(key)
+    d = self.config.noise_dim
+    draw = lambda k: jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(k, i), (d,)))(idx)
+    return draw(kx), draw(ky)
+
+  def _translations(self, params, x, y, s_x, s_y):
+    c_x, s_x_own = self.encode(params, "G_x", x)
+    c_y, s_y_own = self.encode(params, "G_y", y)
+    return {"c_x": c_x, "c_y": c_y, "s_x_own": s_x_own, "s_y_own": s_y_own,
+            "xy": self.decode(params, "G_y", c_x, s_y),   # x -> y with a prior style
+            "yx": self.decode(params, "G_x", c_y, s_x)}   # y -> x
+
+  def _mean(self, values, axis_name):
+    """Global batch mean of per-sample values."""
+    n = values.shape[0]
+    return losses.weighted_sum(values, batch_weight.uniform_weights(n, axis_name), axis_name)
+
+  def _l1(self, a, b, axis_name):
+    per_sample = jnp.mean(jnp.abs(a - b).reshape(a.shape[0], -1), -1)
+    return self._mean(per_sample, axis_name)
+
+  # --- steps: (state, batch, rng) -> (state, metrics) ---
+
+  def generator_step(self, state, batch, rng, axis_name=None):
+    """MUNIT's gen_update, adversarial terms weighted by ω; W on the squared critic gap."""
+    c = self.config
+    x, y = batch["x"], batch["y"]
+    s_x, s_y = self._styles(rng, x.shape[0], axis_name)
+    train_w = bool(self.W)
+    sg = jax.lax.stop_gradient
+
+    def loss_fn(trainable):
+      params = {**state.params, "G": trainable["G"], "W": trainable["W"]}
+      t = self._translations(params, x, y, s_x, s_y)
+      x_rec = self.decode(params, "G_x", t["c_x"], t["s_x_own"])
+      y_rec = self.decode(params, "G_y", t["c_y"], t["s_y_own"])
+      c_y_rec, s_x_rec = self.encode(params, "G_x", t["yx"])
+      c_x_rec, s_y_rec = self.encode(params, "G_y", t["xy"])
+      l1 = functools.partial(self._l1, axis_name=axis_name)
+      terms = {"recon_x": l1(x_rec, x) + l1(y_rec, y),
+               "recon_s": l1(s_x_rec, s_x) + l1(s_y_rec, s_y),
+               "recon_c": l1(c_x_rec, t["c_x"]) + l1(c_y_rec, t["c_y"])}
+      if c.recon_x_cyc_w:
+        x_cyc = self.decode(params, "G_x", c_x_rec, t["s_x_own"])
+        y_cyc = self.decode(params, "G_y", c_y_rec, t["s_y_own"])
+        terms["recon_cyc"] = l1(x_cyc, x) + l1(y_cyc, y)
+      w_x, w_y = self.normalise_weights(
+          self.weight_logits(params, x, sg(t["xy"]), sg(t["yx"]), y), x.shape[0],
+          state.step, axis_name)
+      d_xy = self.discriminate(params, "D_y", t["xy"])
+      d_yx = self.discriminate(params, "D_x", t["yx"])
+      terms["adv"] = (losses.weighted_sum(lsgan_per_sample(d_xy, 1.0), sg(w_x), axis_name)
+                      + losses.weighted_sum(lsgan_per_sample(d_yx, 1.0), sg(w_y), axis_name))
+      loss = (c.gan_w * terms["adv"] + c.recon_x_w * terms["recon_x"]
+              + c.recon_s_w * terms["recon_s"] + c.recon_c_w * terms["recon_c"]
+              + c.recon_x_cyc_w * terms.get("recon_cyc", 0.0))
+      if train_w:
+        real_y = score_per_sample(self.discriminate(params, "D_y", y))
+        real_x = score_per_sample(self.discriminate(params, "D_x", x))
+        gap_y = (losses.weighted_sum(sg(score_per_sample(d_xy)), w_x, axis_name)
+                 - self._mean(sg(real_y), axis_name))
+        gap_x = (losses.weighted_sum(sg(score_per_sample(d_yx)), w_y, axis_name)
+                 - self._mean(sg(real_x), axis_name))
+        terms["w_loss"] = jnp.square(gap_x) + jnp.square(gap_y)
+        loss = loss + terms["w_loss"]
+      return loss, (terms, w_x, w_y)
+
+    trainable = {"G": state.params["G"], "W": state.params["W"]}
+    grads, (terms, w_x, w_y) = jax.grad(loss_fn, has_aux=True)(trainable)
+    state = jd.apply_grads(self.tx, state, grads, ("G", "W") if train_w else ("G",), axis_name)
+    m = parallel.global_size(x.shape[0], axis_name)
+    metrics = {f"g/{k}" if k != "w_loss" else "w/loss": v for k, v in terms.items()}
+    return state, (metrics, {"w_x": w_x * m, "w_y": w_y * m})
+
+  def discriminator_step(self, state, batch, rng, axis_name=None):
+    """MUNIT's dis_update (LSGAN), the fake side of each domain weighted by ω."""
+    c = self.config
+    x, y = batch["x"], batch["y"]
+    s_x, s_y = self._styles(rng, x.shape[0], axis_name)
+    t = jax.lax.stop_gradient(self._translations(state.params, x, y, s_x, s_y))
+    w_x, w_y = self.normalise_weights(
+        self.weight_logits(state.params, x, t["xy"], t["yx"], y), x.shape[0], state.step,
+        axis_name)
+
+    def loss_fn(d_params):
+      params = {**state.params, "D": d_params}
+      fake = (losses.weighted_sum(lsgan_per_sample(self.discriminate(params, "D_y", t["xy"]), 0.0),
+                                  w_x, axis_name)
+              + losses.weighted_sum(lsgan_per_sample(self.discriminate(params, "D_x", t["yx"]), 0.0),
+                                    w_y, axis_name))
+      real = (self._mean(lsgan_per_sample(self.discriminate(params, "D_y", y), 1.0), axis_name)
+              + self._mean(lsgan_per_sample(self.discriminate(params, "D_x", x), 1.0), axis_name))
+      return c.gan_w * (fake + real)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params["D"])
+    state = jd.apply_grads(self.tx, state, {"D": grads}, ("D",), axis_name)
+    return state, {"d/loss": loss}
+
+  def iteration(self, state, batch, axis_name=None):
+    """One generator step then d discriminator steps, one compiled call (see JD)."""
+    return jd.run_iteration(self, state, batch, axis_name)
