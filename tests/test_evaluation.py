@@ -159,7 +159,7 @@ def test_evaluate_workdir_writes_metrics_report_and_figures(tiny_workdir, clf_di
   for key in ("class_consistency_xy", "class_consistency_yx", "cycle_consistency_xyx",
               "hallucination_xy", "noise_yx", "fd_classifier_xy", "tv_weighted"):
     assert key in saved["scalars"] or any(k.startswith(key) for k in saved["scalars"])
-  assert set(saved["weight_calibration_per_checkpoint"]) == {"2", "4"}
+  assert [c["step"] for c in saved["weight_calibration_per_checkpoint"]] == [2, 4]
   wc = saved["weight_calibration"]
   assert wc["tv_unweighted"] == pytest.approx(
       metrics.total_variation(wc["hist_x_unweighted"], wc["hist_y_unweighted"]))
@@ -214,7 +214,7 @@ def test_evaluate_cli_bad_workdir_is_one_line(tmp_path):
 
 def test_mass_shift_benchmark_end_to_end(tmp_path, clf_dir):
   p = _run("experiments.mass_shift_benchmark", f"--workdir={tmp_path}",
-           "--variants=jd_bw,one_sided", "--seeds=0,1", "--steps=2", "--batch_size=8",
+           "--variants=jd_bw,one_sided", "--seeds=0", "--steps=2", "--batch_size=8",
            "--d_steps=1", "--g_features=4", "--d_features=2", "--w_features=2",
            "--checkpoint_every=2", "--eval_samples=200", "--eval_batch_size=200",
            "--eval_noise_sources=20", "--eval_noise_draws=2", f"--classifier_dir={clf_dir}",
@@ -228,5 +228,4 @@ def test_mass_shift_benchmark_end_to_end(tmp_path, clf_dir):
   csv_rows = open(tmp_path / "results.csv").read().splitlines()
   assert csv_rows[0] == "metric,variant,mean,std,n,values" and len(csv_rows) > 10
   for v in ("jd_bw", "one_sided"):
-    for s in (0, 1):
-      assert os.path.isfile(tmp_path / v / f"seed_{s}" / "metrics.json")
+    assert os.path.isfile(tmp_path / v / "seed_0" / "metrics.json")

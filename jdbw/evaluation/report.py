@@ -42,7 +42,8 @@ def evaluate_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig
       else:
         wc = evaluator.calibration_at(inference.load_run(workdir, s)[1])
       per_ckpt[s] = {"tv_weighted": wc["tv_weighted"], "tv_unweighted": wc["tv_unweighted"]}
-  result["weight_calibration_per_checkpoint"] = {str(k): v for k, v in sorted(per_ckpt.items())}
+  result["weight_calibration_per_checkpoint"] = [{"step": k, **v}
+                                                 for k, v in sorted(per_ckpt.items())]
   out_dir = os.path.join(workdir, "figures")
   paths = ev_lib.write_figures(result, out_dir)
   if len(per_ckpt) > 1:
@@ -88,8 +89,8 @@ def report_markdown(result: dict, workdir: str) -> str:
             " Fréchet distance in the target classifier's penultimate features, not FID.", ""]
   if len(result["weight_calibration_per_checkpoint"]) > 1:
     lines += ["| checkpoint | TV weighted | TV unweighted |", "|---|---|---|"]
-    lines += [f"| {s} | {v['tv_weighted']:.4f} | {v['tv_unweighted']:.4f} |"
-              for s, v in result["weight_calibration_per_checkpoint"].items()]
+    lines += [f"| {v['step']} | {v['tv_weighted']:.4f} | {v['tv_unweighted']:.4f} |"
+              for v in result["weight_calibration_per_checkpoint"]]
     lines.append("")
   figs = dict(result["figures"])
   for name in ("figure2_transfer.png", "figure3_weights.png", "figure4_noise.png"):
