@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jdbw import data, jd, train
+from jdbw import batch_weight, data, jd, train
 from jdbw.errors import ConfigError
 from jdbw.evaluation import classifier, evaluator, metrics, report
 
@@ -76,7 +76,7 @@ class _Fake:
     return {} if self._logits is None else self._logits(x, y)
 
   def normalise_weights(self, logits, n, step, axis_name=None):
-    return jd.JD(jd.JDConfig(**TINY)).normalise_weights(logits, n, step, axis_name)
+    return batch_weight.normalise_two_sided(logits, "softmax", n, step, 0, 1000, axis_name)
 
 
 _STATE = jd.TrainState(step=jnp.zeros((), jnp.int32), rng=jax.random.PRNGKey(0),

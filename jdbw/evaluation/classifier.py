@@ -128,12 +128,12 @@ def _accuracy(module, params, images, labels, num_classes, batch=1000):
   return float(np.mean(pred == labels)), per_class
 
 
-def train_classifier(spec: data.DomainSpec, *, resolution: int = 32,
+def train_classifier(train_domain: data.Domain, *, resolution: int = 32,
                      config: ClassifierConfig = ClassifierConfig(),
                      data_dir: str | None = None) -> TrainedClassifier:
-  """Trains on `spec`'s training split (classes balanced); tests on its test split."""
-  train_dom = _balanced(data.load_domain(dataclasses.replace(spec, split="train"),
-                                         data_dir=data_dir))
+  """Trains on a domain's training split (classes balanced); tests on its test split."""
+  spec = train_domain.spec
+  train_dom = _balanced(train_domain)
   test_dom = _balanced(data.load_domain(dataclasses.replace(spec, split="test"),
                                         data_dir=data_dir))
   k = train_dom.num_classes
@@ -181,8 +181,8 @@ def load_or_train(spec: data.DomainSpec, cache_dir: str, *, resolution: int = 32
   Raises ConfigError when its test accuracy is below the data set's threshold.
   """
   threshold = threshold_for(spec, min_accuracy)
-  probs = data.load_domain(spec, data_dir=data_dir).probs
-  path = os.path.join(cache_dir, cache_key(spec, probs, resolution, config))
+  train_domain = data.load_domain(dataclasses.replace(spec, split="train"), data_dir=data_dir)
+  path = os.path.join(cache_dir, cache_key(spec, train_domain.probs, resolution, config))
   info_path, params_path = os.path.join(path, "info.json"), os.path.join(path, "params.msgpack")
   if os.path.isfile(info_path) and os.path.isfile(params_path):
     with open(info_path) as f:
@@ -196,7 +196,8 @@ def load_or_train(spec: data.DomainSpec, cache_dir: str, *, resolution: int = 32
   else:
     logging.info("training the evaluation classifier of %s (%s) into %s", spec.source,
                  spec.transform, path)
-    clf = train_classifier(spec, resolution=resolution, config=config, data_dir=data_dir)
+    clf = train_classifier(train_domain, resolution=resolution, config=config,
+                           data_dir=data_dir)
     os.makedirs(path, exist_ok=True)
     tmp = params_path + ".tmp"
     with open(tmp, "wb") as f:

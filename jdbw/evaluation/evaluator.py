@@ -27,9 +27,6 @@ from jdbw.errors import ConfigError
 from jdbw.evaluation import classifier as clf_lib
 from jdbw.evaluation import metrics
 
-_OTHER = {"x": "y", "y": "x"}
-
-
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
   samples: int = 5000          # per domain
@@ -82,7 +79,6 @@ class Evaluator:
                         " class consistency needs shared classes")
     self.num_classes = domains["x"].num_classes
     self.mode = metrics.over_represented_class(domains["x"].probs, domains["y"].probs)
-    self.probs = {k: d.probs for k, d in domains.items()}
     self.sample = {}
     for k, d in domains.items():
       ds = data.domain_dataset(d, seed=config.seed, resolution=resolution)
@@ -91,14 +87,14 @@ class Evaluator:
     nz = method.config.noise_dim
     key = jax.random.PRNGKey(config.seed)
     n = config.samples
-    # Fixed noise: z for the translation, z_back for the cycle, zs for the noise grid.
+    # Fixed noise: z for the translation, z_back for the cycle, noise_draws for the
+    # noise-keeps-class metric.
     self.noise = {d: {"z": models.sample_noise(jax.random.fold_in(key, 2 * i), n, nz),
                       "z_back": models.sample_noise(jax.random.fold_in(key, 2 * i + 1), n, nz)}
                   for i, d in enumerate(("xy", "yx"))}
     self.noise_draws = models.sample_noise(jax.random.fold_in(key, 99),
                                            config.noise_draws, nz)
-    self._classify = {k: jax.jit(c.apply) for k, c in self.classifiers.items()}
-    self.real = {k: self._batched(self._classify[k], self.sample[k]["image"])
+    self.real = {k: self._batched(jax.jit(self.classifiers[k].apply), self.sample[k]["image"])
                  for k in ("x", "y")}
     self._compile()
 

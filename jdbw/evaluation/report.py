@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime
 import json
@@ -9,6 +10,7 @@ import os
 import platform
 
 import jax
+import numpy as np
 
 from jdbw import data, figures, inference
 from jdbw.evaluation import classifier as clf_lib
@@ -106,7 +108,6 @@ def summarise(results: dict) -> list[dict]:
   std is the sample standard deviation (ddof=1; 0 for a single seed). NaN values
   (e.g. a metric a variant cannot have) are left out of mean/std and counted out of n.
   """
-  import numpy as np
   rows = []
   metrics_ = sorted({k for runs in results.values() for r in runs for k in r})
   for metric in metrics_:
@@ -140,7 +141,6 @@ def summary_markdown(rows: list[dict], descriptions: dict, seeds) -> str:
 
 
 def write_summary_csv(path: str, rows: list[dict]) -> str:
-  import csv
   with open(path, "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["metric", "variant", "mean", "std", "n", "values"])
