@@ -18,6 +18,7 @@ from absl import app, flags, logging
 
 from experiments import common
 from experiments import mnist_srmnist
+from jdbw import inference
 from jdbw import train
 from jdbw.errors import ConfigError
 from jdbw.evaluation import report
@@ -99,6 +100,12 @@ def main(argv):
       if res is None:
         logging.info("benchmark: %s (%s), seed %d -> %s", variant, v.description, seed, workdir)
         train.train(method, run, specs)
+        if max(inference.checkpoint_steps(workdir), default=0) < run.steps:
+          # train() returns early after SIGTERM; evaluating that run would mix a
+          # partial run into the table.
+          logging.warning("benchmark: %s stopped before step %d; rerun to resume", workdir,
+                          run.steps)
+          return
         res = report.evaluate_workdir(workdir, eval_config, data_dir=run.data_dir,
                                       classifier_config=common.classifier_config())
       results[variant].append(res["scalars"])

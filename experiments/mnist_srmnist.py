@@ -12,7 +12,7 @@ import jax
 from absl import app, flags, logging
 
 from experiments import common
-from jdbw import jd, munit, train
+from jdbw import jd, layers, munit, train
 from jdbw.errors import ConfigError
 from jdbw.evaluation import evaluator as ev_lib
 
@@ -72,6 +72,11 @@ flags.DEFINE_float("weight_decay", None, "Coupled L2 weight decay (authors' code
 flags.DEFINE_integer("lr_decay_every", _DEFAULT.lr_decay_every,
                      "Halve (x lr_decay_rate) the learning rates every N steps; 0 = constant.")
 flags.DEFINE_float("lr_decay_rate", _DEFAULT.lr_decay_rate, "Step decay factor.")
+flags.DEFINE_enum("conv_impl", _DEFAULT.conv_impl, list(layers.CONV_IMPLS),
+                  "Convolution kernels: XLA's convolution or im2col + matmul (same function and"
+                  " parameters); auto = im2col on CPU, where it is faster, XLA elsewhere.")
+flags.DEFINE_enum("compute_dtype", _DEFAULT.compute_dtype, list(layers.COMPUTE_DTYPES),
+                  "Network compute dtype; parameters, optimiser state and losses stay float32.")
 # MUNIT's own settings (authors' SR-MNIST config).
 flags.DEFINE_integer("gen_dim", _MUNIT.gen_dim, "MUNIT generator width; munit only.")
 flags.DEFINE_integer("mlp_dim", _MUNIT.mlp_dim, "MUNIT AdaIN-MLP width; munit only.")

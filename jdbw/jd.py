@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jdbw import batch_weight, losses, models, parallel
+from jdbw import batch_weight, layers, losses, models, parallel
 
 BATCH_WEIGHTS = ("two_sided", "one_sided", "none")
 WEIGHT_PHASES = ("generator", "discriminator")
@@ -56,12 +56,15 @@ class JDConfig:
   weight_decay: float = 0.0
   lr_decay_every: int = 0
   lr_decay_rate: float = 0.5
+  conv_impl: str = "auto"         # layers.CONV_IMPLS: same function, different kernels
+  compute_dtype: str = "float32"  # 'bfloat16': bf16 compute, float32 params and losses
 
   def validate(self):
     from jdbw.errors import ConfigError
     checks = [("batch_weight", BATCH_WEIGHTS), ("weighting", batch_weight.SCHEMES),
               ("weight_norm", batch_weight.NORMS), ("weight_phase", WEIGHT_PHASES),
-              ("gp_type", losses.GP_TYPES)]
+              ("gp_type", losses.GP_TYPES), ("conv_impl", layers.CONV_IMPLS),
+              ("compute_dtype", layers.COMPUTE_DTYPES)]
     for field, allowed in checks:
       if getattr(self, field) not in allowed:
         raise ConfigError(f"--{field}: got {getattr(self, field)!r}; expected one of {allowed}")
@@ -157,15 +160,16 @@ class JD:
 
   def __init__(self, config: JDConfig):
     self.config = c = config.validate()
+    kw = dict(impl=c.conv_impl, dtype=layers.compute_dtype(c.compute_dtype))
     gen = functools.partial(models.Generator, kernel=c.g_kernel, stride=c.g_stride,
-                            features=c.g_features)
+                            features=c.g_features, **kw)
     self.G = {"G_xy": gen(out_channels=c.channels_y)}
     if c.batch_weight != "one_sided":
       self.G["G_yx"] = gen(out_channels=c.channels_x)
-      self.D = models.JointDiscriminator(features=c.d_features)
+      self.D = models.JointDiscriminator(features=c.d_features, **kw)
     else:
-      self.D = models.MarginalDiscriminator(features=c.d_features)
-    w = functools.partial(models.WeightNet, features=c.w_features)
+      self.D = models.MarginalDiscriminator(features=c.d_features, **kw)
+    w = functools.partial(models.WeightNet, features=c.w_features, **kw)
     if c.batch_weight == "none":
       self.W = {}
     elif c.batch_weight == "one_sided" or c.weighting in ("single", "concat"):
@@ -264,25 +268,39 @@ class JD:
     return self.normalise_weights(self.weight_logits(params, x, fx, fy, y), x.shape[0],
                                   step, axis_name)
 
-  def _sides(self, params, spectral, x, y, zx, zy, *, train_g, train_d):
-    """Generated images and critic scores of both sides; returns new spectral state."""
+  def _sides(self, params, spectral, x, y, zx, zy, *, train_g, train_d, input_grads=False):
+    """Generated images, critic scores of both sides and the new spectral state.
+
+    `input_grads`: also ‖∇D‖² per sample at both sides' points, from the same forward
+    passes (the gradient penalty at the training points); else None.
+    """
     fx, sn_xy = self.generate(params, spectral, "G_xy", x, zx, update_stats=train_g)
     new_spectral = {**spectral, "G": {**spectral["G"], "G_xy": sn_xy}}
     if self.config.batch_weight == "one_sided":
       fy = None
       if not train_g:
         fx = jax.lax.stop_gradient(fx)
-      (d_minus, sn_d) = self.critic(params, spectral, fx, update_stats=train_d)
-      d_plus, _ = self.critic(params, {**spectral, "D": {"D": sn_d}}, y)
+      minus, plus = (fx,), (y,)
     else:
       fy, sn_yx = self.generate(params, spectral, "G_yx", y, zy, update_stats=train_g)
       new_spectral["G"]["G_yx"] = sn_yx
       if not train_g:
         fx, fy = jax.lax.stop_gradient(fx), jax.lax.stop_gradient(fy)
-      d_minus, sn_d = self.critic(params, spectral, x, fx, update_stats=train_d)
-      d_plus, _ = self.critic(params, {**spectral, "D": {"D": sn_d}}, fy, y)
+      minus, plus = (x, fx), (fy, y)
+    # Only the first critic call advances the power iteration; the second uses its state.
+    critic = lambda sn, update: lambda *inp: self.critic(params, sn, *inp, update_stats=update)
+    if input_grads:
+      d_minus, sq_minus, sn_d = losses.score_and_sq_grad_norm(
+          critic(spectral, train_d), *minus, has_aux=True)
+      d_plus, sq_plus, _ = losses.score_and_sq_grad_norm(
+          critic({**spectral, "D": {"D": sn_d}}, False), *plus, has_aux=True)
+      sq = (sq_minus, sq_plus)
+    else:
+      d_minus, sn_d = critic(spectral, train_d)(*minus)
+      d_plus, _ = critic({**spectral, "D": {"D": sn_d}}, False)(*plus)
+      sq = None
     new_spectral["D"] = {"D": sn_d}
-    return fx, fy, d_minus, d_plus, new_spectral
+    return fx, fy, d_minus, d_plus, new_spectral, sq
 
   def _noise(self, key, x, axis_name):
     idx = global_index(x.shape[0], axis_name)
@@ -309,7 +327,7 @@ class JD:
 
     def loss_fn(trainable):
       params = {**state.params, "G": trainable["G"], "W": trainable["W"]}
-      fx, fy, d_minus, d_plus, spectral = self._sides(
+      fx, fy, d_minus, d_plus, spectral, _ = self._sides(
           params, state.spectral, x, y, zx, zy, train_g=True, train_d=False)
       sg = jax.lax.stop_gradient
       fy_w = None if fy is None else sg(fy)
@@ -339,8 +357,9 @@ class JD:
 
     def loss_fn(trainable):
       params = {**state.params, "D": trainable["D"], "W": trainable["W"]}
-      fx, fy, d_minus, d_plus, spectral = self._sides(
-          params, state.spectral, x, y, zx, zy, train_g=False, train_d=True)
+      fx, fy, d_minus, d_plus, spectral, sq_norms = self._sides(
+          params, state.spectral, x, y, zx, zy, train_g=False, train_d=True,
+          input_grads=c.gp_type == "points")
       w_x, w_y = self._weights(params, x, fx, fy, y, state.step, axis_name)
       sg = jax.lax.stop_gradient
       l_minus, l_plus = losses.critic_terms(d_minus, d_plus, sg(w_x), sg(w_y), axis_name)
@@ -348,7 +367,7 @@ class JD:
       d_fn = lambda *inp: self.critic(params, spectral, *inp)[0]
       points = [(fx,), (y,)] if one_sided else [(x, fx), (fy, y)]
       if c.gp_type == "points":
-        gp = losses.gradient_penalty_points(d_fn, points, axis_name)
+        gp = losses.penalty_from_sq_norms(sq_norms, axis_name)
       elif c.gp_type == "interpolates":
         eps = per_sample_uniform(k_gp, global_index(x.shape[0], axis_name), ())
         gp = losses.gradient_penalty_interpolates(d_fn, points[0], points[1], eps, axis_name)

@@ -41,6 +41,27 @@ def _per_sample_sq_grad_norm(d_fn: Callable, *inputs):
   return sum(sq(g) for g in grads)
 
 
+def score_and_sq_grad_norm(d_fn: Callable, *inputs, has_aux: bool = False):
+  """(D(inputs), ‖∇_inputs D(inputs)_i‖² per sample, aux) from one forward pass.
+
+  The penalty at the training points differentiates the very forward that scores them,
+  so the critic step needs no second forward per pair (`gradient_penalty_points` is
+  the two-forward reference). `d_fn` returns (scores, aux) when `has_aux`.
+  """
+  if has_aux:
+    out, pullback, aux = jax.vjp(d_fn, *inputs, has_aux=True)
+  else:
+    (out, pullback), aux = jax.vjp(d_fn, *inputs), None
+  grads = pullback(jnp.ones_like(out))
+  sq = lambda g: jnp.sum(jnp.square(g.astype(jnp.float32)).reshape(g.shape[0], -1), -1)
+  return out, sum(sq(g) for g in grads), aux
+
+
+def penalty_from_sq_norms(sq_norms, axis_name: str | None = None):
+  """Mean over the global batch of per-sample squared gradient norms (Roth et al.)."""
+  return parallel.pmean(jnp.mean(jnp.concatenate(sq_norms)), axis_name)
+
+
 def gradient_penalty_points(d_fn: Callable, points, axis_name: str | None = None):
   """Roth et al. (2017): mean squared gradient norm of D at the training points.
 

@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jdbw import layers
+
 SPECTRAL = "spectral"
 
 Array = Any
@@ -45,35 +47,39 @@ class SNLayer(nn.Module):
   kernel: int = 1
   stride: int = 1
   sn: bool = True
+  impl: str = "auto"   # layers.CONV_IMPLS
+  dtype: Any = None    # compute dtype; parameters stay float32
 
   @nn.compact
   def __call__(self, x, update_stats: bool):
     k, s = (self.kernel, self.kernel), (self.stride, self.stride)
     if self.kind == "conv":
-      layer = nn.Conv(self.features, k, s, padding=_pad(self.kernel, self.stride), name="layer")
+      layer = layers.Conv(self.features, k, s, _pad(self.kernel, self.stride), self.impl,
+                          self.dtype, name="layer")
     elif self.kind == "conv_transpose":
       # Padding k - 1 - p reproduces PyTorch's ConvTranspose2d(k, s, p): 16 -> 32.
       p = self.kernel - 1 - ((self.kernel - self.stride + 1) // 2) if self.stride > 1 else 0
       pad = "VALID" if self.kernel == 1 else ((p, p), (p, p))
-      layer = nn.ConvTranspose(self.features, k, s, padding=pad, name="layer")
+      layer = layers.conv_transpose(self.features, k, s, pad, self.impl, self.dtype,
+                                    name="layer")
     else:
-      layer = nn.Dense(self.features, name="layer")
+      layer = layers.Dense(self.features, self.dtype, name="layer")
     if self.sn:
       return nn.SpectralNorm(layer, collection_name=SPECTRAL, name="sn")(
           x, update_stats=update_stats)
     return layer(x)
 
 
-def conv(features, kernel, stride=1, sn=True, name=None):
-  return SNLayer("conv", features, kernel, stride, sn, name=name)
+def conv(features, kernel, stride=1, sn=True, name=None, impl="auto", dtype=None):
+  return SNLayer("conv", features, kernel, stride, sn, impl, dtype, name=name)
 
 
-def conv_transpose(features, kernel, stride, sn=True, name=None):
-  return SNLayer("conv_transpose", features, kernel, stride, sn, name=name)
+def conv_transpose(features, kernel, stride, sn=True, name=None, impl="auto", dtype=None):
+  return SNLayer("conv_transpose", features, kernel, stride, sn, impl, dtype, name=name)
 
 
-def dense(features, sn=True, name=None):
-  return SNLayer("dense", features, sn=sn, name=name)
+def dense(features, sn=True, name=None, dtype=None):
+  return SNLayer("dense", features, sn=sn, dtype=dtype, name=name)
 
 
 class ResBlock(nn.Module):
@@ -81,14 +87,17 @@ class ResBlock(nn.Module):
   features: int
   sn: bool = True
   act: Any = nn.relu
+  impl: str = "auto"
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, update_stats: bool):
-    h = conv(self.features, 3, sn=self.sn)(self.act(x), update_stats)
-    h = conv(self.features, 3, sn=self.sn)(self.act(h), update_stats)
+    c = functools.partial(conv, sn=self.sn, impl=self.impl, dtype=self.dtype)
+    h = c(self.features, 3)(self.act(x), update_stats)
+    h = c(self.features, 3)(self.act(h), update_stats)
     skip = x
     if x.shape[-1] != self.features:
-      skip = conv(self.features, 1, sn=self.sn)(x, update_stats)
+      skip = c(self.features, 1)(x, update_stats)
     return skip + h
 
 
@@ -110,21 +119,26 @@ class Generator(nn.Module):
   stride: int = 2
   features: int = 64
   spectral_norm: bool = True
+  impl: str = "auto"   # layers.CONV_IMPLS
+  dtype: Any = None    # compute dtype; output float32
 
   @nn.compact
   def __call__(self, x, z, update_stats: bool = False):
     sn, f = self.spectral_norm, self.features
-    h = conv(f, self.kernel, self.stride, sn)(x, update_stats)
-    h = ResBlock(f, sn)(h, update_stats)
-    h = ResBlock(f, sn)(h, update_stats)
-    h = conv(f, 1, sn=sn)(nn.relu(h), update_stats)
+    kw = dict(impl=self.impl, dtype=self.dtype)
+    res = functools.partial(ResBlock, sn=sn, **kw)
+    h = conv(f, self.kernel, self.stride, sn, **kw)(x, update_stats)
+    h = res(f)(h, update_stats)
+    h = res(f)(h, update_stats)
+    h = conv(f, 1, sn=sn, **kw)(nn.relu(h), update_stats)
     z0 = jnp.broadcast_to(z[:, None, None, :].astype(h.dtype),
                           h.shape[:3] + (z.shape[-1],))
-    h = conv(f, 1, sn=sn)(jnp.concatenate([h, z0], -1), update_stats)
-    h = ResBlock(f, sn)(h, update_stats)
-    h = ResBlock(f, sn)(h, update_stats)
-    h = conv_transpose(self.out_channels, self.kernel, self.stride, sn)(nn.relu(h), update_stats)
-    return jnp.tanh(h)
+    h = conv(f, 1, sn=sn, **kw)(jnp.concatenate([h, z0], -1), update_stats)
+    h = res(f)(h, update_stats)
+    h = res(f)(h, update_stats)
+    h = conv_transpose(self.out_channels, self.kernel, self.stride, sn, **kw)(
+        nn.relu(h), update_stats)
+    return jnp.tanh(layers.at_least_float32(h))
 
 
 class JointDiscriminator(nn.Module):
@@ -138,27 +152,30 @@ class JointDiscriminator(nn.Module):
   """
   features: int = 32
   spectral_norm: bool = True
+  impl: str = "auto"   # layers.CONV_IMPLS
+  dtype: Any = None    # compute dtype; output float32
 
   @nn.compact
   def __call__(self, x, y, update_stats: bool = False):
     sn, f = self.spectral_norm, self.features
+    kw = dict(impl=self.impl, dtype=self.dtype)
     act = functools.partial(nn.leaky_relu, negative_slope=0.2)
     hx, hy, h = x, y, jnp.concatenate([x, y], -1)
     for level, mult in enumerate((1, 2, 4), start=1):
-      hx = act(conv(f * mult, 4, 2, sn, name=f"x{level}")(hx, update_stats))
-      hy = act(conv(f * mult, 4, 2, sn, name=f"y{level}")(hy, update_stats))
-      hxy = act(conv(2 * f * mult, 4, 2, sn, name=f"xy{level}")(h, update_stats))
+      hx = act(conv(f * mult, 4, 2, sn, name=f"x{level}", **kw)(hx, update_stats))
+      hy = act(conv(f * mult, 4, 2, sn, name=f"y{level}", **kw)(hy, update_stats))
+      hxy = act(conv(2 * f * mult, 4, 2, sn, name=f"xy{level}", **kw)(h, update_stats))
       h = jnp.concatenate([hx, hxy, hy], -1)
       self.sow("intermediates", f"concat{level}", h)
       if level == 2:
-        h = ResBlock(4 * f, sn, act)(h, update_stats)
-        h = ResBlock(4 * f, sn, act)(h, update_stats)
+        h = ResBlock(4 * f, sn, act, **kw)(h, update_stats)
+        h = ResBlock(4 * f, sn, act, **kw)(h, update_stats)
         self.sow("intermediates", "res2", h)
-    h = act(conv(8 * f, 4, 2, sn, name="out_conv")(h, update_stats))
+    h = act(conv(8 * f, 4, 2, sn, name="out_conv", **kw)(h, update_stats))
     h = h.reshape(h.shape[0], -1)
     self.sow("intermediates", "fc_in", h)
-    h = act(dense(8 * f, sn, name="fc1")(h, update_stats))
-    return dense(1, sn, name="fc2")(h, update_stats)[:, 0]
+    h = act(dense(8 * f, sn, name="fc1", dtype=self.dtype)(h, update_stats))
+    return layers.at_least_float32(dense(1, sn, name="fc2", dtype=self.dtype)(h, update_stats)[:, 0])
 
 
 class DCGANCritic(nn.Module):
@@ -172,15 +189,19 @@ class DCGANCritic(nn.Module):
   features: int = 64
   spectral_norm: bool = False
   num_layers: int = 4
+  impl: str = "auto"   # layers.CONV_IMPLS
+  dtype: Any = None    # compute dtype; output float32
 
   @nn.compact
   def __call__(self, *images, update_stats: bool = False):
     h = jnp.concatenate(images, -1) if len(images) > 1 else images[0]
     for i in range(self.num_layers):
-      h = conv(self.features * 2 ** i, 4, 2, self.spectral_norm)(h, update_stats)
+      h = conv(self.features * 2 ** i, 4, 2, self.spectral_norm, impl=self.impl,
+               dtype=self.dtype)(h, update_stats)
       h = nn.leaky_relu(h, 0.2)
     h = h.reshape(h.shape[0], -1)
-    return dense(1, self.spectral_norm)(h, update_stats)[:, 0]
+    return layers.at_least_float32(
+        dense(1, self.spectral_norm, dtype=self.dtype)(h, update_stats)[:, 0])
 
 
 # Paper configurations (Table 2 caption) and tiny variants for tests.

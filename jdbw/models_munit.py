@@ -12,18 +12,23 @@ No spectral norm and no batch statistics: every call is per sample.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jdbw import layers
+
 _EPS = 1e-5
 
 
 def _instance_norm(x):
-  mean = x.mean((1, 2), keepdims=True)
-  var = x.var((1, 2), keepdims=True)
-  return (x - mean) * jax.lax.rsqrt(var + _EPS)
+  # Statistics in float32 whatever the compute dtype.
+  x32 = layers.at_least_float32(x)
+  mean = x32.mean((1, 2), keepdims=True)
+  var = x32.var((1, 2), keepdims=True)
+  return ((x32 - mean) * jax.lax.rsqrt(var + _EPS)).astype(x.dtype)
 
 
 class ConvBlock(nn.Module):
@@ -37,19 +42,23 @@ class ConvBlock(nn.Module):
   pad: int = 0
   norm: str = "none"
   act: str = "relu"
+  impl: str = "auto"   # layers.CONV_IMPLS
+  dtype: Any = None    # compute dtype
 
   @nn.compact
   def __call__(self, x, adain=None):
     if self.pad:
       p = self.pad
       x = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
-    x = nn.Conv(self.features, (self.kernel, self.kernel), self.stride, padding="VALID")(x)
+    x = layers.Conv(self.features, (self.kernel, self.kernel), self.stride, "VALID",
+                    self.impl, self.dtype)(x)
     if self.norm == "in":
       x = _instance_norm(x)
     elif self.norm == "ln":
-      x = nn.LayerNorm(epsilon=_EPS, reduction_axes=(1, 2, 3), feature_axes=-1)(x)
+      x = nn.LayerNorm(epsilon=_EPS, reduction_axes=(1, 2, 3), feature_axes=-1,
+                       dtype=self.dtype)(x)
     elif self.norm == "adain":
-      bias, scale = adain
+      bias, scale = (a.astype(x.dtype) for a in adain)
       x = _instance_norm(x) * scale[:, None, None, :] + bias[:, None, None, :]
     elif self.norm != "none":
       raise ValueError(f"unknown norm {self.norm!r}")
@@ -66,12 +75,15 @@ class ResBlock(nn.Module):
   """Two 3x3 ConvBlocks (ReLU, then none) and an identity skip."""
   features: int
   norm: str = "in"
+  impl: str = "auto"
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, adain=None):
     a1, a2 = (None, None) if adain is None else adain
-    h = ConvBlock(self.features, 3, 1, 1, self.norm, "relu")(x, a1)
-    h = ConvBlock(self.features, 3, 1, 1, self.norm, "none")(h, a2)
+    kw = dict(impl=self.impl, dtype=self.dtype)
+    h = ConvBlock(self.features, 3, 1, 1, self.norm, "relu", **kw)(x, a1)
+    h = ConvBlock(self.features, 3, 1, 1, self.norm, "none", **kw)(h, a2)
     return x + h
 
 
@@ -80,16 +92,18 @@ class ContentEncoder(nn.Module):
   dim: int = 64
   n_down: int = 1
   n_res: int = 2
+  impl: str = "auto"
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
-    d = self.dim
-    x = ConvBlock(d, 7, 1, 3, "in", "relu")(x)
+    d, kw = self.dim, dict(impl=self.impl, dtype=self.dtype)
+    x = ConvBlock(d, 7, 1, 3, "in", "relu", **kw)(x)
     for _ in range(self.n_down):
       d *= 2
-      x = ConvBlock(d, 4, 2, 1, "in", "relu")(x)
+      x = ConvBlock(d, 4, 2, 1, "in", "relu", **kw)(x)
     for _ in range(self.n_res):
-      x = ResBlock(d, "in")(x)
+      x = ResBlock(d, "in", **kw)(x)
     return x
 
 
@@ -98,17 +112,19 @@ class StyleEncoder(nn.Module):
   dim: int = 64
   style_dim: int = 8
   n_down: int = 4
+  impl: str = "auto"
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
-    d = self.dim
-    x = ConvBlock(d, 7, 1, 3, "none", "relu")(x)
+    d, kw = self.dim, dict(impl=self.impl, dtype=self.dtype)
+    x = ConvBlock(d, 7, 1, 3, "none", "relu", **kw)(x)
     for i in range(self.n_down):
       if i < 2:
         d *= 2
-      x = ConvBlock(d, 4, 2, 1, "none", "relu")(x)
-    x = x.mean((1, 2))
-    return nn.Dense(self.style_dim)(x)
+      x = ConvBlock(d, 4, 2, 1, "none", "relu", **kw)(x)
+    x = layers.at_least_float32(x).mean((1, 2))
+    return layers.Dense(self.style_dim)(x)
 
 
 class Decoder(nn.Module):
@@ -117,18 +133,20 @@ class Decoder(nn.Module):
   n_up: int = 1
   n_res: int = 2
   out_channels: int = 1
+  impl: str = "auto"
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, content, adain_params):
-    x, d = content, self.dim
+    x, d, kw = content, self.dim, dict(impl=self.impl, dtype=self.dtype)
     for i in range(self.n_res):
-      x = ResBlock(d, "adain")(x, adain_params[i])
+      x = ResBlock(d, "adain", **kw)(x, adain_params[i])
     for _ in range(self.n_up):
       b, h, w, c = x.shape
       x = jax.image.resize(x, (b, 2 * h, 2 * w, c), "nearest")
       d //= 2
-      x = ConvBlock(d, 5, 1, 2, "ln", "relu")(x)
-    return ConvBlock(self.out_channels, 7, 1, 3, "none", "tanh")(x)
+      x = ConvBlock(d, 5, 1, 2, "ln", "relu", **kw)(x)
+    return layers.at_least_float32(ConvBlock(self.out_channels, 7, 1, 3, "none", "tanh", **kw)(x))
 
 
 class MLP(nn.Module):
@@ -138,9 +156,9 @@ class MLP(nn.Module):
 
   @nn.compact
   def __call__(self, s):
-    s = nn.relu(nn.Dense(self.mlp_dim)(s))
-    s = nn.relu(nn.Dense(self.mlp_dim)(s))
-    return nn.Dense(self.out)(s)
+    s = nn.relu(layers.Dense(self.mlp_dim)(s))
+    s = nn.relu(layers.Dense(self.mlp_dim)(s))
+    return layers.Dense(self.out)(s)
 
 
 class AdaINGenerator(nn.Module):
@@ -152,12 +170,15 @@ class AdaINGenerator(nn.Module):
   n_down: int = 1
   n_res: int = 2
   style_down: int = 4
+  impl: str = "auto"   # layers.CONV_IMPLS
+  dtype: Any = None    # compute dtype of the convolutions; MLP, style and output float32
 
   def setup(self):
-    self.content_enc = ContentEncoder(self.dim, self.n_down, self.n_res)
-    self.style_enc = StyleEncoder(self.dim, self.style_dim, self.style_down)
+    kw = dict(impl=self.impl, dtype=self.dtype)
+    self.content_enc = ContentEncoder(self.dim, self.n_down, self.n_res, **kw)
+    self.style_enc = StyleEncoder(self.dim, self.style_dim, self.style_down, **kw)
     self.content_dim = self.dim * 2 ** self.n_down
-    self.dec = Decoder(self.content_dim, self.n_down, self.n_res, self.out_channels)
+    self.dec = Decoder(self.content_dim, self.n_down, self.n_res, self.out_channels, **kw)
     self.mlp = MLP(self.mlp_dim, 4 * self.n_res * self.content_dim)
 
   def encode(self, x):
@@ -186,17 +207,19 @@ class MsImageDis(nn.Module):
   dim: int = 64
   n_layer: int = 4
   num_scales: int = 1
+  impl: str = "auto"   # layers.CONV_IMPLS
+  dtype: Any = None    # compute dtype; maps float32
 
   @nn.compact
   def __call__(self, x):
-    outs = []
+    outs, kw = [], dict(impl=self.impl, dtype=self.dtype)
     for _ in range(self.num_scales):
       h, d = x, self.dim
-      h = ConvBlock(d, 4, 2, 1, "none", "lrelu")(h)
+      h = ConvBlock(d, 4, 2, 1, "none", "lrelu", **kw)(h)
       for _ in range(self.n_layer - 1):
         d *= 2
-        h = ConvBlock(d, 4, 2, 1, "none", "lrelu")(h)
-      outs.append(nn.Conv(1, (1, 1))(h)[..., 0])
+        h = ConvBlock(d, 4, 2, 1, "none", "lrelu", **kw)(h)
+      outs.append(layers.at_least_float32(layers.Conv(1, (1, 1), 1, "VALID", **kw)(h)[..., 0]))
       # count_include_pad=False average pooling, as MUNIT's downsampler.
       x = nn.avg_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)), count_include_pad=False)
     return outs

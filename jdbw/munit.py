@@ -28,7 +28,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jdbw import batch_weight, jd, losses, models, models_munit, parallel
+from jdbw import batch_weight, jd, layers, losses, models, models_munit, parallel
 
 BATCH_WEIGHTS = ("none", "two_sided")
 
@@ -65,9 +65,15 @@ class MUNITConfig:
   weight_decay: float = 1e-4
   lr_decay_every: int = 0
   lr_decay_rate: float = 0.5
+  conv_impl: str = "auto"         # layers.CONV_IMPLS
+  compute_dtype: str = "float32"  # layers.COMPUTE_DTYPES
 
   def validate(self):
     from jdbw.errors import ConfigError
+    for field, allowed in (("conv_impl", layers.CONV_IMPLS),
+                           ("compute_dtype", layers.COMPUTE_DTYPES)):
+      if getattr(self, field) not in allowed:
+        raise ConfigError(f"--{field}: got {getattr(self, field)!r}; expected one of {allowed}")
     if self.batch_weight not in BATCH_WEIGHTS:
       raise ConfigError(f"--batch_weight: got {self.batch_weight!r}; MUNIT takes one of"
                         f" {BATCH_WEIGHTS}")
@@ -108,15 +114,16 @@ class MUNIT:
 
   def __init__(self, config: MUNITConfig):
     self.config = c = config.validate()
+    kw = dict(impl=c.conv_impl, dtype=layers.compute_dtype(c.compute_dtype))
     gen = functools.partial(models_munit.AdaINGenerator, dim=c.gen_dim, style_dim=c.noise_dim,
                             mlp_dim=c.mlp_dim, n_down=c.n_downsample, n_res=c.n_res,
-                            style_down=c.style_downsample)
+                            style_down=c.style_downsample, **kw)
     self.G = {"G_x": gen(out_channels=c.channels_x), "G_y": gen(out_channels=c.channels_y)}
     dis = functools.partial(models_munit.MsImageDis, dim=c.dis_dim, n_layer=c.dis_layers,
-                            num_scales=c.dis_scales)
+                            num_scales=c.dis_scales, **kw)
     self.D = {"D_x": dis(), "D_y": dis()}
-    self.W = ({"W_x": models.WeightNet(features=c.w_features),
-               "W_y": models.WeightNet(features=c.w_features)}
+    self.W = ({"W_x": models.WeightNet(features=c.w_features, **kw),
+               "W_y": models.WeightNet(features=c.w_features, **kw)}
               if c.batch_weight == "two_sided" else {})
     self.tx = {k: jd.adam_optimizer(c) for k in ("G", "D", "W")}
 

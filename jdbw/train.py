@@ -252,45 +252,63 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
                               stack=(method.batches_per_iteration,))
   writer = _tb_writer(os.path.join(workdir, "tb"))
   dev_state = place_state(state, run.parallel, mesh)
-  t_log, step_log = time.time(), start
+  timer = {"t": time.time(), "step": start}
+
+  def finish(done, metrics, per_sample, labels):
+    """Host side of one step; its device_get is the loop's only synchronisation."""
+    metrics = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in jax.device_get(metrics).items()}
+    if not all(np.isfinite(v) for v in metrics.values()):
+      bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
+      raise FloatingPointError(
+          f"non-finite loss at step {done}: {bad}; stopping. The last good"
+          f" checkpoint (step {ckpt.latest_step()}) is untouched; lower --lr or"
+          " raise --gp_weight and rerun with a new --workdir")
+    _monitor_weights(history, flat_per_sample(per_sample), labels, num_classes,
+                     run.weight_ema, done, run.log_every)
+    if done % run.log_every == 0 or done == run.steps:
+      rate = (done - timer["step"]) / max(time.time() - timer["t"], 1e-9)
+      eta = (run.steps - done) / max(rate, 1e-9)
+      logging.info("step %d/%d  %s  %.2f steps/s  ETA %.0fs", done, run.steps,
+                   "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())), rate, eta)
+      for k, v in metrics.items():
+        writer.add_scalar(k, v, done)
+      writer.add_scalar("perf/steps_per_s", rate, done)
+      if history["steps"] and history["steps"][-1] == done:
+        for side in ("x", "y"):
+          for c, w in enumerate(history[f"weights_{side}"][-1]):
+            writer.add_scalar(f"weights_{side}/class_{c}", w, done)
+      writer.flush()
+      timer["t"], timer["step"] = time.time(), done
+
   try:
     with _Preemption() as preempt:
+      pending = None
       for step in range(start, run.steps):
         batch = next(batches)
         images = {k: v["image"] for k, v in batch.items()}  # Labels stay on the host.
+        labels = {k: v["label"][0] for k, v in batch.items()}
+        # Dispatch is asynchronous: the previous step's host work below, and the next
+        # batch's read and transfer, overlap this step on the device.
         dev_state, metrics, per_sample = step_fn(dev_state, place_batch(images, run.parallel, mesh))
-        metrics = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in jax.device_get(metrics).items()}
-        if not all(np.isfinite(v) for v in metrics.values()):
-          bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
-          raise FloatingPointError(
-              f"non-finite loss at step {step + 1}: {bad}; stopping. The last good"
-              f" checkpoint (step {ckpt.latest_step()}) is untouched; lower --lr or"
-              " raise --gp_weight and rerun with a new --workdir")
-        _monitor_weights(history, flat_per_sample(per_sample),
-                         {k: v["label"][0] for k, v in batch.items()}, num_classes,
-                         run.weight_ema, step + 1, run.log_every)
+        if pending is not None:
+          finish(*pending)
         done = step + 1
-        if done % run.log_every == 0 or done == run.steps:
-          rate = (done - step_log) / max(time.time() - t_log, 1e-9)
-          eta = (run.steps - done) / max(rate, 1e-9)
-          logging.info("step %d/%d  %s  %.2f steps/s  ETA %.0fs", done, run.steps,
-                       "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())), rate, eta)
-          for k, v in metrics.items():
-            writer.add_scalar(k, v, done)
-          writer.add_scalar("perf/steps_per_s", rate, done)
-          if history["steps"] and history["steps"][-1] == done:
-            for side in ("x", "y"):
-              for c, w in enumerate(history[f"weights_{side}"][-1]):
-                writer.add_scalar(f"weights_{side}/class_{c}", w, done)
-          writer.flush()
-          t_log, step_log = time.time(), done
-        if done % run.checkpoint_every == 0 or done == run.steps or preempt.requested:
+        pending = (done, metrics, per_sample, labels)
+        save = done % run.checkpoint_every == 0 or done == run.steps or preempt.requested
+        draw = done % run.figure_every == 0 or done == run.steps
+        score = evaluate is not None and run.eval_every and (
+            done % run.eval_every == 0 or done == run.steps)
+        if not (save or draw or score):
+          continue
+        # Anything that keeps this step's state first checks its losses were finite.
+        finish(*pending)
+        pending = None
+        if save:
           ckpt.save(done, host_state(dev_state, run.parallel), history)
-        if done % run.figure_every == 0 or done == run.steps:
+        if draw:
           write_figures(method, host_state(dev_state, run.parallel), eval_batch, history,
                         workdir, run.seed)
-        if evaluate is not None and run.eval_every and (
-            done % run.eval_every == 0 or done == run.steps):
+        if score:
           scores = evaluate(host_state(dev_state, run.parallel))
           logging.info("eval step %d  %s", done,
                        "  ".join(f"{k}={v:.4f}" for k, v in sorted(scores.items())))

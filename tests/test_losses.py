@@ -54,6 +54,27 @@ def test_gradient_penalty_points_matches_finite_differences():
     assert gp > 0
 
 
+def test_shared_forward_penalty_equals_two_forward_reference():
+  """score_and_sq_grad_norm: same scores, penalty and parameter gradient as the reference."""
+  net = models.DCGANCritic(features=2, num_layers=2)
+  rng = np.random.default_rng(1)
+  a, b = (jnp.asarray(rng.uniform(-1, 1, (3, 8, 8, 1)), jnp.float32) for _ in range(2))
+  params = models.init(net, jax.random.PRNGKey(0), a, b)
+  d = lambda p: lambda *inp: jnp.tanh(net.apply(p, *inp)) ** 3
+
+  def shared(p):
+    out, sq, _ = losses.score_and_sq_grad_norm(d(p), a, b)
+    return jnp.mean(out) + 10 * losses.penalty_from_sq_norms([sq])
+
+  def reference(p):
+    return jnp.mean(d(p)(a, b)) + 10 * losses.gradient_penalty_points(d(p), [(a, b)])
+
+  chex.assert_trees_all_close(shared(params), reference(params), rtol=1e-6)
+  chex.assert_trees_all_close(jax.grad(shared)(params), jax.grad(reference)(params),
+                              rtol=1e-5, atol=1e-7)
+  assert float(jnp.abs(jax.tree.leaves(jax.grad(shared)(params))[0]).sum()) > 0
+
+
 def test_gradient_penalty_interpolates_on_a_linear_critic():
   a = jax.random.normal(jax.random.PRNGKey(0), (4, 4, 1))
   b = jax.random.normal(jax.random.PRNGKey(1), (4, 4, 1))
