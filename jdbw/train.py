@@ -120,15 +120,25 @@ def _config_record(method, domains) -> dict:
           "domains": {k: dataclasses.asdict(d.spec) for k, d in domains.items()}}
 
 
-def check_workdir_config(workdir: str, record: dict) -> None:
-  """Writes config.json on a new workdir; refuses one made with another configuration."""
+# How, not what, a run computes: a workdir may be resumed with another value.
+EXECUTION_FIELDS = ("conv_impl",)
+
+
+def check_workdir_config(workdir: str, record: dict, defaults: dict | None = None) -> None:
+  """Writes config.json on a new workdir; refuses one made with another configuration.
+
+  `defaults`: the model config's defaults, taken for fields the workdir's record lacks
+  (fields added after the run was made).
+  """
   path = os.path.join(workdir, "config.json")
   if os.path.exists(path):
     with open(path) as f:
       old = json.load(f)
+    old = {**old, "model": {**(defaults or {}), **old.get("model", {})}}
     diff = sorted(k for sec in ("model", "domains") for k in
                   set(old.get(sec, {})) | set(record[sec])
-                  if old.get(sec, {}).get(k) != record[sec].get(k))
+                  if old.get(sec, {}).get(k) != record[sec].get(k)
+                  and not (sec == "model" and k in EXECUTION_FIELDS))
     if old.get("method") != record["method"]:
       diff.insert(0, "method")
     if diff:
@@ -229,7 +239,8 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
                         f" model expects {want}")
   data.host_batch_size(run.batch_size, device_count=jax.device_count(),
                        process_count=jax.process_count())
-  check_workdir_config(workdir, _config_record(method, domains))
+  check_workdir_config(workdir, _config_record(method, domains),
+                       dataclasses.asdict(type(method.config)()))
   num_classes = {k: d.num_classes for k, d in domains.items()}
 
   mesh = parallel.make_mesh() if run.parallel == "shard_map" else None

@@ -29,8 +29,9 @@ def _gp_grads(apply_fn, variables, x):
 
 @pytest.mark.parametrize("impl", ["xla", "im2col"])
 @pytest.mark.parametrize("transposed,k,s,pad", CONVS)
-def test_conv_matches_flax(impl, transposed, k, s, pad):
-  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 9, 10, 3)), jnp.float32)
+@pytest.mark.parametrize("hw", [(9, 10), (8, 8)])  # (8, 8): im2col's space-to-depth path.
+def test_conv_matches_flax(impl, transposed, k, s, pad, hw):
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, *hw, 3)), jnp.float32)
   if transposed:
     ref = nn.ConvTranspose(5, (k, k), (s, s), padding=pad)
     ours = layers.conv_transpose(5, (k, k), (s, s), pad, impl=impl)

@@ -3,6 +3,7 @@
 import dataclasses
 import functools
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -193,3 +194,18 @@ def test_sigkill_resumes_and_sigterm_checkpoints(tmp_path):
     proc.kill()
   assert "SIGTERM: checkpoint written" in err
   assert [p for p in os.listdir(wd2 / "checkpoints") if p.isdigit()]
+
+
+def test_workdir_config_check_takes_new_fields_defaults_and_ignores_execution(tmp_path):
+  defaults = dataclasses.asdict(jd.JDConfig())
+  record = {"method": "JD", "model": dict(defaults), "domains": {"x": {"source": "digits"}}}
+  old = {**record, "model": {k: v for k, v in defaults.items()
+                             if k not in ("conv_impl", "compute_dtype")}}
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump(old, f)
+  train.check_workdir_config(str(tmp_path), record, defaults)  # Fields added since: defaults.
+  train.check_workdir_config(str(tmp_path), {**record, "model": {**defaults, "conv_impl": "xla"}},
+                             defaults)
+  with pytest.raises(ConfigError, match="compute_dtype"):
+    train.check_workdir_config(
+        str(tmp_path), {**record, "model": {**defaults, "compute_dtype": "bfloat16"}}, defaults)
