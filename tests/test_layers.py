@@ -135,5 +135,5 @@ def test_bfloat16_loss_trajectory_stays_close_to_float32():
     # Chaotic GAN dynamics amplify rounding, so compare 50-step means, not steps.
     w32, w16 = (a.reshape(-1, 50).mean(1) for a in (f32[k], bf16[k]))
     scale = np.abs(f32[k]).mean() + 1e-3
-    assert np.max(np.abs(w32 - w16)) < 0.25 * scale, (k, w32, w16)
+    assert np.max(np.abs(w32 - w16)) < 0.1 * scale, (k, w32, w16)
   assert not np.array_equal(f32["d/gp"], bf16["d/gp"])  # The option does change the compute.
