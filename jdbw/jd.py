@@ -140,8 +140,8 @@ def run_iteration(method, state, batch, axis_name=None):
     return method.discriminator_step(state, b, jax.random.fold_in(key, i), axis_name)
 
   d_batches = jax.tree.map(lambda a: a[1:], batch)
-  # Unrolled: XLA:CPU ran the rolled scan 5x slower than the same steps unrolled
-  # (docs/benchmarks.md). Not yet measured on an accelerator.
+  # Unrolled: XLA:CPU ran the rolled scan 1.2x slower than the same steps unrolled
+  # (5x with XLA's convolutions; docs/benchmarks.md). Not yet measured on an accelerator.
   state, d_metrics = jax.lax.scan(
       d_body, state, (jnp.arange(1, method.config.d_steps + 1), d_batches),
       unroll=method.unroll_d_steps)
