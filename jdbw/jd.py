@@ -364,11 +364,11 @@ class JD:
       sg = jax.lax.stop_gradient
       l_minus, l_plus = losses.critic_terms(d_minus, d_plus, sg(w_x), sg(w_y), axis_name)
       gap = l_minus - l_plus
-      d_fn = lambda *inp: self.critic(params, spectral, *inp)[0]
-      points = [(fx,), (y,)] if one_sided else [(x, fx), (fy, y)]
       if c.gp_type == "points":
         gp = losses.penalty_from_sq_norms(sq_norms, axis_name)
       elif c.gp_type == "interpolates":
+        d_fn = lambda *inp: self.critic(params, spectral, *inp)[0]
+        points = [(fx,), (y,)] if one_sided else [(x, fx), (fy, y)]
         eps = per_sample_uniform(k_gp, global_index(x.shape[0], axis_name), ())
         gp = losses.gradient_penalty_interpolates(d_fn, points[0], points[1], eps, axis_name)
       else:

@@ -39,7 +39,7 @@ def resolve_impl(impl: str, kernel=(3, 3), strides=(1, 1), transpose: bool = Fal
 
 
 def compute_dtype(name: str):
-  """Config name -> layer dtype (None = float32, the parameters' own)."""
+  """Config name -> layer dtype (None: the promoted type of inputs and parameters)."""
   if name not in COMPUTE_DTYPES:
     raise ValueError(f"compute dtype {name!r}; expected one of {COMPUTE_DTYPES}")
   return None if name == "float32" else jnp.dtype(name)
