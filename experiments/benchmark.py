@@ -3,6 +3,7 @@ r"""Benchmarks the compiled training iteration of JD-BW and MUNIT (issue 8's ref
   python -m experiments.benchmark                       # JD-BW b32/b128 d=5, MUNIT b32
   python -m experiments.benchmark --compare_torch       # + eager PyTorch, same networks
   python -m experiments.benchmark --models=jd_bw --batch_sizes=128 --conv_impl=xla
+  python -m experiments.benchmark --models=jd_bw_128    # 128x128, batch 6, d=2 (§4.4)
 
 Per (model, batch): compile time; steady-state seconds per iteration (median of
 --repeats timed calls after --warmup, each synchronised with block_until_ready);
@@ -13,7 +14,8 @@ XLA's own cost-analysis FLOPs as a cross-check; achieved FLOP/s, and on a GPU it
 fraction of --peak_tflops; memory of the compiled iteration (arguments + outputs +
 temporaries, and on GPU the allocator's peak). `--input_pipeline` also times the
 host data pipeline alone (batches of one iteration per second). Networks are the
-paper-size defaults of JDConfig / MUNITConfig; inputs are uniform noise in [-1, 1].
+paper-size defaults of JDConfig / MUNITConfig (jd.PAPER_128 for jd_bw_128); inputs
+are uniform noise in [-1, 1].
 """
 
 import json
@@ -33,6 +35,9 @@ from jdbw import data, flops, jd, layers, munit
 
 MODELS = {
     "jd_bw": lambda d, impl, dt: jd.JD(jd.JDConfig(d_steps=d, conv_impl=impl, compute_dtype=dt)),
+    # §4.4's 128x128 setting (d = 2 of its own, RGB, d_z = 16); uniform-noise inputs.
+    "jd_bw_128": lambda d, impl, dt: jd.JD(jd.JDConfig(
+        **jd.PAPER_128, conv_impl=impl, compute_dtype=dt)),
     "munit": lambda d, impl, dt: munit.MUNIT(munit.MUNITConfig(conv_impl=impl, compute_dtype=dt)),
     "munit_bw": lambda d, impl, dt: munit.MUNIT(munit.MUNITConfig(
         batch_weight="two_sided", conv_impl=impl, compute_dtype=dt)),
@@ -41,7 +46,9 @@ MODELS = {
 flags.DEFINE_list("models", ["jd_bw", "munit"], f"Models to time, of {sorted(MODELS)}.")
 flags.DEFINE_list("batch_sizes", ["32", "128"], "Global batch sizes for JD-BW.")
 flags.DEFINE_list("munit_batch_sizes", ["32"], "Global batch sizes for MUNIT (+BW).")
-flags.DEFINE_integer("d_steps", 5, "JD critic steps per generator step (MUNIT: 1, its own).")
+flags.DEFINE_list("batch_sizes_128", ["6"], "Global batch sizes for jd_bw_128 (paper: 6).")
+flags.DEFINE_integer("d_steps", 5, "JD-BW (32x32) critic steps per generator step; MUNIT and"
+                     " jd_bw_128 keep their own (1 and 2).")
 flags.DEFINE_integer("warmup", 2, "Untimed iterations after compilation.")
 flags.DEFINE_integer("repeats", 20, "Timed iterations (the median is reported).")
 flags.DEFINE_enum("conv_impl", "auto", list(layers.CONV_IMPLS), "Convolution kernels.")
@@ -79,12 +86,19 @@ def _memory(compiled) -> dict:
   return out
 
 
+def _image_shapes(method, batch):
+  """{'x', 'y'}: shapes of one iteration's stacked batches."""
+  c, n = method.config, method.batches_per_iteration
+  return {k: (n, batch, c.resolution, c.resolution, getattr(c, f"channels_{k}"))
+          for k in ("x", "y")}
+
+
 def _count_flops(name, batch, d_steps, dtype):
   """Analytic count on the model traced with XLA convolutions (see jdbw.flops)."""
   method = MODELS[name](d_steps, "xla", dtype)
   state = jax.eval_shape(method.init_state, jax.random.PRNGKey(0))
-  shape = (method.batches_per_iteration, batch, 32, 32, 1)
-  images = {k: jax.ShapeDtypeStruct(shape, jnp.float32) for k in ("x", "y")}
+  images = {k: jax.ShapeDtypeStruct(shape, jnp.float32)
+            for k, shape in _image_shapes(method, batch).items()}
   counts = flops.count(method.iteration, state, images)
   total = flops.total(counts)
   critic = sum(v for (tag, _), v in counts.items() if tag == "scan")
@@ -97,8 +111,8 @@ def measure(name: str, batch: int, d_steps: int) -> dict:
   state = method.init_state(jax.random.PRNGKey(0))
   n = method.batches_per_iteration
   rng = np.random.default_rng(0)
-  images = {k: jnp.asarray(rng.uniform(-1, 1, (n, batch, 32, 32, 1)), jnp.float32)
-            for k in ("x", "y")}
+  images = {k: jnp.asarray(rng.uniform(-1, 1, shape), jnp.float32)
+            for k, shape in _image_shapes(method, batch).items()}
   step = jax.jit(method.iteration, donate_argnums=0)
   t = time.perf_counter()
   compiled = step.lower(state, images).compile()
@@ -183,7 +197,8 @@ def main(argv):
   print(json.dumps(info), flush=True)
   results = []
   for name in FLAGS.models:
-    sizes = FLAGS.batch_sizes if name == "jd_bw" else FLAGS.munit_batch_sizes
+    sizes = {"jd_bw": FLAGS.batch_sizes, "jd_bw_128": FLAGS.batch_sizes_128}.get(
+        name, FLAGS.munit_batch_sizes)
     for b in sizes:
       r = measure(name, int(b), FLAGS.d_steps)
       print(json.dumps(r), flush=True)

@@ -27,6 +27,7 @@ from jdbw import batch_weight, layers, losses, models, parallel
 
 BATCH_WEIGHTS = ("two_sided", "one_sided", "none")
 WEIGHT_PHASES = ("generator", "discriminator")
+RESOLUTIONS = (32, 128)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +43,8 @@ class JDConfig:
   noise_dim: int = 8
   channels_x: int = 1
   channels_y: int = 1
-  resolution: int = 32
-  g_kernel: int = 4
+  resolution: int = 32            # 32: Tables 1-2; 128: models.GeneratorHiRes & co.
+  g_kernel: int = 4               # 32x32 generator only (Table 2's K, s)
   g_stride: int = 2
   g_features: int = 64
   d_features: int = 32
@@ -71,13 +72,22 @@ class JDConfig:
     for field in ("d_steps", "noise_dim", "g_features", "d_features", "w_features"):
       if getattr(self, field) < 1:
         raise ConfigError(f"--{field}: got {getattr(self, field)}; expected >= 1")
-    if self.resolution != 32:
-      raise ConfigError(f"--resolution: the 32x32 networks of Tables 1-2 need 32, got {self.resolution}")
-    if self.g_kernel not in (1, 4) or (self.g_kernel, self.g_stride) not in ((4, 2), (1, 1)):
+    if self.resolution not in RESOLUTIONS:
+      raise ConfigError(f"--resolution: got {self.resolution}; expected one of {RESOLUTIONS}"
+                        " (Tables 1-2 at 32, the MUNIT-style networks at 128)")
+    if self.resolution == 32 and (self.g_kernel, self.g_stride) not in ((4, 2), (1, 1)):
       raise ConfigError("--g_kernel/--g_stride: expected 4/2 (MNIST-SRMNIST) or 1/1 (MNIST-SVHN)")
+    if self.resolution == 128 and (self.g_kernel, self.g_stride) != (4, 2):
+      raise ConfigError("--g_kernel/--g_stride: Table 2's; the 128x128 generator is MUNIT's"
+                        " (models.GeneratorHiRes), leave them unset")
     if self.lr <= 0 or self.gp_weight < 0:
       raise ConfigError("--lr must be > 0 and --gp_weight >= 0")
     return self
+
+
+# §4.4's 128x128 setting (Edges <-> Shoes&Bags, CelebA <-> Portraits): RGB, d_z = 16,
+# d = 2 critic steps (batch 6, 300k generator steps).
+PAPER_128 = dict(resolution=128, channels_x=3, channels_y=3, noise_dim=16, d_steps=2)
 
 
 @flax.struct.dataclass
@@ -161,15 +171,23 @@ class JD:
   def __init__(self, config: JDConfig):
     self.config = c = config.validate()
     kw = dict(impl=c.conv_impl, dtype=layers.compute_dtype(c.compute_dtype))
-    gen = functools.partial(models.Generator, kernel=c.g_kernel, stride=c.g_stride,
-                            features=c.g_features, **kw)
+    if c.resolution == 32:
+      gen = functools.partial(models.Generator, kernel=c.g_kernel, stride=c.g_stride,
+                              features=c.g_features, **kw)
+      joint, marginal, weight = (models.JointDiscriminator, models.MarginalDiscriminator,
+                                 models.WeightNet)
+    else:
+      gen = functools.partial(models.GeneratorHiRes, features=c.g_features, **kw)
+      joint = models.JointDiscriminator128
+      marginal = functools.partial(models.MarginalDiscriminator, num_layers=6, max_features=512)
+      weight = models.WeightNet128
     self.G = {"G_xy": gen(out_channels=c.channels_y)}
     if c.batch_weight != "one_sided":
       self.G["G_yx"] = gen(out_channels=c.channels_x)
-      self.D = models.JointDiscriminator(features=c.d_features, **kw)
+      self.D = joint(features=c.d_features, **kw)
     else:
-      self.D = models.MarginalDiscriminator(features=c.d_features, **kw)
-    w = functools.partial(models.WeightNet, features=c.w_features, **kw)
+      self.D = marginal(features=c.d_features, **kw)
+    w = functools.partial(weight, features=c.w_features, **kw)
     if c.batch_weight == "none":
       self.W = {}
     elif c.batch_weight == "one_sided" or c.weighting in ("single", "concat"):

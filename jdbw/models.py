@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jdbw import layers
+from jdbw.models_munit import instance_norm
 
 SPECTRAL = "spectral"
 
@@ -83,18 +84,23 @@ def dense(features, sn=True, name=None, dtype=None):
 
 
 class ResBlock(nn.Module):
-  """Two 3x3 convs and a skip (1x1 conv on the skip when the width changes)."""
+  """Two 3x3 convs and a skip (1x1 conv on the skip when the width changes).
+
+  Pre-activation; `norm` (a per-sample function) follows each conv when given.
+  """
   features: int
   sn: bool = True
   act: Any = nn.relu
   impl: str = "auto"
   dtype: Any = None
+  norm: Any = None
 
   @nn.compact
   def __call__(self, x, update_stats: bool):
     c = functools.partial(conv, sn=self.sn, impl=self.impl, dtype=self.dtype)
-    h = c(self.features, 3)(self.act(x), update_stats)
-    h = c(self.features, 3)(self.act(h), update_stats)
+    norm = self.norm or (lambda h: h)
+    h = norm(c(self.features, 3)(self.act(x), update_stats))
+    h = norm(c(self.features, 3)(self.act(h), update_stats))
     skip = x
     if x.shape[-1] != self.features:
       skip = c(self.features, 1)(x, update_stats)
@@ -141,17 +147,67 @@ class Generator(nn.Module):
     return jnp.tanh(layers.at_least_float32(h))
 
 
+class GeneratorHiRes(nn.Module):
+  """128x128 generator (§4.2): MUNIT's generator without AdaIN, with spectral norm.
+
+  MUNIT's content encoder: 7x7 conv(f), n_down x 4x4/2 conv(2x), instance norm,
+  ReLU; then the noise z tiled over the grid is concatenated "before the first
+  residual block" and a 1x1 conv(d) mixes it in (as in Table 2); the encoder's n_res
+  ResBlocks (instance norm), the decoder's n_res ResBlocks with AdaIN removed (no
+  norm), n_down x (2x nearest upsample, 5x5 conv(d/2), layer norm, ReLU), 7x7
+  conv(c), tanh. Defaults are MUNIT's (f = 64, n_down = 2, n_res = 4). We pad with
+  zeros where MUNIT pads by reflection (one padding rule for every network here).
+  """
+  out_channels: int = 3
+  features: int = 64
+  n_down: int = 2
+  n_res: int = 4
+  spectral_norm: bool = True
+  impl: str = "auto"   # layers.CONV_IMPLS
+  dtype: Any = None    # compute dtype; output float32
+
+  @nn.compact
+  def __call__(self, x, z, update_stats: bool = False):
+    sn, d = self.spectral_norm, self.features
+    c = functools.partial(conv, sn=sn, impl=self.impl, dtype=self.dtype)
+    res = functools.partial(ResBlock, sn=sn, impl=self.impl, dtype=self.dtype)
+    h = nn.relu(instance_norm(c(d, 7)(x, update_stats)))
+    for _ in range(self.n_down):
+      d *= 2
+      h = nn.relu(instance_norm(c(d, 4, 2)(h, update_stats)))
+    z0 = jnp.broadcast_to(z[:, None, None, :].astype(h.dtype), h.shape[:3] + (z.shape[-1],))
+    h = c(d, 1)(jnp.concatenate([h, z0], -1), update_stats)
+    for _ in range(self.n_res):
+      h = res(d, norm=instance_norm)(h, update_stats)
+    for _ in range(self.n_res):
+      h = res(d)(h, update_stats)
+    for _ in range(self.n_down):
+      b, hh, ww, ch = h.shape
+      h = jax.image.resize(h, (b, 2 * hh, 2 * ww, ch), "nearest")
+      d //= 2
+      h = c(d, 5)(h, update_stats)
+      h = nn.relu(nn.LayerNorm(epsilon=1e-5, reduction_axes=(1, 2, 3), feature_axes=-1,
+                               dtype=self.dtype)(h))
+    h = c(self.out_channels, 7)(h, update_stats)
+    return jnp.tanh(layers.at_least_float32(h))
+
+
 class JointDiscriminator(nn.Module):
   """Table 1: D(x, y) -> R with three streams per level (all convs 4x4, stride 2).
 
   Level l: x_l = conv(x_{l-1}), y_l = conv(y_{l-1}), xy_l = conv(h_{l-1}) with
-  h_0 = concat(x, y), h_l = concat(x_l, xy_l, y_l). Level 2's concatenation passes
-  through 2 ResBlock(128) (the first projects 256 -> 128 on its skip) before xy_3.
-  Then conv(256) -> fc 1024 -> 256 -> 1 at 32x32. Intermediates are sown into
-  'intermediates' for shape checks.
+  h_0 = concat(x, y), h_l = concat(x_l, xy_l, y_l); widths f·m, 2f·m, f·m for the
+  level's multiplier m. Level `res_level`'s concatenation passes through 2
+  ResBlock(2f·m) (the first projects on its skip). Then conv(8f) -> fc -> 8f -> 1.
+  Table 1 at 32x32: levels (1, 2, 4), ResBlocks after level 2 (8x8), fc 1024 -> 256.
+  The paper gives no 128x128 critic; `JointDiscriminator128` adds two levels so that
+  the ResBlocks again run at 8x8 and the fc again reads 2x2x8f. Intermediates are
+  sown into 'intermediates' for shape checks.
   """
   features: int = 32
   spectral_norm: bool = True
+  levels: tuple = (1, 2, 4)
+  res_level: int = 2
   impl: str = "auto"   # layers.CONV_IMPLS
   dtype: Any = None    # compute dtype; output float32
 
@@ -161,16 +217,16 @@ class JointDiscriminator(nn.Module):
     kw = dict(impl=self.impl, dtype=self.dtype)
     act = functools.partial(nn.leaky_relu, negative_slope=0.2)
     hx, hy, h = x, y, jnp.concatenate([x, y], -1)
-    for level, mult in enumerate((1, 2, 4), start=1):
+    for level, mult in enumerate(self.levels, start=1):
       hx = act(conv(f * mult, 4, 2, sn, name=f"x{level}", **kw)(hx, update_stats))
       hy = act(conv(f * mult, 4, 2, sn, name=f"y{level}", **kw)(hy, update_stats))
       hxy = act(conv(2 * f * mult, 4, 2, sn, name=f"xy{level}", **kw)(h, update_stats))
       h = jnp.concatenate([hx, hxy, hy], -1)
       self.sow("intermediates", f"concat{level}", h)
-      if level == 2:
-        h = ResBlock(4 * f, sn, act, **kw)(h, update_stats)
-        h = ResBlock(4 * f, sn, act, **kw)(h, update_stats)
-        self.sow("intermediates", "res2", h)
+      if level == self.res_level:
+        h = ResBlock(2 * f * mult, sn, act, **kw)(h, update_stats)
+        h = ResBlock(2 * f * mult, sn, act, **kw)(h, update_stats)
+        self.sow("intermediates", f"res{level}", h)
     h = act(conv(8 * f, 4, 2, sn, name="out_conv", **kw)(h, update_stats))
     h = h.reshape(h.shape[0], -1)
     self.sow("intermediates", "fc_in", h)
@@ -189,6 +245,7 @@ class DCGANCritic(nn.Module):
   features: int = 64
   spectral_norm: bool = False
   num_layers: int = 4
+  max_features: int | None = None   # cap on the doubling widths (deeper 128x128 nets)
   impl: str = "auto"   # layers.CONV_IMPLS
   dtype: Any = None    # compute dtype; output float32
 
@@ -196,8 +253,10 @@ class DCGANCritic(nn.Module):
   def __call__(self, *images, update_stats: bool = False):
     h = jnp.concatenate(images, -1) if len(images) > 1 else images[0]
     for i in range(self.num_layers):
-      h = conv(self.features * 2 ** i, 4, 2, self.spectral_norm, impl=self.impl,
-               dtype=self.dtype)(h, update_stats)
+      width = self.features * 2 ** i
+      if self.max_features:
+        width = min(width, self.max_features)
+      h = conv(width, 4, 2, self.spectral_norm, impl=self.impl, dtype=self.dtype)(h, update_stats)
       h = nn.leaky_relu(h, 0.2)
     h = h.reshape(h.shape[0], -1)
     return layers.at_least_float32(
@@ -209,7 +268,12 @@ GeneratorMNIST = functools.partial(Generator, kernel=4, stride=2)      # d = 8
 GeneratorSVHN = functools.partial(Generator, kernel=1, stride=1)       # d = 16, c = 3
 WeightNet = functools.partial(DCGANCritic, spectral_norm=False)
 MarginalDiscriminator = functools.partial(DCGANCritic, spectral_norm=True)
+# 128x128 (§4.4: batch 6, d = 2); the paper names only the generator, see the critics'
+# docstrings. WeightNet128: DCGAN deepened to reach 2x2, widths capped at 512.
+JointDiscriminator128 = functools.partial(JointDiscriminator, levels=(1, 2, 4, 8, 8), res_level=4)
+WeightNet128 = functools.partial(WeightNet, num_layers=6, max_features=512)
 TinyGenerator = functools.partial(Generator, features=8)
+TinyGeneratorHiRes = functools.partial(GeneratorHiRes, features=4, n_res=1)
 TinyJointDiscriminator = functools.partial(JointDiscriminator, features=4)
 TinyCritic = functools.partial(DCGANCritic, features=4)
 

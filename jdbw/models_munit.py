@@ -23,7 +23,8 @@ from jdbw import layers
 _EPS = 1e-5
 
 
-def _instance_norm(x):
+def instance_norm(x):
+  """Per-sample, per-channel normalisation over H, W (no affine)."""
   # Statistics in float32 whatever the compute dtype.
   x32 = layers.at_least_float32(x)
   mean = x32.mean((1, 2), keepdims=True)
@@ -53,13 +54,13 @@ class ConvBlock(nn.Module):
     x = layers.Conv(self.features, (self.kernel, self.kernel), self.stride, "VALID",
                     self.impl, self.dtype)(x)
     if self.norm == "in":
-      x = _instance_norm(x)
+      x = instance_norm(x)
     elif self.norm == "ln":
       x = nn.LayerNorm(epsilon=_EPS, reduction_axes=(1, 2, 3), feature_axes=-1,
                        dtype=self.dtype)(x)
     elif self.norm == "adain":
       bias, scale = (a.astype(x.dtype) for a in adain)
-      x = _instance_norm(x) * scale[:, None, None, :] + bias[:, None, None, :]
+      x = instance_norm(x) * scale[:, None, None, :] + bias[:, None, None, :]
     elif self.norm != "none":
       raise ValueError(f"unknown norm {self.norm!r}")
     if self.act == "relu":

@@ -117,3 +117,47 @@ def test_eval_mode_leaves_spectral_state_alone():
                                                    jax.tree.leaves(updated[models.SPECTRAL])))
   with pytest.raises(Exception):  # Not mutable in eval mode: no silent update.
     net.apply(v, x, x, update_stats=True)
+
+
+class HiResTest(chex.TestCase):
+  """128x128 networks (§4.2/4.4): shapes, range, noise and per-sample independence."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_generator(self):
+    g = models.TinyGeneratorHiRes(out_channels=3)
+    x = 3.0 * jax.random.normal(jax.random.PRNGKey(1), (3, 128, 128, 3))
+    z = models.sample_noise(jax.random.PRNGKey(2), 3, 16)
+    v = models.init(g, jax.random.PRNGKey(0), x, z)
+    run = self.variant(lambda v, x, z: models.apply(g, v, x, z))
+    out = run(v, x, z)
+    chex.assert_shape(out, (3, 128, 128, 3))
+    chex.assert_tree_all_finite(out)
+    assert float(jnp.max(jnp.abs(out))) <= 1.0
+    parts = jnp.concatenate([run(v, x[:1], z[:1]), run(v, x[1:], z[1:])])
+    np.testing.assert_allclose(out, parts, atol=1e-5)
+    other = run(v, x, models.sample_noise(jax.random.PRNGKey(3), 3, 16))
+    assert float(jnp.max(jnp.abs(out - other))) > 1e-4
+    # MUNIT's layout: 7x7, two 4x4/2 downs, z mix (1x1), 2 x n_res ResBlocks of two
+    # 3x3 convs, two 5x5 ups, 7x7 out; every conv spectrally normalised.
+    kernels = [k.shape for k in jax.tree.leaves(v["params"]) if k.ndim == 4]
+    assert [s[0] for s in kernels].count(3) == 2 * 2 * g.n_res
+    assert sorted({s[0] for s in kernels}) == [1, 3, 4, 5, 7]
+    assert len(_sn_pairs(v)) == len(kernels)
+
+  def test_joint_discriminator_and_weight_net(self):
+    d = models.JointDiscriminator128(features=4)
+    x = jnp.ones((2, 128, 128, 3))
+    v = models.init(d, jax.random.PRNGKey(0), x, x)
+    out, state = d.apply(v, x, x, update_stats=False, mutable=["intermediates"])
+    chex.assert_shape(out, (2,))
+    inter = {k: val[0] for k, val in state["intermediates"].items()}
+    chex.assert_shape(inter["concat1"], (2, 64, 64, 16))
+    chex.assert_shape(inter["concat4"], (2, 8, 8, 4 * 4 * 8))
+    chex.assert_shape(inter["res4"], (2, 8, 8, 2 * 4 * 8))
+    chex.assert_shape(inter["concat5"], (2, 4, 4, 4 * 4 * 8))
+    chex.assert_shape(inter["fc_in"], (2, 2 * 2 * 8 * 4))
+    w = models.WeightNet128(features=4, max_features=16)
+    vw = models.init(w, jax.random.PRNGKey(0), x)
+    chex.assert_shape(models.apply(w, vw, x), (2,))
+    widths = [k.shape[-1] for k in jax.tree.leaves(vw["params"]) if k.ndim == 4]
+    assert widths == [4, 8, 16, 16, 16, 16]
