@@ -112,6 +112,12 @@ def sample_noise(rng, batch: int, dim: int, dtype=jnp.float32) -> Array:
   return jax.random.uniform(rng, (batch, dim), dtype, -1.0, 1.0)
 
 
+def with_tiled_noise(h: Array, z: Array) -> Array:
+  """concat(h, z repeated over h's grid) on channels (§4.2: noise joins the features)."""
+  z0 = jnp.broadcast_to(z[:, None, None, :].astype(h.dtype), h.shape[:3] + (z.shape[-1],))
+  return jnp.concatenate([h, z0], -1)
+
+
 class Generator(nn.Module):
   """Table 2: G(x, z) at 32x32.
 
@@ -137,9 +143,7 @@ class Generator(nn.Module):
     h = res(f)(h, update_stats)
     h = res(f)(h, update_stats)
     h = conv(f, 1, sn=sn, **kw)(nn.relu(h), update_stats)
-    z0 = jnp.broadcast_to(z[:, None, None, :].astype(h.dtype),
-                          h.shape[:3] + (z.shape[-1],))
-    h = conv(f, 1, sn=sn, **kw)(jnp.concatenate([h, z0], -1), update_stats)
+    h = conv(f, 1, sn=sn, **kw)(with_tiled_noise(h, z), update_stats)
     h = res(f)(h, update_stats)
     h = res(f)(h, update_stats)
     h = conv_transpose(self.out_channels, self.kernel, self.stride, sn, **kw)(
@@ -175,8 +179,7 @@ class GeneratorHiRes(nn.Module):
     for _ in range(self.n_down):
       d *= 2
       h = nn.relu(instance_norm(c(d, 4, 2)(h, update_stats)))
-    z0 = jnp.broadcast_to(z[:, None, None, :].astype(h.dtype), h.shape[:3] + (z.shape[-1],))
-    h = c(d, 1)(jnp.concatenate([h, z0], -1), update_stats)
+    h = c(d, 1)(with_tiled_noise(h, z), update_stats)
     for _ in range(self.n_res):
       h = res(d, norm=instance_norm)(h, update_stats)
     for _ in range(self.n_res):
