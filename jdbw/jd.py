@@ -179,8 +179,7 @@ class JD:
     else:
       gen = functools.partial(models.GeneratorHiRes, features=c.g_features, **kw)
       joint = models.JointDiscriminator128
-      marginal = functools.partial(models.MarginalDiscriminator, num_layers=6, max_features=512)
-      weight = models.WeightNet128
+      marginal, weight = models.MarginalDiscriminator128, models.WeightNet128
     self.G = {"G_xy": gen(out_channels=c.channels_y)}
     if c.batch_weight != "one_sided":
       self.G["G_yx"] = gen(out_channels=c.channels_x)

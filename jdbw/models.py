@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jdbw import layers
-from jdbw.models_munit import instance_norm
+from jdbw.models_munit import instance_norm, layer_norm, upsample2x
 
 SPECTRAL = "spectral"
 
@@ -185,12 +185,8 @@ class GeneratorHiRes(nn.Module):
     for _ in range(self.n_res):
       h = res(d)(h, update_stats)
     for _ in range(self.n_down):
-      b, hh, ww, ch = h.shape
-      h = jax.image.resize(h, (b, 2 * hh, 2 * ww, ch), "nearest")
       d //= 2
-      h = c(d, 5)(h, update_stats)
-      h = nn.relu(nn.LayerNorm(epsilon=1e-5, reduction_axes=(1, 2, 3), feature_axes=-1,
-                               dtype=self.dtype)(h))
+      h = nn.relu(layer_norm(self.dtype)(c(d, 5)(upsample2x(h), update_stats)))
     h = c(self.out_channels, 7)(h, update_stats)
     return jnp.tanh(layers.at_least_float32(h))
 
@@ -272,9 +268,10 @@ GeneratorSVHN = functools.partial(Generator, kernel=1, stride=1)       # d = 16,
 WeightNet = functools.partial(DCGANCritic, spectral_norm=False)
 MarginalDiscriminator = functools.partial(DCGANCritic, spectral_norm=True)
 # 128x128 (§4.4: batch 6, d = 2); the paper names only the generator, see the critics'
-# docstrings. WeightNet128: DCGAN deepened to reach 2x2, widths capped at 512.
+# docstrings. The DCGAN critics deepened to reach 2x2, widths capped at 512.
 JointDiscriminator128 = functools.partial(JointDiscriminator, levels=(1, 2, 4, 8, 8), res_level=4)
 WeightNet128 = functools.partial(WeightNet, num_layers=6, max_features=512)
+MarginalDiscriminator128 = functools.partial(MarginalDiscriminator, num_layers=6, max_features=512)
 TinyGenerator = functools.partial(Generator, features=8)
 TinyGeneratorHiRes = functools.partial(GeneratorHiRes, features=4, n_res=1)
 TinyJointDiscriminator = functools.partial(JointDiscriminator, features=4)

@@ -32,6 +32,17 @@ def instance_norm(x):
   return ((x32 - mean) * jax.lax.rsqrt(var + _EPS)).astype(x.dtype)
 
 
+def layer_norm(dtype=None) -> nn.LayerNorm:
+  """MUNIT's decoder LayerNorm: per sample over (H, W, C), per-channel affine."""
+  return nn.LayerNorm(epsilon=_EPS, reduction_axes=(1, 2, 3), feature_axes=-1, dtype=dtype)
+
+
+def upsample2x(x):
+  """2x nearest-neighbour up-sampling of NHWC maps (MUNIT's decoder)."""
+  b, h, w, c = x.shape
+  return jax.image.resize(x, (b, 2 * h, 2 * w, c), "nearest")
+
+
 class ConvBlock(nn.Module):
   """MUNIT's Conv2dBlock: reflect pad, conv, norm ('none'|'in'|'ln'|'adain'), activation.
 
@@ -56,8 +67,7 @@ class ConvBlock(nn.Module):
     if self.norm == "in":
       x = instance_norm(x)
     elif self.norm == "ln":
-      x = nn.LayerNorm(epsilon=_EPS, reduction_axes=(1, 2, 3), feature_axes=-1,
-                       dtype=self.dtype)(x)
+      x = layer_norm(self.dtype)(x)
     elif self.norm == "adain":
       bias, scale = (a.astype(x.dtype) for a in adain)
       x = instance_norm(x) * scale[:, None, None, :] + bias[:, None, None, :]
@@ -143,8 +153,7 @@ class Decoder(nn.Module):
     for i in range(self.n_res):
       x = ResBlock(d, "adain", **kw)(x, adain_params[i])
     for _ in range(self.n_up):
-      b, h, w, c = x.shape
-      x = jax.image.resize(x, (b, 2 * h, 2 * w, c), "nearest")
+      x = upsample2x(x)
       d //= 2
       x = ConvBlock(d, 5, 1, 2, "ln", "relu", **kw)(x)
     return layers.at_least_float32(ConvBlock(self.out_channels, 7, 1, 3, "none", "tanh", **kw)(x))
