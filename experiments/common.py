@@ -23,8 +23,10 @@ def define_domain_flags() -> None:
   for name, d in _DOMAIN_DEFAULTS.items():
     flags.DEFINE_string(
         f"source_{name}", d["source"],
-        f"Domain {name.upper()} source: 'digits', 'tfds:<name>' (e.g. tfds:mnist) or"
-        " 'idx:<dir>' (MNIST-format IDX .gz files).")
+        f"Domain {name.upper()} source: 'digits', 'tfds:<name>' (e.g. tfds:mnist),"
+        " 'idx:<dir>' (MNIST-format IDX .gz files) or 'mixture2d[:key=value,...]' (2-D"
+        " Gaussian modes; keys modes, radius, sigma, rotate, scale, dx, dy; needs"
+        " --networks=mlp).")
     flags.DEFINE_string(f"split_{name}", "train", f"Domain {name.upper()} split.")
     flags.DEFINE_string(
         f"classes_{name}", d["classes"],

@@ -77,6 +77,16 @@ flags.DEFINE_enum("conv_impl", _DEFAULT.conv_impl, list(layers.CONV_IMPLS),
                   " parameters); auto = im2col on CPU, where it is faster, XLA elsewhere.")
 flags.DEFINE_enum("compute_dtype", _DEFAULT.compute_dtype, list(layers.COMPUTE_DTYPES),
                   "Network compute dtype; parameters, optimiser state and losses stay float32.")
+flags.DEFINE_enum("networks", _DEFAULT.networks, list(jd.NETWORKS),
+                  "conv = the paper's image networks; mlp = vector networks (residual MLP"
+                  " generators, MLP critic and weight nets; widths --g/d/w_features) for"
+                  " point domains (--source_{x,y}=mixture2d...); jd only.")
+flags.DEFINE_integer("mlp_layers", _DEFAULT.mlp_layers,
+                     "Hidden layers of each MLP (--networks=mlp); jd only.")
+flags.DEFINE_bool("oracle_generators", False,
+                  "2-D mixture only: fix G_xy to the true map between the two mixture2d"
+                  " domains and G_yx to its inverse; only D and W train (the unit test of"
+                  " the D-W game).")
 # MUNIT's own settings (authors' SR-MNIST config).
 flags.DEFINE_integer("gen_dim", _MUNIT.gen_dim, "MUNIT generator width; munit only.")
 flags.DEFINE_integer("mlp_dim", _MUNIT.mlp_dim, "MUNIT AdaIN-MLP width; munit only.")
@@ -95,8 +105,11 @@ flags.DEFINE_float("recon_x_cyc_w", _MUNIT.recon_x_cyc_w, "MUNIT explicit cycle 
 FLAGS = flags.FLAGS
 
 
+# Model fields that are not flags of their own: set from the domain flags, or (oracle_map)
+# computed from them by --oracle_generators.
+_DERIVED = {"channels_x", "channels_y", "resolution", "point_dim", "oracle_map"}
 _MODEL_FLAGS = sorted(({f.name for cls in MODELS.values() for f in dataclasses.fields(cls)})
-                      - {"channels_x", "channels_y", "resolution"})
+                      - _DERIVED)
 
 
 def model_config(model: str | None = None, strict: bool = True):
@@ -116,6 +129,16 @@ def model_config(model: str | None = None, strict: bool = True):
       raise ConfigError(f"--{unused[0]}: not a setting of --model={model} (unused: "
                         f"{', '.join('--' + u for u in unused)})")
   values = {f: FLAGS[f].value for f in given & fields}
+  if FLAGS.oracle_generators:
+    if model != "jd":
+      raise ConfigError(f"--oracle_generators: not a setting of --model={model}")
+    from jdbw.data import mixture
+    for side in ("x", "y"):
+      if not mixture.is_mixture(FLAGS[f"source_{side}"].value):
+        raise ConfigError(f"--oracle_generators: needs two {mixture.NAME} domains; got"
+                          f" --source_{side}={FLAGS[f'source_{side}'].value}")
+    m, c = mixture.true_map(FLAGS.source_x, FLAGS.source_y)
+    values["oracle_map"] = (tuple(m.reshape(-1)), tuple(c))
   return cls(channels_x=FLAGS.channels_x, channels_y=FLAGS.channels_y,
              resolution=FLAGS.resolution, **values)
 

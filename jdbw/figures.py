@@ -104,24 +104,96 @@ def noise_grid(path: str, panels: Sequence[dict]) -> str:
   return save(fig, path)
 
 
-def weight_curves(path: str, steps, curves: dict, title: str) -> str:
+def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict | None = None,
+                  highlight: int | None = None, critic: dict | None = None) -> str:
   """Figure 3: moving averages of per-class combined weights over training.
 
-  `curves` = {'x': [T, K], 'y': [T, K]}; solid lines for X, dashed for Y, one colour
-  per class.
+  `curves` = {'x': [T, K], 'y': [T, K]}, one panel per domain, one colour per class;
+  class `highlight` (the over-represented one, e.g. the zeros) is drawn thick.
+  `targets` = {'x': [K], 'y': [K]}: reference weights (the midpoint mixture's, see
+  `metrics.midpoint_target_weights`), dotted, the highlighted class's labelled.
+  `critic` = {'x': [T, K], 'y': [T, K]}: per-class mean critic scores, in a second
+  row (why W moves: its gradient on a sample's weight is 2·gap·D_i).
   """
-  fig, ax = plt.subplots(figsize=(8, 4.5))
+  rows = 2 if critic else 1
+  fig, axes = plt.subplots(rows, 2, figsize=(12, 4.2 * rows), squeeze=False, sharex=True)
   colors = plt.get_cmap("tab10")
-  for side, style in (("x", "-"), ("y", "--")):
-    vals = np.asarray(curves[side])
+  steps = np.asarray(steps)
+  for col, side in enumerate(("x", "y")):
+    ax = axes[0, col]
+    vals = np.asarray(curves[side], np.float64)
     for k in range(vals.shape[1]):
-      ax.plot(steps, vals[:, k], style, color=colors(k % 10),
-              label=f"{side}{k}")
-  ax.axhline(1.0, color="grey", lw=0.5)
-  ax.set_xlabel("generator step")
-  ax.set_ylabel("mean weight x m (1 = uniform)")
-  ax.set_title(title, fontsize=9)
-  ax.legend(ncol=4, fontsize=6)
+      hl = k == highlight
+      ax.plot(steps, vals[:, k], color=colors(k % 10), lw=2.6 if hl else 1.0,
+              alpha=1.0 if hl or highlight is None else 0.75,
+              label=f"class {k}" + (" (over-represented)" if hl else ""))
+      if targets is not None:
+        t = float(np.asarray(targets[side])[k])
+        ax.axhline(t, color=colors(k % 10), ls=":", lw=1.8 if hl else 0.8)
+        if hl:
+          ax.annotate(f"target {t:.2f}", (steps[-1] if len(steps) else 0, t), fontsize=7,
+                      color=colors(k % 10), xytext=(2, 3), textcoords="offset points",
+                      ha="right")
+    ax.axhline(1.0, color="grey", lw=0.5)
+    ax.set_title(f"{side.upper()}: mean combined weight x m per class (1 = uniform)",
+                 fontsize=9)
+    ax.set_ylabel("mean weight x m")
+    ax.legend(ncol=2, fontsize=6)
+    if critic:
+      cax = axes[1, col]
+      cvals = np.asarray(critic[side], np.float64)
+      for k in range(cvals.shape[1]):
+        cax.plot(steps, cvals[:, k], color=colors(k % 10), lw=2.6 if k == highlight else 1.0)
+      cax.set_title(f"{side.upper()}: mean critic score per class"
+                    f" ({'D(x, G_xy(x))' if side == 'x' else 'D(G_yx(y), y)'})", fontsize=9)
+      cax.set_ylabel("mean D")
+  for ax in axes[-1]:
+    ax.set_xlabel("generator step")
+  note = "; dotted: midpoint target weights" if targets is not None else ""
+  fig.suptitle(title + note, fontsize=9)
+  fig.tight_layout()
+  return save(fig, path)
+
+
+def point_panels(path: str, panels: Sequence[dict], title: str) -> str:
+  """Scatter plots of 2-D point domains (the `mixture2d` bench's Figures 2 and 4).
+
+  Each panel: {'title', 'background' [N, 2] (grey), 'points' [M, 2], 'color' [M]
+  (values; with 'cmap' a colour scale, else class indices in tab10), optional 'cmap',
+  'size' [M], 'centres' [K, 2] (labelled by index), 'segments' ([M, 2], [M, 2]) drawn
+  as thin lines from the first to the second point}.
+  """
+  n = len(panels)
+  cols = 2 if n > 1 else 1
+  rows = -(-n // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 5.0 * rows), squeeze=False)
+  for ax, p in zip(axes.reshape(-1), panels):
+    if p.get("background") is not None:
+      bg = np.asarray(p["background"])
+      ax.scatter(bg[:, 0], bg[:, 1], s=3, c="0.85", lw=0, zorder=0)
+    if p.get("segments") is not None:
+      a, b = (np.asarray(v) for v in p["segments"])
+      for i in range(len(a)):
+        ax.plot([a[i, 0], b[i, 0]], [a[i, 1], b[i, 1]], color="0.6", lw=0.4, zorder=1)
+    pts = np.asarray(p["points"])
+    size = np.asarray(p["size"]) if p.get("size") is not None else 6
+    if p.get("cmap"):
+      sc = ax.scatter(pts[:, 0], pts[:, 1], s=size, c=np.asarray(p["color"]), cmap=p["cmap"],
+                      lw=0, zorder=2)
+      fig.colorbar(sc, ax=ax, shrink=0.8, label=p.get("color_label", ""))
+    else:
+      cls = np.asarray(p["color"]).astype(int)
+      ax.scatter(pts[:, 0], pts[:, 1], s=size, c=plt.get_cmap("tab10")(cls % 10), lw=0,
+                 zorder=2)
+    if p.get("centres") is not None:
+      for k, (cx, cy) in enumerate(np.asarray(p["centres"])):
+        ax.text(cx, cy, str(k), fontsize=11, weight="bold", ha="center", va="center",
+                zorder=3, bbox=dict(boxstyle="circle,pad=0.15", fc="white", alpha=0.7))
+    ax.set_aspect("equal")
+    ax.set_title(p["title"], fontsize=9)
+  for ax in axes.reshape(-1)[n:]:
+    ax.axis("off")
+  fig.suptitle(title, fontsize=9)
   fig.tight_layout()
   return save(fig, path)
 
@@ -150,7 +222,7 @@ def confusion_matrices(path: str, matrices: dict, title: str) -> str:
   return save(fig, path)
 
 
-def class_histograms(path: str, hists: dict, title: str) -> str:
+def class_histograms(path: str, hists: dict, title: str, ylabel: str = "class mass") -> str:
   """Grouped bars of class masses, {label: [K]} (weight calibration, Fig. 3 as a number)."""
   fig, ax = plt.subplots(figsize=(8, 3.8))
   n = len(hists)
@@ -160,7 +232,7 @@ def class_histograms(path: str, hists: dict, title: str) -> str:
     ax.bar(np.arange(len(h)) + (i - (n - 1) / 2) * width, h, width=width, label=label)
   ax.set_xticks(np.arange(len(h)))
   ax.set_xlabel("class")
-  ax.set_ylabel("class mass")
+  ax.set_ylabel(ylabel)
   ax.set_title(title, fontsize=9)
   ax.legend(fontsize=7)
   fig.tight_layout()

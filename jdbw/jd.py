@@ -21,6 +21,7 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jdbw import batch_weight, layers, losses, models, parallel
@@ -28,6 +29,7 @@ from jdbw import batch_weight, layers, losses, models, parallel
 BATCH_WEIGHTS = ("two_sided", "one_sided", "none")
 WEIGHT_PHASES = ("generator", "discriminator")
 RESOLUTIONS = (32, 128)
+NETWORKS = ("conv", "mlp")   # conv: the paper's image networks; mlp: 2-D mixture bench
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +61,18 @@ class JDConfig:
   lr_decay_rate: float = 0.5
   conv_impl: str = "auto"         # layers.CONV_IMPLS: same function, different kernels
   compute_dtype: str = "float32"  # 'bfloat16': bf16 compute, float32 params and losses
+  # Vector networks for point domains (`mixture2d`): widths are g/d/w_features.
+  networks: str = "conv"
+  mlp_layers: int = 3             # hidden layers of each MLP (networks='mlp')
+  point_dim: int = 2              # size of a point (networks='mlp'; set from the data)
+  # Oracle generators (networks='mlp'): G_xy(x) = M x + c fixed, G_yx its inverse; only
+  # D and W train. ((M row-major), (c)) from `jdbw.data.mixture.true_map`; () = learned.
+  oracle_map: tuple = ()
+
+  def __post_init__(self):
+    # JSON (config.json) gives lists; keep the config hashable and comparable.
+    tup = lambda v: tuple(tup(a) for a in v) if isinstance(v, (list, tuple)) else float(v)
+    object.__setattr__(self, "oracle_map", tup(self.oracle_map))
 
   def validate(self):
     from jdbw.errors import ConfigError
@@ -66,10 +80,12 @@ class JDConfig:
               ("weight_norm", batch_weight.NORMS), ("weight_phase", WEIGHT_PHASES),
               ("gp_type", losses.GP_TYPES), ("conv_impl", layers.CONV_IMPLS),
               ("compute_dtype", layers.COMPUTE_DTYPES)]
+    checks.append(("networks", NETWORKS))
     for field, allowed in checks:
       if getattr(self, field) not in allowed:
         raise ConfigError(f"--{field}: got {getattr(self, field)!r}; expected one of {allowed}")
-    for field in ("d_steps", "noise_dim", "g_features", "d_features", "w_features"):
+    for field in ("d_steps", "noise_dim", "g_features", "d_features", "w_features",
+                  "mlp_layers", "point_dim"):
       if getattr(self, field) < 1:
         raise ConfigError(f"--{field}: got {getattr(self, field)}; expected >= 1")
     if self.resolution not in RESOLUTIONS:
@@ -80,6 +96,14 @@ class JDConfig:
     if self.resolution == 128 and (self.g_kernel, self.g_stride) != (4, 2):
       raise ConfigError("--g_kernel/--g_stride: Table 2's; the 128x128 generator is MUNIT's"
                         " (models.GeneratorHiRes), leave them unset")
+    if self.oracle_map and self.networks != "mlp":
+      raise ConfigError("--oracle_generators: only for point domains (--networks=mlp,"
+                        " --source_{x,y}=mixture2d...)")
+    if self.oracle_map and (len(self.oracle_map) != 2 or
+                            len(self.oracle_map[0]) != self.point_dim ** 2 or
+                            len(self.oracle_map[1]) != self.point_dim):
+      raise ConfigError(f"oracle_map: expected ((M row-major), (c)) for points of size"
+                        f" {self.point_dim}; got {self.oracle_map}")
     if self.lr <= 0 or self.gp_weight < 0:
       raise ConfigError("--lr must be > 0 and --gp_weight >= 0")
     return self
@@ -101,7 +125,7 @@ class TrainState:
 
 
 def _split_vars(variables):
-  return variables["params"], variables.get(models.SPECTRAL, {})
+  return variables.get("params", {}), variables.get(models.SPECTRAL, {})
 
 
 def _join_vars(params, spectral):
@@ -165,13 +189,27 @@ def global_index(n_local, axis_name):
   return offset + jnp.arange(n_local)
 
 
+def oracle_maps(oracle_map) -> dict:
+  """{'G_xy': (M, c), 'G_yx': (M⁻¹, −M⁻¹ c)} as tuples, from ((M row-major), (c))."""
+  c = np.asarray(oracle_map[1], np.float64)
+  m = np.asarray(oracle_map[0], np.float64).reshape(len(c), len(c))
+  m_inv = np.linalg.inv(m)
+  as_tuples = lambda a, b: (tuple(map(float, a.reshape(-1))), tuple(map(float, b)))
+  return {"G_xy": as_tuples(m, c), "G_yx": as_tuples(m_inv, -m_inv @ c)}
+
+
 class JD:
   """Joint discriminator model family: two_sided (JD-BW), none (JD alone), one_sided."""
 
   def __init__(self, config: JDConfig):
     self.config = c = config.validate()
     kw = dict(impl=c.conv_impl, dtype=layers.compute_dtype(c.compute_dtype))
-    if c.resolution == 32:
+    if c.networks == "mlp":
+      kw = dict(num_layers=c.mlp_layers)
+      gen = lambda out_channels: models.MLPGenerator(features=c.g_features, **kw)
+      joint = marginal = models.MLPJointDiscriminator
+      weight = models.MLPWeightNet
+    elif c.resolution == 32:
       gen = functools.partial(models.Generator, kernel=c.g_kernel, stride=c.g_stride,
                               features=c.g_features, **kw)
       joint, marginal, weight = (models.JointDiscriminator, models.MarginalDiscriminator,
@@ -186,6 +224,9 @@ class JD:
       self.D = joint(features=c.d_features, **kw)
     else:
       self.D = marginal(features=c.d_features, **kw)
+    if c.oracle_map:  # Fixed true map and its inverse: only D and W train.
+      self.G = {k: models.AffineMap(*v) for k, v in oracle_maps(c.oracle_map).items()
+                if k in self.G}
     w = functools.partial(weight, features=c.w_features, **kw)
     if c.batch_weight == "none":
       self.W = {}
@@ -203,11 +244,17 @@ class JD:
 
   # --- construction ---
 
+  def example_shape(self, side: str) -> tuple:
+    """Shape of one example of domain `side` ('x' or 'y') as the networks take it."""
+    c = self.config
+    if c.networks == "mlp":
+      return (c.point_dim,)
+    return (c.resolution, c.resolution, getattr(c, f"channels_{side}"))
+
   def init_state(self, rng) -> TrainState:
     c = self.config
-    r = c.resolution
-    x = jnp.zeros((1, r, r, c.channels_x))
-    y = jnp.zeros((1, r, r, c.channels_y))
+    x = jnp.zeros((1,) + self.example_shape("x"))
+    y = jnp.zeros((1,) + self.example_shape("y"))
     z = jnp.zeros((1, c.noise_dim))
     keys = iter(jax.random.split(rng, 8))
     params, spectral = {"G": {}, "D": {}, "W": {}}, {"G": {}, "D": {}, "W": {}}
@@ -352,15 +399,19 @@ class JD:
       l_minus, l_plus = losses.critic_terms(d_minus, d_plus, sg(w_x), sg(w_y), axis_name)
       gap = l_minus - l_plus
       loss = gap + (self._w_loss(d_minus, d_plus, w_x, w_y, axis_name) if train_w else 0.0)
-      return loss, (spectral, gap, w_x, w_y)
+      return loss, (spectral, gap, w_x, w_y, sg(d_minus), sg(d_plus))
 
     trainable = {"G": state.params["G"], "W": state.params["W"]}
-    grads, (spectral, gap, w_x, w_y) = jax.grad(loss_fn, has_aux=True)(trainable)
+    grads, (spectral, gap, w_x, w_y, d_minus, d_plus) = jax.grad(loss_fn, has_aux=True)(
+        trainable)
     state = apply_grads(self.tx, state, grads, ("G", "W") if train_w else ("G",), axis_name)
     m = parallel.global_size(x.shape[0], axis_name)
     metrics = {"g/gap": gap, "w/loss": jnp.square(gap),
                "w/clip_t": batch_weight.clip_value(state.step, c.bw_start, c.bw_full)}
-    per_sample = {"w_x": w_x * m, "w_y": w_y * m}  # 1 = uniform weight.
+    # Monitoring only (labels stay on the host): weights x m (1 = uniform) and the
+    # critic's scores, whose per-class means show why W moves (its gradient on ω_i is
+    # 2·gap·D_i). One-sided: d_y scores the real y.
+    per_sample = {"w_x": w_x * m, "w_y": w_y * m, "d_x": d_minus, "d_y": d_plus}
     return state.replace(spectral=spectral), (metrics, per_sample)
 
   def discriminator_step(self, state: TrainState, batch, rng, axis_name=None):

@@ -262,6 +262,63 @@ class DCGANCritic(nn.Module):
         dense(1, self.spectral_norm, dtype=self.dtype)(h, update_stats)[:, 0])
 
 
+class MLPGenerator(nn.Module):
+  """Vector generator for the 2-D mixture: G(x, z) = x + f(concat(x, z)).
+
+  f is an MLP of `num_layers` hidden layers of `features` units (ReLU). Residual, so
+  that G starts near the identity and has to *learn* to break mode consistency (the
+  failure batch weight exists for). No spectral norm by default: it would bound f's
+  Lipschitz constant by 1 and forbid the mode-jumping maps the bench must be able to
+  show (the image generators keep it, as the paper).
+  """
+  features: int = 64
+  num_layers: int = 3
+  spectral_norm: bool = False
+
+  @nn.compact
+  def __call__(self, x, z, update_stats: bool = False):
+    h = jnp.concatenate([x, z.astype(x.dtype)], -1)
+    for _ in range(self.num_layers):
+      h = nn.relu(dense(self.features, self.spectral_norm)(h, update_stats))
+    return x + dense(x.shape[-1], self.spectral_norm)(h, update_stats)
+
+
+class MLPCritic(nn.Module):
+  """Vector critic -> R: an MLP (LeakyReLU 0.2), inputs concatenated on features.
+
+  The 2-D counterpart of `JointDiscriminator` (called with (x, y)), of the marginal
+  discriminator (y) and of the weight nets (x, or (x, y) for the concat scheme).
+  """
+  features: int = 64
+  num_layers: int = 3
+  spectral_norm: bool = True
+
+  @nn.compact
+  def __call__(self, *inputs, update_stats: bool = False):
+    h = jnp.concatenate(inputs, -1) if len(inputs) > 1 else inputs[0]
+    for _ in range(self.num_layers):
+      h = nn.leaky_relu(dense(self.features, self.spectral_norm)(h, update_stats), 0.2)
+    return layers.at_least_float32(dense(1, self.spectral_norm)(h, update_stats)[:, 0])
+
+
+class AffineMap(nn.Module):
+  """A fixed map G(x, z) = M x + c with no parameters: the 2-D bench's oracle generator.
+
+  `matrix` and `offset` are tuples (row-major M, c); the noise is ignored.
+  """
+  matrix: tuple
+  offset: tuple
+
+  def __call__(self, x, z, update_stats: bool = False):
+    del z, update_stats
+    m = jnp.asarray(self.matrix, x.dtype).reshape(x.shape[-1], x.shape[-1])
+    return x @ m.T + jnp.asarray(self.offset, x.dtype)
+
+
+MLPWeightNet = functools.partial(MLPCritic, spectral_norm=False)
+MLPJointDiscriminator = functools.partial(MLPCritic, spectral_norm=True)
+
+
 # Paper configurations (Table 2 caption) and tiny variants for tests.
 GeneratorMNIST = functools.partial(Generator, kernel=4, stride=2)      # d = 8
 GeneratorSVHN = functools.partial(Generator, kernel=1, stride=1)       # d = 16, c = 3

@@ -31,6 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jdbw import checkpoint, data, figures, models, parallel
 from jdbw.errors import ConfigError
+from jdbw.evaluation import metrics
 
 PARALLEL = ("shard_map", "pmap")
 
@@ -182,10 +183,55 @@ def _eval_batch(domains, seed, n, resolution):
   return next(it)
 
 
-def write_figures(method, state, eval_batch, history, workdir, seed) -> list[str]:
+def figure_references(domains) -> dict:
+  """Figure 3's reference: the over-represented class and the midpoint target weights."""
+  px, py = domains["x"].probs, domains["y"].probs
+  if len(px) != len(py):
+    return {"targets": None, "highlight": None}
+  return {"targets": metrics.midpoint_target_weights(px, py),
+          "highlight": metrics.over_represented_class(px, py)}
+
+
+def write_figures(method, state, eval_batch, history, workdir, seed, *, targets=None,
+                  highlight=None) -> list[str]:
+  """Figures 2-4 of the paper's layout (scatter plots for point domains)."""
+  out_dir = os.path.join(workdir, "figures")
+  points = getattr(method.config, "networks", "conv") == "mlp"
+  paths = (_point_figures if points else _image_figures)(method, state, eval_batch, out_dir,
+                                                         seed)
+  if history["steps"]:
+    series = {k: _as_rows(history[k]) for k in ("weights_x", "weights_y", "critic_x",
+                                               "critic_y")}
+    critic = ({"x": series["critic_x"], "y": series["critic_y"]}
+              if series["critic_x"] is not None else None)
+    paths.append(figures.weight_curves(
+        os.path.join(out_dir, "figure3_weights.png"), history["steps"],
+        {"x": series["weights_x"], "y": series["weights_y"]},
+        "Figure 3: moving average of per-class combined weights", targets=targets,
+        highlight=highlight, critic=critic))
+    record = {k: history.get(k) for k in ("steps", "weights_x", "weights_y", "critic_x",
+                                          "critic_y")}
+    record.update(targets=targets, highlight=highlight,
+                  note="per-class moving averages (EMA) of the combined weight x m and of"
+                       " the critic score, at each logged step; targets: midpoint weights")
+    with open(os.path.join(out_dir, "figure3_weights.json"), "w") as f:
+      json.dump(record, f)
+    paths.append(os.path.join(out_dir, "figure3_weights.json"))
+  return paths
+
+
+def _as_rows(values):
+  """[T] rows of K values, None rows (steps before a series existed) as NaN; None if
+  the series was never recorded (e.g. MUNIT has no joint critic scores)."""
+  k = next((len(v) for v in values if v is not None), None)
+  if k is None:
+    return None
+  return np.asarray([[np.nan] * k if v is None else v for v in values], np.float64)
+
+
+def _image_figures(method, state, eval_batch, out_dir, seed) -> list[str]:
   params, spectral = state.params, state.spectral
   translate = jax.jit(method.translate, static_argnums=4)
-  out_dir = os.path.join(workdir, "figures")
   nz = method.config.noise_dim
   key = jax.random.PRNGKey(seed)
   rows, noise_rows = [], []
@@ -206,13 +252,59 @@ def write_figures(method, state, eval_batch, history, workdir, seed) -> list[str
                       for j in range(8)], 1)
     noise_rows.append({"title": f"Figure 4 layout, G_{d}: source per row, noise per column",
                        "sources": src8, "outputs": outs})
-  paths = [figures.transfer_rows(os.path.join(out_dir, "figure2_transfer.png"), rows),
-           figures.noise_grid(os.path.join(out_dir, "figure4_noise.png"), noise_rows)]
-  if history["steps"]:
-    paths.append(figures.weight_curves(
-        os.path.join(out_dir, "figure3_weights.png"), history["steps"],
-        {"x": history["weights_x"], "y": history["weights_y"]},
-        "Figure 3: moving average of per-class combined weights (solid X, dashed Y)"))
+  return [figures.transfer_rows(os.path.join(out_dir, "figure2_transfer.png"), rows),
+          figures.noise_grid(os.path.join(out_dir, "figure4_noise.png"), noise_rows)]
+
+
+def _point_figures(method, state, eval_batch, out_dir, seed) -> list[str]:
+  """Figure 2 as scatter plots (weights on the sources, translations by source mode) and
+  Figure 4 as 8 sources x 8 noises (segments from each source to its translations)."""
+  from jdbw.data import mixture
+  params, spectral = state.params, state.spectral
+  translate = jax.jit(method.translate, static_argnums=4)
+  nz = method.config.noise_dim
+  key = jax.random.PRNGKey(seed)
+  x, y = (jnp.asarray(eval_batch[s]["image"]) for s in ("x", "y"))
+  lab = {s: np.asarray(eval_batch[s]["label"]) for s in ("x", "y")}
+  n = x.shape[0]
+  z = models.sample_noise(jax.random.fold_in(key, 0), n, nz)
+  fake = {d: translate(params, spectral, x if d == "xy" else y, z, d) for d in method.directions}
+  logits = method.weight_logits(params, x, fake.get("xy"), fake.get("yx"), y)
+  w_x, w_y = (np.asarray(w) * n for w in method.normalise_weights(logits, n, state.step))
+  centres = {}
+  for s in ("x", "y"):
+    src = eval_batch.get(f"source_{s}")
+    centres[s] = mixture.parse(src).means if src else None
+  step = int(state.step)
+  panels = [{"title": f"{s.upper()}, coloured by combined weight x m (size too)",
+             "points": np.asarray(p), "color": w, "cmap": "viridis", "size": 4 + 6 * w,
+             "color_label": "weight x m", "centres": centres[s]}
+            for s, p, w in (("x", x, w_x), ("y", y, w_y))]
+  for d, src, tgt in (("xy", "x", "y"), ("yx", "y", "x")):
+    if d in fake:
+      panels.append({"title": f"G_{d}({src}) over real {tgt.upper()} (grey), coloured by"
+                              f" the source's mode", "points": np.asarray(fake[d]),
+                     "color": lab[src], "background": np.asarray(y if tgt == "y" else x),
+                     "centres": centres[tgt]})
+  paths = [figures.point_panels(os.path.join(out_dir, "figure2_transfer.png"), panels,
+                                f"Figure 2 for points, step {step}: numbers mark the modes")]
+  noise_panels = []
+  zs = models.sample_noise(jax.random.fold_in(key, 1), 8, nz)
+  for d, src_pts, src in (("xy", x, "x"), ("yx", y, "y")):
+    if d not in fake:
+      continue
+    s8 = src_pts[:8]
+    outs = np.stack([np.asarray(translate(params, spectral, s8, jnp.broadcast_to(zs[j], (8, nz)),
+                                          d)) for j in range(8)], 1)  # [8 sources, 8 noises, 2]
+    starts = np.repeat(np.asarray(s8), 8, 0)
+    noise_panels.append({"title": f"Figure 4 for points, G_{d}: 8 sources x 8 noises (lines"
+                                  " from source to translation)",
+                         "points": outs.reshape(-1, 2), "color": np.repeat(lab[src][:8], 8),
+                         "segments": (starts, outs.reshape(-1, 2)),
+                         "background": np.asarray(jnp.concatenate([x, y])),
+                         "centres": None})
+  paths.append(figures.point_panels(os.path.join(out_dir, "figure4_noise.png"), noise_panels,
+                                    f"Noise should move points within a mode, step {step}"))
   return paths
 
 
@@ -232,7 +324,15 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
   domains = {k: data.load_domain(s, data_dir=run.data_dir, process_index=jax.process_index(),
                                  process_count=jax.process_count())
              for k, s in domain_specs.items()}
+  points = getattr(method.config, "networks", "conv") == "mlp"
   for name, d in domains.items():
+    if d.is_points != points:
+      raise ConfigError(
+          f"--source_{name}: {d.spec.source!r} is a point source; it needs --networks=mlp"
+          if d.is_points else f"--networks=mlp: takes point domains"
+          f" (--source_{name}=mixture2d...), not {d.spec.source!r}")
+    if points:
+      continue
     want = getattr(method.config, f"channels_{name}")
     if d.spec.channels != want:
       raise ConfigError(f"--channels_{name}: domain has {d.spec.channels} channels but the"
@@ -249,15 +349,19 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
     step_fn = iteration_wrapper(step_fn)
   ckpt = checkpoint.Checkpointer(workdir, run.keep_checkpoints)
   state = method.init_state(jax.random.PRNGKey(run.seed))
-  history = {"steps": [], "weights_x": [], "weights_y": [], "ema_x": None, "ema_y": None}
+  history = new_history()
   start = ckpt.latest_step() or 0
   if start:
-    state, history = ckpt.restore(state)
+    state, restored = ckpt.restore(state)
+    history = {**new_history(len(restored["steps"])), **restored}
     logging.info("resumed %s at step %d", workdir, start)
   if start >= run.steps:
     logging.info("nothing to do: checkpoint at step %d >= --steps=%d", start, run.steps)
     return state
-  eval_batch = _eval_batch(domains, run.seed, 16, method.config.resolution)
+  eval_batch = _eval_batch(domains, run.seed, 1000 if points else 16, method.config.resolution)
+  if points:
+    eval_batch.update({f"source_{k}": d.spec.source for k, d in domains.items()})
+  refs = figure_references(domains)
   batches = data.make_batches(domains, run.batch_size, seed=stream_seed(run.seed, start),
                               resolution=method.config.resolution,
                               stack=(method.batches_per_iteration,))
@@ -285,9 +389,10 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
         writer.add_scalar(k, v, done)
       writer.add_scalar("perf/steps_per_s", rate, done)
       if history["steps"] and history["steps"][-1] == done:
-        for side in ("x", "y"):
-          for c, w in enumerate(history[f"weights_{side}"][-1]):
-            writer.add_scalar(f"weights_{side}/class_{c}", w, done)
+        for series in ("weights_x", "weights_y", "critic_x", "critic_y"):
+          for c, w in enumerate(history[series][-1] or ()):
+            if w is not None and np.isfinite(w):
+              writer.add_scalar(f"{series}/class_{c}", w, done)
       writer.flush()
       timer["t"], timer["step"] = time.time(), done
 
@@ -318,7 +423,7 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
           ckpt.save(done, host_state(dev_state, run.parallel), history)
         if draw:
           write_figures(method, host_state(dev_state, run.parallel), eval_batch, history,
-                        workdir, run.seed)
+                        workdir, run.seed, **refs)
         if score:
           scores = evaluate(host_state(dev_state, run.parallel))
           logging.info("eval step %d  %s", done,
@@ -336,25 +441,41 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
   return host_state(dev_state, run.parallel)
 
 
+# (history series, per-sample key, EMA key, domain): per-class moving averages of the
+# combined weights (Figure 3) and of the critic scores (why W moves).
+_SERIES = (("weights_x", "w_x", "ema_x", "x"), ("weights_y", "w_y", "ema_y", "y"),
+           ("critic_x", "d_x", "ema_d_x", "x"), ("critic_y", "d_y", "ema_d_y", "y"))
+
+
+def new_history(n_steps: int = 0) -> dict:
+  """Empty monitoring history; `n_steps` pads series an older checkpoint lacks."""
+  out = {"steps": []}
+  for series, _, ema, _ in _SERIES:
+    out[series], out[ema] = [None] * n_steps, None
+  return out
+
+
 def _monitor_weights(history, per_sample, labels, num_classes, ema, step, every):
-  """Per-class mean of the combined weights (labels used for monitoring only)."""
-  for side in ("x", "y"):
-    w, lab = per_sample[f"w_{side}"], np.asarray(labels[side]).reshape(-1)
+  """Per-class means of the weights and critic scores (labels used for monitoring only)."""
+  for series, key, ema_key, side in _SERIES:
+    if key not in per_sample:
+      continue
+    w, lab = per_sample[key], np.asarray(labels[side]).reshape(-1)
     k = num_classes[side]
     sums = np.bincount(lab, weights=w, minlength=k)
     counts = np.bincount(lab, minlength=k)
-    prev = history[f"ema_{side}"]
+    prev = history[ema_key]
     cur = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     if prev is None:
-      new = np.where(np.isnan(cur), 1.0, cur)
+      new = np.where(np.isnan(cur), 1.0 if series.startswith("weights") else 0.0, cur)
     else:
-      prev = np.asarray(prev)
+      prev = np.asarray(prev, np.float64)
       new = np.where(np.isnan(cur), prev, ema * prev + (1 - ema) * cur)
-    history[f"ema_{side}"] = new.tolist()
+    history[ema_key] = new.tolist()
   if step % every == 0:
     history["steps"].append(step)
-    history["weights_x"].append(history["ema_x"])
-    history["weights_y"].append(history["ema_y"])
+    for series, _, ema_key, _ in _SERIES:
+      history[series].append(history[ema_key])
 
 
 def _tb_writer(logdir):

@@ -48,6 +48,11 @@ class Domain:
   def num_classes(self) -> int:
     return self.data.num_classes
 
+  @property
+  def is_points(self) -> bool:
+    """Vector examples (a `mixture2d` source) rather than images."""
+    return self.data.mixture is not None
+
 
 def load_domain(spec: DomainSpec, *, data_dir: str | None = None,
                 process_index: int = 0, process_count: int = 1) -> Domain:
@@ -58,7 +63,11 @@ def load_domain(spec: DomainSpec, *, data_dir: str | None = None,
   data = sources.load_source(spec.source, spec.split, data_dir=data_dir,
                              process_index=process_index, process_count=process_count,
                              what=spec.flag("source"))
-  if data.images.shape[-1] not in (1, 3):
+  if data.mixture is not None:
+    if spec.transform != "plain":
+      raise ConfigError(f"{spec.flag('transform')}: {spec.transform!r} is an image transform;"
+                        f" a {data.name.partition(':')[0]} domain takes 'plain' (no transform)")
+  elif data.images.shape[-1] not in (1, 3):
     raise ConfigError(f"{spec.flag('source')}: images have {data.images.shape[-1]} channels;"
                       " expected 1 or 3")
   probs = sampling.class_probabilities(spec.classes, data.class_counts, spec.flag("classes"))
@@ -83,10 +92,15 @@ def keep_tf_off_accelerators() -> None:
 
 def domain_dataset(domain: Domain, *, seed: int, resolution: int = 32,
                    process_index: int = 0):
-  """The domain's infinite stream of {'image': f32 [r, r, c] in [-1, 1], 'label': i32}."""
+  """The domain's infinite stream of {'image': f32 [r, r, c] in [-1, 1], 'label': i32}.
+
+  For a point domain (`mixture2d`) 'image' holds the point, f32 [2], unscaled.
+  """
   import tensorflow as tf
   keep_tf_off_accelerators()
   shuffle_seed, elem_seed = _stream_seed(seed, domain.spec.name, process_index)
+  if domain.is_points:  # {'image': f32 [2] (the point), 'label'}; no transform.
+    return domain.data.mixture.dataset(domain.probs, elem_seed, domain.spec.split)
   labels = domain.data.labels
   classes = np.flatnonzero(domain.probs > 0)
   per_class = []

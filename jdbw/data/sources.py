@@ -1,8 +1,9 @@
-"""Data sources: `tfds:<name>`, `idx:<dir>` and `digits`, all as labelled uint8 arrays.
+"""Data sources: `tfds:<name>`, `idx:<dir>` and `digits`, all as labelled uint8 arrays,
+and `mixture2d[:...]`, a 2-D Gaussian mixture drawn on the fly (`jdbw.data.mixture`).
 
-A source is loaded whole into host memory (the paper's data sets are at most a few
-hundred MB), already restricted to this host's slice of the split on multi-host runs,
-so every host reads only its own part.
+An image source is loaded whole into host memory (the paper's data sets are at most a
+few hundred MB), already restricted to this host's slice of the split on multi-host
+runs, so every host reads only its own part.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 
 import numpy as np
 
+from jdbw.data import mixture as mixture_lib
 from jdbw.errors import ConfigError, DataUnavailableError
 
 OFFLINE_ALTERNATIVES = (
@@ -22,14 +24,21 @@ OFFLINE_ALTERNATIVES = (
 
 @dataclasses.dataclass(frozen=True)
 class SourceData:
-  """One split of a labelled image data set, this host's slice of it."""
+  """One split of a labelled image data set, this host's slice of it.
+
+  For a `mixture2d` source `mixture` is set and `images`/`labels` are empty: points are
+  drawn on the fly, and the modes' natural frequencies are equal.
+  """
   name: str
   images: np.ndarray   # uint8 [N, H, W, C]
   labels: np.ndarray   # int32 [N]
   num_classes: int
+  mixture: mixture_lib.Mixture2D | None = None
 
   @property
   def class_counts(self) -> np.ndarray:
+    if self.mixture is not None:
+      return np.ones(self.num_classes, np.int64)
     return np.bincount(self.labels, minlength=self.num_classes)
 
 
@@ -126,11 +135,19 @@ def _load_idx(directory: str, split: str, data_dir: str | None, what: str,
 def load_source(spec: str, split: str = "train", *, data_dir: str | None = None,
                 process_index: int = 0, process_count: int = 1,
                 what: str = "--source") -> SourceData:
-  """Loads `spec` ('digits', 'tfds:<name>' or 'idx:<dir>'), this host's slice.
+  """Loads `spec` ('digits', 'tfds:<name>', 'idx:<dir>' or 'mixture2d[:...]'), this
+  host's slice.
 
   `what` names the flag in error messages.
   """
   kind, _, arg = spec.partition(":")
+  if kind == mixture_lib.NAME:
+    if split.split("[")[0] not in ("train", "validation", "test"):
+      raise ConfigError(f"{what}: {mixture_lib.NAME} has splits 'train', 'validation' and"
+                        f" 'test' (independent streams), not {split!r}")
+    m = mixture_lib.parse(spec, what)
+    empty = np.zeros((0, mixture_lib.DIM), np.float32)
+    return SourceData(spec, empty, np.zeros((0,), np.int32), m.modes, mixture=m)
   if kind == "digits" and not arg:
     images, labels, k = _load_digits(split.split("[")[0], what)
     images, labels = images[process_index::process_count], labels[process_index::process_count]
@@ -140,7 +157,8 @@ def load_source(spec: str, split: str = "train", *, data_dir: str | None = None,
     images, labels, k = _load_idx(arg, split, data_dir, what, process_index, process_count)
   else:
     raise ConfigError(
-        f"{what}: unknown source {spec!r}; expected 'digits', 'tfds:<name>' or 'idx:<dir>'")
+        f"{what}: unknown source {spec!r}; expected 'digits', 'tfds:<name>', 'idx:<dir>'"
+        f" or '{mixture_lib.NAME}[:key=value,...]'")
   if len(labels) == 0:
     raise ConfigError(f"{what}: source {spec!r} split {split!r} is empty on this host")
   return SourceData(spec, images, labels, int(k))

@@ -79,6 +79,7 @@ class Evaluator:
                         " class consistency needs shared classes")
     self.num_classes = domains["x"].num_classes
     self.mode = metrics.over_represented_class(domains["x"].probs, domains["y"].probs)
+    self.targets = metrics.midpoint_target_weights(domains["x"].probs, domains["y"].probs)
     self.sample = {}
     for k, d in domains.items():
       ds = data.domain_dataset(d, seed=config.seed, resolution=resolution)
@@ -163,8 +164,14 @@ class Evaluator:
     return out
 
   def calibration(self, w_x, w_y) -> dict:
-    return metrics.weight_calibration(self.sample["x"]["label"], w_x,
-                                      self.sample["y"]["label"], w_y, self.num_classes)
+    """TV of the weighted class masses, and the learned per-class weights (x n, 1 =
+    uniform) beside the midpoint targets that the domains' known class masses give."""
+    lab_x, lab_y = self.sample["x"]["label"], self.sample["y"]["label"]
+    out = metrics.weight_calibration(lab_x, w_x, lab_y, w_y, self.num_classes)
+    out["mean_weight_x"] = metrics.per_class_mean_weight(lab_x, w_x, self.num_classes)
+    out["mean_weight_y"] = metrics.per_class_mean_weight(lab_y, w_y, self.num_classes)
+    out["target_weight_x"], out["target_weight_y"] = self.targets["x"], self.targets["y"]
+    return out
 
   def __call__(self, state) -> dict:
     """Every metric of `state` (nested dict, JSON-ready)."""
@@ -223,6 +230,14 @@ def write_figures(result: dict, out_dir: str) -> dict[str, str]:
         f"Class consistency at step {result['step']}: rows = source class, columns ="
         " class of the translation (row-normalised)")
   wc = result["weight_calibration"]
+  if "mean_weight_x" in wc:
+    paths["weights_vs_targets"] = figures.class_histograms(
+        os.path.join(out_dir, "weights_vs_targets.png"),
+        {"X learned": wc["mean_weight_x"], "X target": wc["target_weight_x"],
+         "Y learned": wc["mean_weight_y"], "Y target": wc["target_weight_y"]},
+        f"Mean combined weight x n per class at step {result['step']} (1 = uniform) and the"
+        " midpoint targets ((p + q) / 2 over each domain's class mass)",
+        ylabel="mean weight x n")
   paths["calibration"] = figures.class_histograms(
       os.path.join(out_dir, "weight_calibration.png"),
       {"X unweighted": wc["hist_x_unweighted"], "X weighted": wc["hist_x"],

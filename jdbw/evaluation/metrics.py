@@ -99,6 +99,31 @@ def weight_calibration(labels_x, weights_x, labels_y, weights_y, num_classes: in
           "hist_x_unweighted": ux.tolist(), "hist_y_unweighted": uy.tolist()}
 
 
+def midpoint_target_weights(probs_x, probs_y) -> dict:
+  """Per-class weights (x m, 1 = uniform) that move both domains to the midpoint mixture.
+
+  With class masses p (X) and q (Y), weighting X's class k by (p_k + q_k) / (2 p_k) and
+  Y's by (p_k + q_k) / (2 q_k) gives both the class masses (p + q) / 2 (TV 0): the
+  reference lines of Figure 3. It is one solution among many (any weights with equal
+  weighted masses make TV 0); NaN for a class a domain never draws.
+  """
+  p, q = np.asarray(probs_x, np.float64), np.asarray(probs_y, np.float64)
+  mid = 0.5 * (p + q)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return {"x": np.where(p > 0, mid / np.where(p > 0, p, 1), np.nan).tolist(),
+            "y": np.where(q > 0, mid / np.where(q > 0, q, 1), np.nan).tolist()}
+
+
+def per_class_mean_weight(labels, weights, num_classes: int) -> list:
+  """Mean of `weights` x N per class (1 = uniform; NaN for absent classes)."""
+  labels = np.asarray(labels, np.int64).reshape(-1)
+  w = np.asarray(weights, np.float64).reshape(-1) * labels.size
+  sums = np.bincount(labels, weights=w, minlength=num_classes)
+  counts = np.bincount(labels, minlength=num_classes)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).tolist()
+
+
 def noise_class_retention(labels, predictions) -> dict:
   """Fig. 4 as numbers, for predictions [N sources, K noise draws].
 
