@@ -65,6 +65,8 @@ flags.DEFINE_integer("w_features", _DEFAULT.w_features, "Weight-net base width (
 flags.DEFINE_integer("bw_start", _DEFAULT.bw_start, "Step where batch weight starts (uniform before).")
 flags.DEFINE_integer("bw_full", _DEFAULT.bw_full, "Clip schedule t(step) reaches 1.25 here.")
 flags.DEFINE_float("lr", _DEFAULT.lr, "Adam learning rate (G, D and W).")
+flags.DEFINE_float("w_lr", _DEFAULT.w_lr,
+                   "Weight nets' Adam learning rate; 0 = --lr (the paper's single rate); jd only.")
 flags.DEFINE_float("b1", _DEFAULT.b1, "Adam beta1.")
 flags.DEFINE_float("b2", _DEFAULT.b2, "Adam beta2.")
 flags.DEFINE_float("weight_decay", None, "Coupled L2 weight decay (authors' code: 1e-4)."

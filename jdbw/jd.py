@@ -54,6 +54,7 @@ class JDConfig:
   bw_start: int = 0
   bw_full: int = 1000
   lr: float = 1e-4
+  w_lr: float = 0.0               # weight nets' learning rate; 0 = lr (the paper: one lr)
   b1: float = 0.5
   b2: float = 0.999
   weight_decay: float = 0.0
@@ -104,8 +105,8 @@ class JDConfig:
                             len(self.oracle_map[1]) != self.point_dim):
       raise ConfigError(f"oracle_map: expected ((M row-major), (c)) for points of size"
                         f" {self.point_dim}; got {self.oracle_map}")
-    if self.lr <= 0 or self.gp_weight < 0:
-      raise ConfigError("--lr must be > 0 and --gp_weight >= 0")
+    if self.lr <= 0 or self.gp_weight < 0 or self.w_lr < 0:
+      raise ConfigError("--lr must be > 0, --w_lr >= 0 (0 = --lr) and --gp_weight >= 0")
     return self
 
 
@@ -234,7 +235,8 @@ class JD:
       self.W = {"W": w()}
     else:
       self.W = {"W_x": w(), "W_y": w()}
-    self.tx = {k: adam_optimizer(c) for k in ("G", "D", "W")}
+    self.tx = {k: adam_optimizer(c) for k in ("G", "D")}
+    self.tx["W"] = adam_optimizer(dataclasses.replace(c, lr=c.w_lr or c.lr))
 
   unroll_d_steps = True
 

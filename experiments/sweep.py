@@ -1,0 +1,133 @@
+r"""A lever sweep: one mass-shift study per configuration of a grid file, one table.
+
+  python -m experiments.sweep --grid=experiments/configs/sweeps/mixture2d.grid \
+      --workdir=workdirs/sweep_mixture2d
+
+Each grid line is `name  variants  [flags...]`: the study
+`experiments.mass_shift_benchmark --flagfile=<--base_flagfile> <flags>` runs the
+comma-separated variants over --seeds into `<workdir>/<name>` (resumed and reused when
+rerun, like the benchmark itself), evaluated on --eval_split (default `validation`:
+settings are chosen there, and the chosen one is then reported on `test`). The table of
+every configuration, mean ± sample std over seeds and the per-seed values, goes to
+`<workdir>/sweep.md`. A configuration whose study fails is listed as
+failed, not dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shlex
+import subprocess
+import sys
+
+from absl import app, flags, logging
+
+from experiments import common
+from jdbw.errors import ConfigError
+
+flags.DEFINE_string("grid", None, "Grid file: lines 'name variants [flags...]' (# comments).")
+flags.DEFINE_string("base_flagfile", "experiments/configs/mixture2d.flags",
+                    "Flags of every study (data, model, steps), before each line's flags.")
+flags.DEFINE_string("workdir", None, "Root of the sweep: <workdir>/<name>/<variant>/seed_<k>.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every configuration.")
+flags.DEFINE_string("eval_split", "validation", "Split the studies are evaluated on.")
+flags.DEFINE_list("only", [], "Run only these grid names (default: all).")
+flags.DEFINE_list("columns", ["class_consistency_xy", "class_consistency_yx", "tv_weighted",
+                              "hallucination_xy/into_mode", "hallucination_yx/out_of_mode"],
+                  "Metrics shown in the table.")
+FLAGS = flags.FLAGS
+
+
+def read_grid(path: str) -> list[tuple[str, str, list[str]]]:
+  """[(name, variants, flags)] of a grid file; one-line ConfigError on a bad line."""
+  if not os.path.isfile(path):
+    raise ConfigError(f"--grid: no such file {path!r}")
+  rows, seen = [], set()
+  with open(path) as f:
+    for n, line in enumerate(f, 1):
+      line = line.split("#", 1)[0].strip()
+      if not line:
+        continue
+      parts = shlex.split(line)
+      if len(parts) < 2 or any(not p.startswith("--") for p in parts[2:]):
+        raise ConfigError(f"--grid: {path}:{n}: expected 'name variants [--flag=value ...]'")
+      if parts[0] in seen:
+        raise ConfigError(f"--grid: {path}:{n}: name {parts[0]!r} is used twice")
+      seen.add(parts[0])
+      rows.append((parts[0], parts[1], parts[2:]))
+  if not rows:
+    raise ConfigError(f"--grid: {path} lists no configuration")
+  return rows
+
+
+def read_results(path: str) -> dict:
+  """{(metric, variant): (mean, std, values)} of a study's results.csv."""
+  out = {}
+  with open(path) as f:
+    for r in csv.DictReader(f):
+      vals = [float(v) for v in r["values"].split()]
+      out[(r["metric"], r["variant"])] = (float(r["mean"]), float(r["std"]), vals)
+  return out
+
+
+def table(rows, results: dict, columns) -> str:
+  lines = ["| configuration | flags | variant | " + " | ".join(columns) + " |",
+           "|---|---|---|" + "---|" * len(columns)]
+  for name, variants, extra in rows:
+    res = results.get(name)
+    flag_text = " ".join(f"`{x}`" for x in extra) or "(base)"
+    for v in variants.split(","):
+      if res is None:
+        cells = ["failed / not run"] * len(columns)
+      else:
+        cells = []
+        for c in columns:
+          if (c, v) not in res:
+            cells.append("—")
+            continue
+          mean, std, vals = res[(c, v)]
+          cells.append(f"{mean:.3f} ± {std:.3f} ({', '.join(f'{x:.2f}' for x in vals)})")
+      lines.append(f"| {name} | {flag_text} | {v} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+@common.exit_on_bad_input
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not FLAGS.grid or not FLAGS.workdir:
+    raise ConfigError("--grid and --workdir: both required")
+  rows = read_grid(FLAGS.grid)
+  unknown = sorted(set(FLAGS.only) - {r[0] for r in rows})
+  if unknown:
+    raise ConfigError(f"--only: {unknown} not in {FLAGS.grid}")
+  results = {}
+  for name, variants, extra in rows:
+    root = os.path.join(FLAGS.workdir, name)
+    csv_path = os.path.join(root, "results.csv")
+    if not FLAGS.only or name in FLAGS.only:
+      cmd = [sys.executable, "-m", "experiments.mass_shift_benchmark",
+             f"--flagfile={FLAGS.base_flagfile}", f"--workdir={root}",
+             f"--variants={variants}", f"--seeds={','.join(FLAGS.seeds)}",
+             f"--eval_split={FLAGS.eval_split}", *extra]
+      logging.info("sweep: %s", " ".join(cmd))
+      os.makedirs(root, exist_ok=True)
+      with open(os.path.join(root, "study.log"), "a") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+      if proc.returncode != 0:
+        logging.warning("sweep: %s failed (exit %d); see %s/study.log", name,
+                        proc.returncode, root)
+        continue
+    if os.path.isfile(csv_path):
+      results[name] = read_results(csv_path)
+  md = (f"Sweep `{FLAGS.grid}` over seeds {', '.join(FLAGS.seeds)}, evaluated on"
+        f" `{FLAGS.eval_split}`; base flags `{FLAGS.base_flagfile}`. Cells: mean ± sample"
+        " std (per-seed values).\n\n" + table(rows, results, FLAGS.columns))
+  with open(os.path.join(FLAGS.workdir, "sweep.md"), "w") as f:
+    f.write(md)
+  print(md)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,222 @@
+"""The 2-D mixture bench: source, vector networks, oracle generators, exact evaluation,
+and the tests that fail when the batch-weight mechanism breaks."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jdbw import data, jd, models, train
+from jdbw.data import mixture
+from jdbw.errors import ConfigError
+from jdbw.evaluation import classifier, evaluator, metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SRC_X = "mixture2d"
+SRC_Y = "mixture2d:rotate=20,scale=1.1,dx=0.5,dy=-0.3"
+X = data.DomainSpec(source=SRC_X, name="x")
+Y = data.DomainSpec(source=SRC_Y, classes="0:0.55", name="y")
+# experiments/configs/mixture2d.flags as a config (the bench's setting).
+BENCH = dict(networks="mlp", noise_dim=2, g_features=64, d_features=64, w_features=64,
+             mlp_layers=3, d_steps=5, bw_start=0, bw_full=1000, lr=1e-3)
+
+
+def _one_line(excinfo, *needles):
+  msg = str(excinfo.value)
+  assert "\n" not in msg
+  for n in needles:
+    assert n in msg, msg
+
+
+# --- source ---
+
+def test_parse_defaults_and_errors():
+  m = mixture.parse(SRC_Y)
+  assert (m.modes, m.radius, m.sigma, m.rotate, m.scale) == (4, 2.0, 0.15, 20.0, 1.1)
+  for bad, needle in (("mixture2d:rot=3", "keys modes"), ("mixture2d:modes=1", "at least 2"),
+                      ("mixture2d:sigma=-1", "> 0"), ("mixture2d:scale=x", "not a float"),
+                      ("mixture2d:dx=1,dx=2", "twice")):
+    with pytest.raises(ConfigError) as e:
+      mixture.parse(bad, "--source_y")
+    _one_line(e, "--source_y", needle)
+
+
+def test_true_map_sends_mode_centres_to_mode_centres():
+  mx, my = mixture.parse(SRC_X), mixture.parse(SRC_Y)
+  m, c = mixture.true_map(SRC_X, SRC_Y)
+  np.testing.assert_allclose(mx.means @ m.T + c, my.means, atol=1e-12)
+  # And it is the pushforward of whole points, noise included (x1.1 scale of sigma).
+  lab = np.arange(4).repeat(50)
+  px = mx.sample_numpy(lab, np.random.default_rng(0))
+  py = my.sample_numpy(lab, np.random.default_rng(0))
+  np.testing.assert_allclose(px @ m.T + c, py, atol=1e-5)
+  with pytest.raises(ConfigError) as e:
+    mixture.true_map(SRC_X, "mixture2d:sigma=0.3")
+  _one_line(e, "--oracle_generators", "share modes")
+
+
+def test_stream_masses_determinism_splits_and_labels():
+  doms = {k: data.load_domain(s) for k, s in (("x", X), ("y", Y))}
+  np.testing.assert_allclose(doms["y"].probs, [0.55, 0.15, 0.15, 0.15])
+  np.testing.assert_allclose(doms["x"].probs, [0.25] * 4)
+
+  def draw(spec, seed, n=8000):
+    ds = data.domain_dataset(data.load_domain(spec), seed=seed)
+    return next(ds.batch(n).as_numpy_iterator())
+
+  a, b, c = draw(Y, 0), draw(Y, 0), draw(Y, 1)
+  np.testing.assert_array_equal(a["image"], b["image"])
+  assert not np.allclose(a["image"], c["image"])
+  test = draw(dataclasses.replace(Y, split="test"), 0)
+  assert not np.allclose(a["image"], test["image"])
+  chex.assert_shape(a["image"], (8000, 2))
+  freq = np.bincount(a["label"], minlength=4) / 8000
+  np.testing.assert_allclose(freq, [0.55, 0.15, 0.15, 0.15], atol=0.02)
+  # Labels are the mode that generated the point: the nearest centre almost always.
+  means = mixture.parse(SRC_Y).means
+  near = np.argmin(((a["image"][:, None] - means[None]) ** 2).sum(-1), 1)
+  assert np.mean(near == a["label"]) > 0.999
+  # Each mode's spread is sigma x scale.
+  std = a["image"][a["label"] == 1].std(0)
+  np.testing.assert_allclose(std, 0.15 * 1.1, rtol=0.1)
+
+
+def test_bad_transform_and_split():
+  with pytest.raises(ConfigError) as e:
+    data.load_domain(dataclasses.replace(Y, transform="sr"))
+  _one_line(e, "--transform_y", "'plain'")
+  with pytest.raises(ConfigError) as e:
+    data.load_domain(dataclasses.replace(Y, split="extra"))
+  _one_line(e, "--source_y", "splits")
+
+
+# --- networks ---
+
+def test_vector_networks_shapes_and_residual_generator():
+  x, z = jnp.ones((5, 2)), jnp.zeros((5, 3))
+  g = models.MLPGenerator(features=16)
+  v = models.init(g, jax.random.PRNGKey(0), x, z)
+  out = models.apply(g, v, x, z)
+  chex.assert_shape(out, (5, 2))
+  # Residual with a zero-initialised output layer: the identity at initialisation, and
+  # not after the output layer moves.
+  np.testing.assert_allclose(out, x)
+  v1 = jax.tree.map(lambda a: a + 0.1, v)
+  assert not np.allclose(models.apply(g, v1, x, z), x)
+  d = models.MLPJointDiscriminator(features=16)
+  dv = models.init(d, jax.random.PRNGKey(1), x, x)
+  chex.assert_shape(models.apply(d, dv, x, x), (5,))
+  assert models.SPECTRAL in dv and models.SPECTRAL not in models.init(
+      models.MLPWeightNet(features=8), jax.random.PRNGKey(2), x)
+
+
+def test_oracle_generators_are_the_true_map_and_its_inverse_and_never_train():
+  m, c = mixture.true_map(SRC_X, SRC_Y)
+  method = jd.JD(jd.JDConfig(**{**BENCH, "d_steps": 1},
+                             oracle_map=(tuple(m.reshape(-1)), tuple(c))))
+  state = method.init_state(jax.random.PRNGKey(0))
+  assert jax.tree.leaves(state.params["G"]) == []
+  x = jnp.asarray(mixture.parse(SRC_X).means, jnp.float32)
+  z = jnp.zeros((4, 2))
+  y = method.translate(state.params, state.spectral, x, z, "xy")
+  np.testing.assert_allclose(y, mixture.parse(SRC_Y).means, atol=1e-5)
+  np.testing.assert_allclose(method.translate(state.params, state.spectral, y, z, "yx"), x,
+                             atol=1e-5)
+  batch = {k: jnp.asarray(np.random.default_rng(i).normal(size=(2, 16, 2)), jnp.float32)
+           for i, k in enumerate("xy")}
+  new, _, per_sample = jax.jit(method.iteration)(state, batch)
+  assert set(per_sample) == {"w_x", "w_y", "d_x", "d_y"}
+  for part in ("D", "W"):
+    assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(state.params[part]),
+                                                     jax.tree.leaves(new.params[part])))
+  with pytest.raises(ConfigError, match="--oracle_generators"):
+    jd.JDConfig(oracle_map=(tuple(m.reshape(-1)), tuple(c))).validate()
+
+
+def test_point_domains_need_vector_networks_and_back():
+  run = train.RunConfig(workdir="unused", steps=1, batch_size=8)
+  with pytest.raises(ConfigError) as e:
+    train.train(jd.JD(jd.JDConfig(d_steps=1)), run, {"x": X, "y": Y})
+  _one_line(e, "--source_x", "--networks=mlp")
+  with pytest.raises(ConfigError) as e:
+    train.train(jd.JD(jd.JDConfig(**BENCH)), run,
+                {"x": data.DomainSpec(source="digits", name="x"), "y": Y})
+  _one_line(e, "--networks=mlp", "--source_x=mixture2d")
+
+
+# --- exact evaluation ---
+
+def test_nearest_mode_classifier_and_midpoint_targets():
+  clf = classifier.load_or_train(Y, "unused-cache")
+  assert clf.info["test_accuracy"] > 0.999 and clf.info["threshold"] == 0.0
+  logits, emb = clf.apply(jnp.asarray(mixture.parse(SRC_Y).means, jnp.float32))
+  np.testing.assert_array_equal(np.argmax(logits, -1), np.arange(4))
+  chex.assert_shape(emb, (4, 2))
+  t = metrics.midpoint_target_weights([0.25] * 4, [0.55, 0.15, 0.15, 0.15])
+  np.testing.assert_allclose(t["x"], [1.6, 0.8, 0.8, 0.8])
+  np.testing.assert_allclose(t["y"], [0.4 / 0.55] + [0.2 / 0.15] * 3)
+  # Weighting a sample by the targets gives equal weighted masses (TV 0).
+  rng = np.random.default_rng(0)
+  lx, ly = rng.integers(0, 4, 4000), rng.choice(4, 4000, p=[0.55, 0.15, 0.15, 0.15])
+  wx, wy = np.asarray(t["x"])[lx], np.asarray(t["y"])[ly]
+  wc = metrics.weight_calibration(lx, wx / wx.sum(), ly, wy / wy.sum(), 4)
+  assert wc["tv_unweighted"] > 0.25 and wc["tv_weighted"] < 0.03
+  np.testing.assert_allclose(metrics.per_class_mean_weight([0, 0, 1, 2], [0.5, 0.3, 0.1, 0.1], 4),
+                             [1.6, 0.4, 0.4, np.nan])
+
+
+# --- the mechanism, end to end ---
+
+def _train_and_evaluate(tmp_path, steps, seed, eval_samples=2000, **overrides):
+  config = jd.JDConfig(**{**BENCH, **overrides})
+  method = jd.JD(config)
+  run = train.RunConfig(workdir=str(tmp_path / f"run_{seed}"), steps=steps, batch_size=128,
+                        seed=seed, checkpoint_every=steps, log_every=50, figure_every=steps)
+  state = train.train(method, run, {"x": X, "y": Y})
+  ev = evaluator.Evaluator(method, {"x": X, "y": Y}, evaluator.EvalConfig(
+      samples=eval_samples, split="test", noise_sources=100, noise_draws=4,
+      classifier_dir=str(tmp_path / "clf")))
+  return evaluator.scalars(ev(state)), run.workdir
+
+
+@pytest.mark.slow
+def test_oracle_generators_calibrate_the_weights(tmp_path):
+  """The D-W game alone (G fixed to the true map): weighted TV from 0.30 to <= 0.10.
+
+  Measured (2026-12-01, 2 CPU cores, this setting, 400 steps, 2000 test draws): TV
+  weighted OBSERVED_ORACLE over seeds 0, 1, 2; with the sign of W's loss flipped the
+  same run ends at FLIPPED_ORACLE (the test fails). About a minute.
+  """
+  m, c = mixture.true_map(SRC_X, SRC_Y)
+  s, workdir = _train_and_evaluate(tmp_path, 400, 0,
+                                   oracle_map=(tuple(m.reshape(-1)), tuple(c)))
+  assert s["class_consistency_xy"] == 1.0 and s["class_consistency_yx"] == 1.0
+  assert s["tv_unweighted"] > 0.25
+  assert s["tv_weighted"] <= 0.10, s
+  for name in ("figure2_transfer.png", "figure3_weights.png", "figure4_noise.png"):
+    with open(os.path.join(workdir, "figures", name), "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  with open(os.path.join(workdir, "figures", "figure3_weights.json")) as f:
+    fig3 = json.load(f)
+  np.testing.assert_allclose(fig3["targets"]["x"], [1.6, 0.8, 0.8, 0.8])
+  assert fig3["highlight"] == 0 and len(fig3["critic_x"]) == len(fig3["steps"])
+  # Calibrated means the over-represented mode is weighted up in X and down in Y.
+  last_x, last_y = fig3["weights_x"][-1], fig3["weights_y"][-1]
+  assert np.argmax(last_x) == 0 and np.argmin(last_y) == 0
+
+
+@pytest.mark.slow
+def test_batch_weight_keeps_modes_that_the_joint_discriminator_alone_breaks(tmp_path):
+  """Learned residual generators: JD-BW's mode consistency beats JD's.
+
+  Measured (2026-12-01, 2 CPU cores, this setting, STEPS steps, 2000 test draws):
+  MEASURED_LEARNED. The test asserts the seed-mean margin of both directions together.
+  """
+  pytest.skip("thresholds not measured yet")
