@@ -62,8 +62,13 @@ flags.DEFINE_integer("g_stride", _DEFAULT.g_stride, "Generator s (2, or 1 for MN
 flags.DEFINE_integer("g_features", _DEFAULT.g_features, "Generator width (Table 2: 64); jd only.")
 flags.DEFINE_integer("d_features", _DEFAULT.d_features, "Joint critic base width (Table 1: 32); jd only.")
 flags.DEFINE_integer("w_features", _DEFAULT.w_features, "Weight-net base width (DCGAN: 64).")
-flags.DEFINE_integer("bw_start", _DEFAULT.bw_start, "Step where batch weight starts (uniform before).")
-flags.DEFINE_integer("bw_full", _DEFAULT.bw_full, "Clip schedule t(step) reaches 1.25 here.")
+flags.DEFINE_integer("bw_start", _DEFAULT.bw_start,
+                     "Generator step where batch weight starts (uniform weights before).")
+flags.DEFINE_integer("bw_full", _DEFAULT.bw_full,
+                     "Generator step where the clip t = 0.25 + (step - bw_start) / (bw_full -"
+                     " bw_start) reaches 1.25 (it keeps growing after). Units: generator steps"
+                     " (iterations of 1 G + d D steps); the authors count critic iterations,"
+                     " so their bw_full = 1000 at d = 5 is 200 here.")
 flags.DEFINE_float("lr", _DEFAULT.lr, "Adam learning rate (G, D and W).")
 flags.DEFINE_float("w_lr", _DEFAULT.w_lr,
                    "Weight nets' Adam learning rate; 0 = --lr (the paper's single rate); jd only.")

@@ -5,6 +5,7 @@ r"""Writes a PNG preview of both domains: sample grids and class masses.
       --source_y=idx:/usr/share/datasets/fashion-mnist --output=fashion.png
 """
 
+import numpy as np
 from absl import app, flags, logging
 
 from experiments import common
@@ -30,6 +31,25 @@ def main(argv):
   sample = next(data.make_batches(domains, batch, seed=FLAGS.seed,
                                   resolution=FLAGS.resolution, device_count=1,
                                   process_index=0, process_count=1))
+  if any(d.is_points for d in domains.values()):  # 2-D mixture: scatter plots by mode.
+    from jdbw.data import mixture
+    point_panels = []
+    for name, d in domains.items():
+      if not d.is_points:
+        raise data.ConfigError(f"--source_{name}: preview shows two point domains or two"
+                               f" image domains, not one of each")
+      lab = sample[name]["label"]
+      freq = ", ".join(f"{k}: {f:.2f}" for k, f in enumerate(
+          np.bincount(lab, minlength=d.num_classes) / len(lab)))
+      point_panels.append({"title": f"{name.upper()}: {d.spec.source} [{d.spec.split}],"
+                                    f" drawn mode masses {freq}",
+                           "points": sample[name]["image"], "color": lab,
+                           "centres": mixture.parse(d.spec.source).means})
+    path = figures.point_panels(FLAGS.output, point_panels, "Two point domains; numbers"
+                                " mark the modes (the classes)")
+    logging.info("wrote %s", path)
+    print(path)
+    return
   panels = []
   for name, d in domains.items():
     s = d.spec

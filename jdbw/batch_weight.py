@@ -1,6 +1,6 @@
 """Batch weight (the paper's contribution): weight logits, normalisations, clipping.
 
-Names follow PAPER_NOTES.md. For a batch x ~ P_x of size m (global, across devices)
+Names follow the paper (docs/paper_map.md). For a batch x ~ P_x of size m (global, across devices)
 and y ~ Q_y:
 
 - schemes (Appendix B.1) give weight logits a:
@@ -34,7 +34,10 @@ NORMS = ("sigmoid", "softmax")
 
 
 def clip_value(step, bw_start: int = 0, bw_full: int = 1000):
-  """t(step) = 0.25 + max(0, (step - bw_start) / (bw_full - bw_start)) (PAPER_NOTES)."""
+  """t(step) = 0.25 + max(0, (step - bw_start) / (bw_full - bw_start)), in generator steps.
+
+  The authors' schedule, whose steps count critic iterations (see `JDConfig.bw_full`).
+  """
   span = max(bw_full - bw_start, 1)
   return 0.25 + jnp.maximum(0.0, (jnp.asarray(step, jnp.float32) - bw_start) / span)
 

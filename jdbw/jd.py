@@ -51,8 +51,11 @@ class JDConfig:
   g_features: int = 64
   d_features: int = 32
   w_features: int = 64
+  # Clip schedule of the softmax weights, in generator steps (iterations): uniform before
+  # bw_start, t = 0.25 + (step - bw_start) / (bw_full - bw_start) after. The authors count
+  # critic iterations: their MNIST (0, 1000) at d = 5 is (0, 200) here, the default.
   bw_start: int = 0
-  bw_full: int = 1000
+  bw_full: int = 200
   lr: float = 1e-4
   w_lr: float = 0.0               # weight nets' learning rate; 0 = lr (the paper: one lr)
   b1: float = 0.5
@@ -140,7 +143,7 @@ def per_sample_uniform(key, global_index, shape, minval=0.0, maxval=1.0):
 
 
 def adam_optimizer(c):
-  """Adam(lr, b1, b2) with optional coupled weight decay and step decay (PAPER_NOTES)."""
+  """Adam(lr, b1, b2), optional coupled weight decay and step decay (authors' settings)."""
   lr = c.lr
   if c.lr_decay_every:
     lr = optax.exponential_decay(c.lr, c.lr_decay_every, c.lr_decay_rate, staircase=True)

@@ -9,10 +9,14 @@ reconstruction of the translations (recon_s_w, recon_c_w), optional explicit cyc
 
 Batch weight (`batch_weight='two_sided'`): the composite weight networks W_x, W_y and
 the normalisation of `jdbw.batch_weight` give per-sample weights ω_x (for the sources
-x) and ω_y (for the sources y). As in the authors' code they weight the *fake side* of
-each domain's GAN loss: in D_y's loss and G's adversarial term the translations
-G_xy(x_i) count ω_x,i, in D_x's those of G_yx(y_j) count ω_y,j; the real sides keep
-uniform weights. W minimises Σ_domains (weighted mean fake score − mean real score)²,
+x) and ω_y (for the sources y). They weight the *fake side* of each domain's GAN loss,
+each sample's weight on the translation made from that very sample: in D_y's loss and
+G's adversarial term the translations G_xy(x_i) count ω_x,i, in D_x's those of G_yx(y_j)
+count ω_y,j; the real sides keep uniform weights. Why: a weight re-weights the mass of
+its own source domain, and in a marginal GAN that mass reaches the other domain's
+discriminator only through its translations. (The authors' public snapshot also weights
+the fake side, but applies each domain's weights to the translations made from the
+*other* domain's samples, which re-weights nothing it can see; we do not copy that.) W minimises Σ_domains (weighted mean fake score − mean real score)²,
 the squared critic gap, with the critic scores fixed. With `batch_weight='none'`,
 ω = 1/m and every loss is exactly MUNIT's batch mean.
 

@@ -25,7 +25,7 @@ X = data.DomainSpec(source=SRC_X, name="x")
 Y = data.DomainSpec(source=SRC_Y, classes="0:0.55", name="y")
 # experiments/configs/mixture2d.flags as a config (the bench's setting).
 BENCH = dict(networks="mlp", noise_dim=2, g_features=64, d_features=64, w_features=64,
-             mlp_layers=3, d_steps=5, bw_start=0, bw_full=1000, lr=1e-3)
+             mlp_layers=3, d_steps=5, bw_start=0, bw_full=200, lr=1e-3)
 
 
 def _one_line(excinfo, *needles):
@@ -220,3 +220,34 @@ def test_batch_weight_keeps_modes_that_the_joint_discriminator_alone_breaks(tmp_
   MEASURED_LEARNED. The test asserts the seed-mean margin of both directions together.
   """
   pytest.skip("thresholds not measured yet")
+
+
+def test_sweep_grid_file_parsing(tmp_path):
+  from experiments import sweep
+  rows = sweep.read_grid(os.path.join(ROOT, "experiments", "configs", "sweeps", "mixture2d.grid"))
+  names = [r[0] for r in rows]
+  assert names[0] == "base" and "clip_fast" in names and len(set(names)) == len(names)
+  assert all(f.startswith("--") for _, _, fl in rows for f in fl)
+  bad = tmp_path / "bad.grid"
+  for text, needle in (("a jd_bw nope\n", "expected 'name variants"),
+                       ("a jd\na jd\n", "used twice"), ("# only a comment\n", "no configuration")):
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as e:
+      sweep.read_grid(str(bad))
+    _one_line(e, "--grid", needle)
+  res = {("tv_weighted", "jd_bw"): (0.1, 0.02, [0.08, 0.1, 0.12])}
+  md = sweep.table([("base", "jd_bw,jd", [])], {"base": res}, ["tv_weighted"])
+  assert "0.100 ± 0.020 (0.08, 0.10, 0.12)" in md and "| base | (base) | jd | — |" in md
+
+
+def test_history_of_an_older_checkpoint_is_padded():
+  old = {"steps": [10, 20], "weights_x": [[1.0], [1.1]], "weights_y": [[1.0], [0.9]],
+         "ema_x": [1.1], "ema_y": [0.9]}
+  h = {**train.new_history(len(old["steps"])), **old}
+  assert h["critic_x"] == [None, None] and h["ema_d_x"] is None
+  train._monitor_weights(h, {"w_x": np.ones(2), "w_y": np.ones(2), "d_x": np.full(2, 3.0),
+                             "d_y": np.zeros(2)}, {"x": np.zeros(2, int), "y": np.zeros(2, int)},
+                         {"x": 1, "y": 1}, 0.5, 30, 10)
+  assert h["steps"] == [10, 20, 30] and h["critic_x"][-1] == [3.0]
+  rows = train._as_rows(h["critic_x"])
+  assert np.isnan(rows[0, 0]) and rows[2, 0] == 3.0

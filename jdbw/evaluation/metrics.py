@@ -4,7 +4,7 @@ Every function is pure: arrays of predictions, labels, weights or features in,
 numbers out. `jdbw.evaluation.evaluator` produces those arrays with jitted, batched
 networks over a fixed evaluation sample.
 
-Claims (PAPER_NOTES.md, "What the paper shows") and their metrics:
+Claims (the paper's figures, docs/paper_map.md) and their metrics:
 - Fig. 2, classes are matched: `class_consistency` (X->Y, Y->X and the cycles).
 - Fig. 2, zeros turned into other digits: `mode_mass_hallucination`.
 - Fig. 3, re-weighted class masses match: `weighted_class_histogram` +
