@@ -66,14 +66,19 @@ def _check_flags():
   return seeds
 
 
-def _evaluated(workdir, steps, eval_config):
-  """metrics.json of a finished run if it was made at `steps` with this eval config."""
+def _evaluated(workdir, steps, eval_config, config, specs):
+  """metrics.json of a finished run if it was made at `steps` with this eval config, this
+  model config and these domains (a reused row must be the configuration it claims)."""
   path = os.path.join(workdir, "metrics.json")
   if not os.path.isfile(path):
     return None
   with open(path) as f:
     res = json.load(f)
-  same = res.get("step") == steps and res.get("eval_config") == dataclasses.asdict(eval_config)
+  as_json = lambda v: json.loads(json.dumps(v))
+  same = (res.get("step") == steps and res.get("eval_config") == as_json(
+      dataclasses.asdict(eval_config)) and res.get("model") == as_json(
+      dataclasses.asdict(config)) and res.get("domains") == as_json(
+      {k: dataclasses.asdict(s) for k, s in specs.items()}))
   return res if same else None
 
 
@@ -87,16 +92,20 @@ def main(argv):
   eval_config = common.eval_config().validate()
   root = base_run.workdir
   results = {}
+  # Every variant's config is built (and checked) before the first run trains.
+  configs = {variant: dataclasses.replace(
+      mnist_srmnist.model_config(VARIANTS[variant].model, strict=False),
+      **VARIANTS[variant].overrides).validate() for variant in FLAGS.variants}
   for variant in FLAGS.variants:
     v = VARIANTS[variant]
-    config = dataclasses.replace(mnist_srmnist.model_config(v.model, strict=False), **v.overrides)
+    config = configs[variant]
     method = mnist_srmnist.make_method(config)
     results[variant] = []
     for seed in seeds:
       workdir = os.path.join(root, variant, f"seed_{seed}")
       run = dataclasses.replace(base_run, workdir=workdir, seed=seed,
                                 steps=base_run.steps * v.steps_factor)
-      res = _evaluated(workdir, run.steps, eval_config)
+      res = _evaluated(workdir, run.steps, eval_config, config, specs)
       if res is None:
         logging.info("benchmark: %s (%s), seed %d -> %s", variant, v.description, seed, workdir)
         train.train(method, run, specs)

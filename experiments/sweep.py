@@ -113,6 +113,8 @@ def main(argv):
              f"--eval_split={FLAGS.eval_split}", *extra]
       logging.info("sweep: %s", " ".join(cmd))
       os.makedirs(root, exist_ok=True)
+      if os.path.isfile(csv_path):  # A study stopped early must not show an old table.
+        os.remove(csv_path)
       with open(os.path.join(root, "study.log"), "a") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
       if proc.returncode != 0:

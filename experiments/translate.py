@@ -58,6 +58,10 @@ def main(argv):
   if not os.path.isfile(FLAGS.input):
     raise ConfigError(f"--input: {FLAGS.input} does not exist")
   tr = inference.Translator.from_workdir(FLAGS.workdir)
+  if getattr(tr.method.config, "networks", "conv") == "mlp":
+    for name in ("input", "output"):
+      if FLAGS[name].value.endswith(".png"):
+        raise ConfigError(f"--{name}: this model translates points ([N, 2] arrays); use .npy")
   out = tr.translate(_read(FLAGS.input, tr, FLAGS.direction), FLAGS.direction, seed=FLAGS.seed)
   _write(FLAGS.output, out)
   print(FLAGS.output)

@@ -105,7 +105,8 @@ def noise_grid(path: str, panels: Sequence[dict]) -> str:
 
 
 def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict | None = None,
-                  highlight: int | None = None, critic: dict | None = None) -> str:
+                  highlight: int | None = None, critic: dict | None = None,
+                  critic_names: dict | None = None) -> str:
   """Figure 3: moving averages of per-class combined weights over training.
 
   `curves` = {'x': [T, K], 'y': [T, K]}, one panel per domain, one colour per class;
@@ -144,8 +145,9 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
       cvals = np.asarray(critic[side], np.float64)
       for k in range(cvals.shape[1]):
         cax.plot(steps, cvals[:, k], color=colors(k % 10), lw=2.6 if k == highlight else 1.0)
-      cax.set_title(f"{side.upper()}: mean critic score per class"
-                    f" ({'D(x, G_xy(x))' if side == 'x' else 'D(G_yx(y), y)'})", fontsize=9)
+      names = critic_names or {"x": "D(x, G_xy(x))", "y": "D(G_yx(y), y)"}
+      cax.set_title(f"{side.upper()}: mean critic score per class ({names[side]})",
+                    fontsize=9)
       cax.set_ylabel("mean D")
   for ax in axes[-1]:
     ax.set_xlabel("generator step")

@@ -81,14 +81,18 @@ class Translator:
       raise ConfigError(f"--direction: this model translates {', '.join(self.method.directions)}"
                         f" only, not {direction}")
     images = np.asarray(images, np.float32)
-    single = images.ndim == 3
+    shape = self.method.example_shape(direction[0]) if hasattr(
+        self.method, "example_shape") else None
+    c = self.method.config
+    if shape is None:
+      want = c.channels_x if direction == "xy" else c.channels_y
+      shape = (c.resolution, c.resolution, want)
+    single = images.ndim == len(shape)
     if single:
       images = images[None]
-    c = self.method.config
-    want = c.channels_x if direction == "xy" else c.channels_y
-    if images.shape[1:] != (c.resolution, c.resolution, want):
-      raise ConfigError(f"--input: images of shape {images.shape[1:]}; expected"
-                        f" ({c.resolution}, {c.resolution}, {want})")
+    if images.shape[1:] != shape:
+      raise ConfigError(f"--input: inputs of shape {images.shape[1:]}; expected {shape}"
+                        " per example")
     if noise is None:
       noise = models.sample_noise(jax.random.PRNGKey(seed), len(images), self.noise_dim)
     noise = jnp.asarray(noise, jnp.float32).reshape(len(images), self.noise_dim)

@@ -100,6 +100,8 @@ class JDConfig:
     if self.resolution == 128 and (self.g_kernel, self.g_stride) != (4, 2):
       raise ConfigError("--g_kernel/--g_stride: Table 2's; the 128x128 generator is MUNIT's"
                         " (models.GeneratorHiRes), leave them unset")
+    if self.networks == "mlp" and self.compute_dtype != "float32":
+      raise ConfigError("--compute_dtype: the vector networks (--networks=mlp) run in float32")
     if self.oracle_map and self.networks != "mlp":
       raise ConfigError("--oracle_generators: only for point domains (--networks=mlp,"
                         " --source_{x,y}=mixture2d...)")

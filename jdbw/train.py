@@ -132,6 +132,8 @@ def check_workdir_config(workdir: str, record: dict, defaults: dict | None = Non
   (fields added after the run was made).
   """
   path = os.path.join(workdir, "config.json")
+  # Tuples as lists, as the file holds them.
+  record, defaults = json.loads(json.dumps(record)), json.loads(json.dumps(defaults or {}))
   if os.path.exists(path):
     with open(path) as f:
       old = json.load(f)
@@ -204,11 +206,13 @@ def write_figures(method, state, eval_batch, history, workdir, seed, *, targets=
                                                "critic_y")}
     critic = ({"x": series["critic_x"], "y": series["critic_y"]}
               if series["critic_x"] is not None else None)
+    one_sided = "G_yx" not in getattr(method, "G", {"G_yx": None})
+    critic_names = {"x": "D(G_xy(x))", "y": "D(y)"} if one_sided else None
     paths.append(figures.weight_curves(
         os.path.join(out_dir, "figure3_weights.png"), history["steps"],
         {"x": series["weights_x"], "y": series["weights_y"]},
         "Figure 3: moving average of per-class combined weights", targets=targets,
-        highlight=highlight, critic=critic))
+        highlight=highlight, critic=critic, critic_names=critic_names))
     record = {k: history.get(k) for k in ("steps", "weights_x", "weights_y", "critic_x",
                                           "critic_y")}
     record.update(targets=targets, highlight=highlight,
@@ -332,6 +336,9 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
           if d.is_points else f"--networks=mlp: takes point domains"
           f" (--source_{name}=mixture2d...), not {d.spec.source!r}")
     if points:
+      if method.config.point_dim != d.data.mixture_dim:
+        raise ConfigError(f"--source_{name}: points of size {d.data.mixture_dim}; the model"
+                          f" takes {method.config.point_dim}")
       continue
     want = getattr(method.config, f"channels_{name}")
     if d.spec.channels != want:

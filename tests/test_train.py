@@ -199,8 +199,10 @@ def test_sigkill_resumes_and_sigterm_checkpoints(tmp_path):
 def test_workdir_config_check_takes_new_fields_defaults_and_ignores_execution(tmp_path):
   defaults = dataclasses.asdict(jd.JDConfig())
   record = {"method": "JD", "model": dict(defaults), "domains": {"x": {"source": "digits"}}}
+  # A workdir made before these fields existed (tuple-valued oracle_map among them).
   old = {**record, "model": {k: v for k, v in defaults.items()
-                             if k not in ("conv_impl", "compute_dtype")}}
+                             if k not in ("conv_impl", "compute_dtype", "networks",
+                                          "mlp_layers", "point_dim", "oracle_map", "w_lr")}}
   with open(tmp_path / "config.json", "w") as f:
     json.dump(old, f)
   train.check_workdir_config(str(tmp_path), record, defaults)  # Fields added since: defaults.

@@ -36,6 +36,10 @@ class SourceData:
   mixture: mixture_lib.Mixture2D | None = None
 
   @property
+  def mixture_dim(self) -> int | None:
+    return mixture_lib.DIM if self.mixture is not None else None
+
+  @property
   def class_counts(self) -> np.ndarray:
     if self.mixture is not None:
       return np.ones(self.num_classes, np.int64)
@@ -142,9 +146,9 @@ def load_source(spec: str, split: str = "train", *, data_dir: str | None = None,
   """
   kind, _, arg = spec.partition(":")
   if kind == mixture_lib.NAME:
-    if split.split("[")[0] not in ("train", "validation", "test"):
+    if split not in ("train", "validation", "test"):
       raise ConfigError(f"{what}: {mixture_lib.NAME} has splits 'train', 'validation' and"
-                        f" 'test' (independent streams), not {split!r}")
+                        f" 'test' (independent infinite streams, no slices), not {split!r}")
     m = mixture_lib.parse(spec, what)
     empty = np.zeros((0, mixture_lib.DIM), np.float32)
     return SourceData(spec, empty, np.zeros((0,), np.int32), m.modes, mixture=m)
