@@ -33,6 +33,8 @@ flags.DEFINE_string("workdir", None, "Root of the sweep: <workdir>/<name>/<varia
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every configuration.")
 flags.DEFINE_string("eval_split", "validation", "Split the studies are evaluated on.")
 flags.DEFINE_list("only", [], "Run only these grid names (default: all).")
+flags.DEFINE_bool("report_only", False,
+                  "Run nothing: tabulate the studies already in --workdir (the rest: not run).")
 flags.DEFINE_list("columns", ["class_consistency_xy", "class_consistency_yx", "tv_weighted",
                               "hallucination_xy/into_mode", "hallucination_yx/out_of_mode"],
                   "Metrics shown in the table.")
@@ -106,7 +108,7 @@ def main(argv):
   for name, variants, extra in rows:
     root = os.path.join(FLAGS.workdir, name)
     csv_path = os.path.join(root, "results.csv")
-    if not FLAGS.only or name in FLAGS.only:
+    if not FLAGS.report_only and (not FLAGS.only or name in FLAGS.only):
       cmd = [sys.executable, "-m", "experiments.mass_shift_benchmark",
              f"--flagfile={FLAGS.base_flagfile}", f"--workdir={root}",
              f"--variants={variants}", f"--seeds={','.join(FLAGS.seeds)}",
