@@ -171,7 +171,7 @@ def _one_line(excinfo, *needles):
 def test_unknown_source():
   with pytest.raises(ConfigError) as e:
     data.load_domain(data.DomainSpec(source="mnist", name="y"))
-  _one_line(e, "--source_y", "'digits', 'tfds:<name>' or 'idx:<dir>'")
+  _one_line(e, "--source_y", "'digits', 'tfds:<name>', 'idx:<dir>' or 'mixture2d[:key=value,...]'")
 
 
 def test_missing_idx_dir(tmp_path):

@@ -242,7 +242,7 @@ def test_sweep_grid_file_parsing(tmp_path):
   from experiments import sweep
   rows = sweep.read_grid(os.path.join(ROOT, "experiments", "configs", "sweeps", "mixture2d.grid"))
   names = [r[0] for r in rows]
-  assert names[0] == "base" and "clip_fast" in names and len(set(names)) == len(names)
+  assert "recipe" in names and "clip_1000" in names and len(set(names)) == len(names)
   assert all(f.startswith("--") for _, _, fl in rows for f in fl)
   bad = tmp_path / "bad.grid"
   for text, needle in (("a jd_bw nope\n", "expected 'name variants"),
