@@ -90,6 +90,17 @@ def eval_config():
       min_classifier_accuracy=FLAGS.min_classifier_accuracy)
 
 
+def check_eval_split(specs: dict, split: str) -> None:
+  """One line if the evaluation sample would be drawn from examples a domain trains on
+  (validation for images: train on 'train[:90%]', evaluate on 'train[90%:]')."""
+  from jdbw.data import sources
+  for name, spec in specs.items():
+    if sources.splits_overlap(spec.split, split):
+      raise ConfigError(f"--eval_split: {split!r} shares examples with --split_{name}"
+                        f"={spec.split!r}, which the run trains on; e.g. --split_{name}="
+                        "train[:90%] with --eval_split=train[90%:] for validation")
+
+
 def classifier_config():
   from jdbw.evaluation import classifier
   return classifier.ClassifierConfig(steps=FLAGS.classifier_steps)

@@ -74,7 +74,7 @@ def _evaluated(workdir, steps, eval_config, config, specs):
     return None
   with open(path) as f:
     res = json.load(f)
-  as_json = lambda v: json.loads(json.dumps(v))
+  as_json = train.as_json
   same = (res.get("step") == steps and res.get("eval_config") == as_json(
       dataclasses.asdict(eval_config)) and res.get("model") == as_json(
       dataclasses.asdict(config)) and res.get("domains") == as_json(
@@ -90,6 +90,7 @@ def main(argv):
   base_run = mnist_srmnist.run_config().validate()
   specs = common.domain_specs()
   eval_config = common.eval_config().validate()
+  common.check_eval_split(specs, eval_config.split)
   root = base_run.workdir
   results = {}
   # Every variant's config is built (and checked) before the first run trains.

@@ -174,6 +174,7 @@ def main(argv):
   specs = common.domain_specs()
   evaluate = None
   if run.eval_every:  # Built before training: a bad classifier fails at start-up.
+    common.check_eval_split(specs, FLAGS.eval_split)
     evaluator = common.make_evaluator(method, specs)
     evaluate = lambda state: ev_lib.scalars(evaluator(state))
   train.train(method, run, specs, evaluate=evaluate)

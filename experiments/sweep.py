@@ -36,6 +36,7 @@ flags.DEFINE_list("only", [], "Run only these grid names (default: all).")
 flags.DEFINE_bool("report_only", False,
                   "Run nothing: tabulate the studies already in --workdir (the rest: not run).")
 flags.DEFINE_list("columns", ["class_consistency_xy", "class_consistency_yx", "tv_weighted",
+                              "mode_margin_x", "mode_margin_y",
                               "hallucination_xy/into_mode", "hallucination_yx/out_of_mode"],
                   "Metrics shown in the table.")
 FLAGS = flags.FLAGS
@@ -100,6 +101,10 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not FLAGS.grid or not FLAGS.workdir:
     raise ConfigError("--grid and --workdir: both required")
+  if FLAGS.eval_split.split("[")[0] == "test":
+    raise ConfigError(f"--eval_split: got {FLAGS.eval_split!r}; a sweep chooses settings, so"
+                      " it evaluates on a validation split ('validation' for mixture2d,"
+                      " 'train[90%:]' for images trained on 'train[:90%]'), never on test")
   rows = read_grid(FLAGS.grid)
   unknown = sorted(set(FLAGS.only) - {r[0] for r in rows})
   if unknown:

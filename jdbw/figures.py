@@ -113,8 +113,8 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
   class `highlight` (the over-represented one, e.g. the zeros) is drawn thick.
   `targets` = {'x': [K], 'y': [K]}: reference weights (the midpoint mixture's, see
   `metrics.midpoint_target_weights`), dotted, the highlighted class's labelled.
-  `critic` = {'x': [T, K], 'y': [T, K]}: per-class mean critic scores, in a second
-  row (why W moves: its gradient on a sample's weight is 2·gap·D_i).
+  `critic` = {'x': [T, K], 'y': [T, K]}: per-class mean critic scores minus the batch
+  mean, in a second row (why W moves: its gradient on a sample's weight is 2·gap·D_i).
   """
   rows = 2 if critic else 1
   fig, axes = plt.subplots(rows, 2, figsize=(12, 4.2 * rows), squeeze=False, sharex=True)
@@ -146,9 +146,9 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
       for k in range(cvals.shape[1]):
         cax.plot(steps, cvals[:, k], color=colors(k % 10), lw=2.6 if k == highlight else 1.0)
       names = critic_names or {"x": "D(x, G_xy(x))", "y": "D(G_yx(y), y)"}
-      cax.set_title(f"{side.upper()}: mean critic score per class ({names[side]})",
+      cax.set_title(f"{side.upper()}: per-class mean of {names[side]} minus the batch mean",
                     fontsize=9)
-      cax.set_ylabel("mean D")
+      cax.set_ylabel("D - batch mean")
   for ax in axes[-1]:
     ax.set_xlabel("generator step")
   note = "; dotted: midpoint target weights" if targets is not None else ""

@@ -125,6 +125,12 @@ def _config_record(method, domains) -> dict:
 EXECUTION_FIELDS = ("conv_impl",)
 
 
+def as_json(value):
+  """`value` as its JSON file holds it (tuples as lists, keys as strings), for comparing
+  a configuration with the record of a workdir."""
+  return json.loads(json.dumps(value))
+
+
 def check_workdir_config(workdir: str, record: dict, defaults: dict | None = None) -> None:
   """Writes config.json on a new workdir; refuses one made with another configuration.
 
@@ -132,8 +138,7 @@ def check_workdir_config(workdir: str, record: dict, defaults: dict | None = Non
   (fields added after the run was made).
   """
   path = os.path.join(workdir, "config.json")
-  # Tuples as lists, as the file holds them.
-  record, defaults = json.loads(json.dumps(record)), json.loads(json.dumps(defaults or {}))
+  record, defaults = as_json(record), as_json(defaults or {})
   if os.path.exists(path):
     with open(path) as f:
       old = json.load(f)
@@ -186,21 +191,27 @@ def _eval_batch(domains, seed, n, resolution):
 
 
 def figure_references(domains) -> dict:
-  """Figure 3's reference: the over-represented class and the midpoint target weights."""
+  """Figures' references: the over-represented class and the midpoint target weights
+  (Figure 3), and the modes' centres of point domains (Figures 2 and 4; None for images)."""
   px, py = domains["x"].probs, domains["y"].probs
+  centres = {k: None if d.data.mixture is None else d.data.mixture.means
+             for k, d in domains.items()}
   if len(px) != len(py):
-    return {"targets": None, "highlight": None}
+    return {"targets": None, "highlight": None, "centres": centres}
   return {"targets": metrics.midpoint_target_weights(px, py),
-          "highlight": metrics.over_represented_class(px, py)}
+          "highlight": metrics.over_represented_class(px, py), "centres": centres}
 
 
 def write_figures(method, state, eval_batch, history, workdir, seed, *, targets=None,
-                  highlight=None) -> list[str]:
-  """Figures 2-4 of the paper's layout (scatter plots for point domains)."""
+                  highlight=None, centres=None) -> list[str]:
+  """Figures 2-4 of the paper's layout (scatter plots for point domains, with the modes'
+  `centres` {'x': [K, 2], 'y': ...} marked if given)."""
   out_dir = os.path.join(workdir, "figures")
   points = getattr(method.config, "networks", "conv") == "mlp"
-  paths = (_point_figures if points else _image_figures)(method, state, eval_batch, out_dir,
-                                                         seed)
+  if points:
+    paths = _point_figures(method, state, eval_batch, out_dir, seed, centres or {})
+  else:
+    paths = _image_figures(method, state, eval_batch, out_dir, seed)
   if history["steps"]:
     series = {k: _as_rows(history[k]) for k in ("weights_x", "weights_y", "critic_x",
                                                "critic_y")}
@@ -217,7 +228,8 @@ def write_figures(method, state, eval_batch, history, workdir, seed, *, targets=
                                           "critic_y")}
     record.update(targets=targets, highlight=highlight,
                   note="per-class moving averages (EMA) of the combined weight x m and of"
-                       " the critic score, at each logged step; targets: midpoint weights")
+                       " the critic score minus its batch mean, at each logged step; targets:"
+                       " midpoint weights")
     with open(os.path.join(out_dir, "figure3_weights.json"), "w") as f:
       json.dump(record, f)
     paths.append(os.path.join(out_dir, "figure3_weights.json"))
@@ -260,10 +272,9 @@ def _image_figures(method, state, eval_batch, out_dir, seed) -> list[str]:
           figures.noise_grid(os.path.join(out_dir, "figure4_noise.png"), noise_rows)]
 
 
-def _point_figures(method, state, eval_batch, out_dir, seed) -> list[str]:
+def _point_figures(method, state, eval_batch, out_dir, seed, centres) -> list[str]:
   """Figure 2 as scatter plots (weights on the sources, translations by source mode) and
   Figure 4 as 8 sources x 8 noises (segments from each source to its translations)."""
-  from jdbw.data import mixture
   params, spectral = state.params, state.spectral
   translate = jax.jit(method.translate, static_argnums=4)
   nz = method.config.noise_dim
@@ -275,10 +286,7 @@ def _point_figures(method, state, eval_batch, out_dir, seed) -> list[str]:
   fake = {d: translate(params, spectral, x if d == "xy" else y, z, d) for d in method.directions}
   logits = method.weight_logits(params, x, fake.get("xy"), fake.get("yx"), y)
   w_x, w_y = (np.asarray(w) * n for w in method.normalise_weights(logits, n, state.step))
-  centres = {}
-  for s in ("x", "y"):
-    src = eval_batch.get(f"source_{s}")
-    centres[s] = mixture.parse(src).means if src else None
+  centres = {s: centres.get(s) for s in ("x", "y")}
   step = int(state.step)
   panels = [{"title": f"{s.upper()}, coloured by combined weight x m (size too)",
              "points": np.asarray(p), "color": w, "cmap": "viridis", "size": 4 + 6 * w,
@@ -366,8 +374,6 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
     logging.info("nothing to do: checkpoint at step %d >= --steps=%d", start, run.steps)
     return state
   eval_batch = _eval_batch(domains, run.seed, 1000 if points else 16, method.config.resolution)
-  if points:
-    eval_batch.update({f"source_{k}": d.spec.source for k, d in domains.items()})
   refs = figure_references(domains)
   batches = data.make_batches(domains, run.batch_size, seed=stream_seed(run.seed, start),
                               resolution=method.config.resolution,
@@ -463,11 +469,18 @@ def new_history(n_steps: int = 0) -> dict:
 
 
 def _monitor_weights(history, per_sample, labels, num_classes, ema, step, every):
-  """Per-class means of the weights and critic scores (labels used for monitoring only)."""
+  """Per-class means of the weights and critic scores (labels used for monitoring only).
+
+  Critic scores are centred on their side's batch mean first: W's gradient on a weight
+  is 2·gap·D_i and the weights of a side sum to one, so only D_i minus the batch's
+  level moves mass between classes (the level itself drifts freely in a WGAN critic).
+  """
   for series, key, ema_key, side in _SERIES:
     if key not in per_sample:
       continue
-    w, lab = per_sample[key], np.asarray(labels[side]).reshape(-1)
+    w, lab = np.asarray(per_sample[key], np.float64), np.asarray(labels[side]).reshape(-1)
+    if series.startswith("critic"):
+      w = w - w.mean()
     k = num_classes[side]
     sums = np.bincount(lab, weights=w, minlength=k)
     counts = np.bincount(lab, minlength=k)

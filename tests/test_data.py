@@ -9,6 +9,7 @@ import chex
 import jax
 import numpy as np
 import pytest
+from helpers import one_line as _one_line
 
 from jdbw import data, parallel
 from jdbw.data import sources
@@ -159,13 +160,20 @@ def test_multi_host_slices_are_disjoint_and_cover_the_split():
   assert data.host_batch_size(128, device_count=8, process_count=2) == 64
 
 
+def test_digits_slices_split_train_into_disjoint_training_and_validation_parts():
+  whole = sources.load_source("digits", "train")
+  fit = sources.load_source("digits", "train[:90%]")
+  val = sources.load_source("digits", "train[90%:]")
+  assert len(fit.labels) + len(val.labels) == len(whole.labels)
+  np.testing.assert_array_equal(np.concatenate([fit.images, val.images]), whole.images)
+  assert len(sources.load_source("digits", "test[:10]").labels) == 10
+  with pytest.raises(ConfigError) as e:
+    sources.load_source("digits", "validation", what="--eval_split")
+  _one_line(e, "--eval_split", "'train[:90%]'")
+
+
 # --- Bad input: one clear line naming the flag or file. ---
 
-def _one_line(excinfo, *needles):
-  msg = str(excinfo.value)
-  assert "\n" not in msg
-  for n in needles:
-    assert n in msg, msg
 
 
 def test_unknown_source():

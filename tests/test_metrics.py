@@ -113,3 +113,16 @@ def test_fd_classifier_self_zero_and_grows_with_shift():
   # A shift of s in every coordinate adds exactly F s^2 (covariance unchanged).
   assert shifts[1] == pytest.approx(16 * 1.0, rel=1e-6)
   assert metrics.fd_classifier(f, g) > 0
+
+
+def test_mode_weight_margin_signs_follow_the_targets():
+  # X: zeros under-represented (target 3 > 1) -> zeros should carry the largest weight.
+  tx, ty = metrics.midpoint_target_weights([0.1] * 10, [0.5] + [0.5 / 9] * 9).values()
+  assert tx[0] > 1 > ty[0]
+  w = [1.3, 1.1, 0.9] + [1.0] * 7
+  assert metrics.mode_weight_margin(w, tx, 0) == pytest.approx(0.2)
+  assert metrics.mode_weight_margin([1.0, 1.4] + [1.0] * 8, tx, 0) == pytest.approx(-0.4)
+  # Y: zeros over-represented -> zeros should carry the smallest weight.
+  assert metrics.mode_weight_margin([0.7, 0.9, 1.2] + [1.0] * 7, ty, 0) == pytest.approx(0.2)
+  assert metrics.mode_weight_margin([1.0] * 10, ty, 0) == 0.0   # uniform: no separation
+  assert np.isnan(metrics.mode_weight_margin([np.nan] + [1.0] * 9, ty, 0))

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import one_line as _one_line
 
 from jdbw import data, jd, models, train
 from jdbw.data import mixture
@@ -28,11 +29,6 @@ BENCH = dict(networks="mlp", noise_dim=2, g_features=64, d_features=64, w_featur
              mlp_layers=3, d_steps=5, bw_start=0, bw_full=200, lr=1e-3)
 
 
-def _one_line(excinfo, *needles):
-  msg = str(excinfo.value)
-  assert "\n" not in msg
-  for n in needles:
-    assert n in msg, msg
 
 
 # --- source ---
@@ -256,14 +252,17 @@ def test_sweep_grid_file_parsing(tmp_path):
   assert "0.100 ± 0.020 (0.08, 0.10, 0.12)" in md and "| base | (base) | jd | — |" in md
 
 
-def test_history_of_an_older_checkpoint_is_padded():
-  old = {"steps": [10, 20], "weights_x": [[1.0], [1.1]], "weights_y": [[1.0], [0.9]],
-         "ema_x": [1.1], "ema_y": [0.9]}
+def test_history_of_an_older_checkpoint_is_padded_and_critic_scores_are_centred():
+  old = {"steps": [10, 20], "weights_x": [[1.0, 1.0], [1.1, 0.9]],
+         "weights_y": [[1.0, 1.0], [0.9, 1.1]], "ema_x": [1.1, 0.9], "ema_y": [0.9, 1.1]}
   h = {**train.new_history(len(old["steps"])), **old}
   assert h["critic_x"] == [None, None] and h["ema_d_x"] is None
-  train._monitor_weights(h, {"w_x": np.ones(2), "w_y": np.ones(2), "d_x": np.full(2, 3.0),
-                             "d_y": np.zeros(2)}, {"x": np.zeros(2, int), "y": np.zeros(2, int)},
-                         {"x": 1, "y": 1}, 0.5, 30, 10)
-  assert h["steps"] == [10, 20, 30] and h["critic_x"][-1] == [3.0]
+  labels = {"x": np.array([0, 1, 1]), "y": np.array([0, 0, 1])}
+  train._monitor_weights(h, {"w_x": np.ones(3), "w_y": np.ones(3),
+                             "d_x": np.array([7.0, 4.0, 4.0]), "d_y": np.array([1.0, 1.0, 4.0])},
+                         labels, {"x": 2, "y": 2}, 0.5, 30, 10)
+  # Scores minus their side's batch mean (5 and 2): only differences move the weights.
+  assert h["steps"] == [10, 20, 30] and h["critic_x"][-1] == [2.0, -1.0]
+  assert h["critic_y"][-1] == [-1.0, 2.0]
   rows = train._as_rows(h["critic_x"])
-  assert np.isnan(rows[0, 0]) and rows[2, 0] == 3.0
+  assert np.isnan(rows[0, 0]) and rows[2, 0] == 2.0

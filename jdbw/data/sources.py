@@ -9,6 +9,7 @@ runs, so every host reads only its own part.
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
@@ -46,17 +47,51 @@ class SourceData:
     return np.bincount(self.labels, minlength=self.num_classes)
 
 
+class _SplitSize(NamedTuple):
+  num_examples: int   # What TFDS's ReadInstruction reads of a split's info.
+
+
+def _slice(split: str, sizes: dict, what: str, source: str) -> tuple[str, slice]:
+  """(split name, index slice) of a TFDS-style split spec ('train', 'train[:90%]',
+  'train[1000:]') over in-memory splits of the given sizes; TFDS's own rounding."""
+  import tensorflow_datasets as tfds
+  try:
+    instructions = tfds.core.ReadInstruction.from_spec(split).to_absolute(
+        {k: _SplitSize(n) for k, n in sizes.items()})
+  except (ValueError, KeyError, AssertionError) as e:
+    raise ConfigError(f"{what}: source {source!r} has splits {sorted(sizes)} (slices like"
+                      f" 'train[:90%]' allowed), not {split!r}") from e
+  if len(instructions) != 1:
+    raise ConfigError(f"{what}: source {source!r} takes one split or slice, not {split!r}")
+  ins = instructions[0]
+  return ins.splitname, slice(ins.from_, ins.to)
+
+
+def splits_overlap(a: str, b: str) -> bool:
+  """Whether TFDS-style split specs `a` and `b` of one image source share examples
+  ('train[:90%]' and 'train[90%:]' do not; 'train' and 'train[90%:]' do). Judged on the
+  specs (a nominal split size), so a percent slice against an absolute one is approximate."""
+  sizes = {"train": 10 ** 6, "test": 10 ** 6}
+  try:
+    (na, sa), (nb, sb) = (_slice(x, sizes, "split", "") for x in (a, b))
+  except ConfigError:
+    return a == b
+  if na != nb:
+    return False
+  ra, rb = range(10 ** 6)[sa], range(10 ** 6)[sb]
+  return max(ra.start, rb.start) < min(ra.stop, rb.stop)
+
+
 def _load_digits(split: str, what: str) -> tuple[np.ndarray, np.ndarray, int]:
   from sklearn import datasets  # Imported lazily: only this source needs it.
   digits = datasets.load_digits()
   # A fixed 80/20 split (every fifth sample held out) so `test` is always the same.
   held_out = np.arange(len(digits.target)) % 5 == 0
-  if split == "train":
-    keep = ~held_out
-  elif split == "test":
-    keep = held_out
-  else:
-    raise ConfigError(f"{what}: source 'digits' has splits 'train' and 'test', not {split!r}")
+  name, part = _slice(split, {"train": int((~held_out).sum()), "test": int(held_out.sum())},
+                      what, "digits")
+  keep = np.flatnonzero(held_out if name == "test" else ~held_out)[part]
+  if len(keep) == 0:
+    raise ConfigError(f"{what}: split {split!r} of source 'digits' is empty")
   images = np.round(digits.images[keep] * (255.0 / 16.0)).astype(np.uint8)[..., None]
   return images, digits.target[keep].astype(np.int32), 10
 
@@ -153,7 +188,7 @@ def load_source(spec: str, split: str = "train", *, data_dir: str | None = None,
     empty = np.zeros((0, mixture_lib.DIM), np.float32)
     return SourceData(spec, empty, np.zeros((0,), np.int32), m.modes, mixture=m)
   if kind == "digits" and not arg:
-    images, labels, k = _load_digits(split.split("[")[0], what)
+    images, labels, k = _load_digits(split, what)
     images, labels = images[process_index::process_count], labels[process_index::process_count]
   elif kind == "tfds" and arg:
     images, labels, k = _load_tfds(arg, split, data_dir, what, process_index, process_count)

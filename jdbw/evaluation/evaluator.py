@@ -171,6 +171,9 @@ class Evaluator:
     out["mean_weight_x"] = metrics.per_class_mean_weight(lab_x, w_x, self.num_classes)
     out["mean_weight_y"] = metrics.per_class_mean_weight(lab_y, w_y, self.num_classes)
     out["target_weight_x"], out["target_weight_y"] = self.targets["x"], self.targets["y"]
+    for side in ("x", "y"):
+      out[f"mode_margin_{side}"] = metrics.mode_weight_margin(
+          out[f"mean_weight_{side}"], self.targets[side], self.mode)
     return out
 
   def __call__(self, state) -> dict:
@@ -216,6 +219,9 @@ def scalars(result: dict) -> dict[str, float]:
       out[k] = v
     elif k == "weight_calibration":
       out["tv_weighted"], out["tv_unweighted"] = v["tv_weighted"], v["tv_unweighted"]
+      for side in ("x", "y"):  # Older metrics.json files lack them.
+        if f"mode_margin_{side}" in v:
+          out[f"mode_margin_{side}"] = v[f"mode_margin_{side}"]
   return out
 
 

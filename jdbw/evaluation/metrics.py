@@ -124,6 +124,19 @@ def per_class_mean_weight(labels, weights, num_classes: int) -> list:
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).tolist()
 
 
+def mode_weight_margin(mean_weights, target_weights, mode: int) -> float:
+  """How far the mass-shifted class stands out in one domain's per-class mean weights,
+  in the direction its target asks: where the target up-weights it (target > 1),
+  w[mode] - max of the other classes; where it down-weights it, min of the others -
+  w[mode]. > 0: the mode is the extreme class, as Fig. 3 should show; NaN if absent."""
+  w = np.asarray(mean_weights, np.float64)
+  s = 1.0 if target_weights[mode] >= 1.0 else -1.0
+  others = np.delete(s * w, mode)
+  if np.isnan(w[mode]) or np.all(np.isnan(others)):
+    return float("nan")
+  return float(s * w[mode] - np.nanmax(others))
+
+
 def noise_class_retention(labels, predictions) -> dict:
   """Fig. 4 as numbers, for predictions [N sources, K noise draws].
 
