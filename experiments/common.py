@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import logging as py_logging
+import os
 import sys
 
 from absl import flags
+from absl import logging
 
 from jdbw.data import DomainSpec
 from jdbw.errors import ConfigError, DataUnavailableError
 
 FLAGS = flags.FLAGS
+flags.DEFINE_bool("library_logs", False,
+                  "Also show the INFO records of the libraries (orbax, TFDS, ...); by default"
+                  " only this project's progress lines, and everyone's warnings and errors.")
+
+_OURS = tuple(os.path.dirname(os.path.abspath(m)) + os.sep for m in (
+    __file__, os.path.join(os.path.dirname(__file__), "..", "jdbw", "__init__.py")))
+
+
+class _OwnInfoOnly(py_logging.Filter):
+  """Passes warnings and errors, and INFO records logged from jdbw/ or experiments/."""
+
+  def filter(self, record):
+    return (record.levelno >= py_logging.WARNING
+            or os.path.abspath(record.pathname).startswith(_OURS))
+
+
+def quiet_library_logs() -> None:
+  """Hides the libraries' INFO records on absl's handler unless --library_logs."""
+  handler = logging.get_absl_handler()
+  if not FLAGS.library_logs and not any(isinstance(f, _OwnInfoOnly) for f in handler.filters):
+    handler.addFilter(_OwnInfoOnly())
 
 _DOMAIN_DEFAULTS = {
     # The embedded default: scikit-learn digits <-> SR-digits (zeros at one half).
@@ -51,8 +75,10 @@ def domain_specs() -> dict[str, DomainSpec]:
 
 
 def exit_on_bad_input(fn):
-  """Turns ConfigError / DataUnavailableError into one line on stderr and exit 2."""
+  """Turns ConfigError / DataUnavailableError into one line on stderr and exit 2 (and
+  quiets the libraries' INFO records, see --library_logs)."""
   def wrapped(*args, **kwargs):
+    quiet_library_logs()
     try:
       return fn(*args, **kwargs)
     except (ConfigError, DataUnavailableError) as e:
@@ -76,6 +102,10 @@ def define_eval_flags() -> None:
   flags.DEFINE_string("classifier_dir", e.classifier_dir,
                       "Cache of the evaluation classifiers (trained once per domain).")
   flags.DEFINE_integer("classifier_steps", c.steps, "Training steps of an evaluation classifier.")
+  flags.DEFINE_integer("classifier_train_draws", c.train_draws,
+                       "Training draws of an evaluation classifier (transforms applied once).")
+  flags.DEFINE_integer("classifier_test_draws", c.test_draws,
+                       "Class-balanced test-split draws that measure its accuracy.")
   flags.DEFINE_float("min_classifier_accuracy", None,
                      "Refuse classifiers below this test accuracy (default: per data set,"
                      " see jdbw/evaluation/classifier.py THRESHOLDS).")
@@ -103,7 +133,9 @@ def check_eval_split(specs: dict, split: str) -> None:
 
 def classifier_config():
   from jdbw.evaluation import classifier
-  return classifier.ClassifierConfig(steps=FLAGS.classifier_steps)
+  return classifier.ClassifierConfig(steps=FLAGS.classifier_steps,
+                                     train_draws=FLAGS.classifier_train_draws,
+                                     test_draws=FLAGS.classifier_test_draws)
 
 
 def make_evaluator(method, specs):

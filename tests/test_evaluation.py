@@ -218,7 +218,9 @@ def test_mass_shift_benchmark_end_to_end(tmp_path, clf_dir):
            "--d_steps=1", "--g_features=4", "--d_features=2", "--w_features=2",
            "--checkpoint_every=2", "--eval_samples=200", "--eval_batch_size=200",
            "--eval_noise_sources=20", "--eval_noise_draws=2", f"--classifier_dir={clf_dir}",
-           "--classifier_steps=300", "--min_classifier_accuracy=0.5")
+           # The module's classifiers (CLF), cached by the tests above.
+           f"--classifier_steps={CLF.steps}", f"--classifier_train_draws={CLF.train_draws}",
+           f"--classifier_test_draws={CLF.test_draws}", "--min_classifier_accuracy=0.5")
   assert p.returncode == 0, p.stderr[-3000:]
   md = open(tmp_path / "results.md").read()
   assert "| class_consistency_xy |" in md and "jd_bw" in md and "one_sided" in md
