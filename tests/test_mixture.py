@@ -240,6 +240,8 @@ def test_sweep_grid_file_parsing(tmp_path):
   names = [r[0] for r in rows]
   assert "recipe" in names and "clip_1000" in names and len(set(names)) == len(names)
   assert all(f.startswith("--") for _, _, fl in rows for f in fl)
+  for grid in ("digits.grid", "fashion.grid"):   # the image sweeps parse too
+    assert sweep.read_grid(os.path.join(ROOT, "experiments", "configs", "sweeps", grid))
   bad = tmp_path / "bad.grid"
   for text, needle in (("a jd_bw nope\n", "expected 'name variants"),
                        ("a jd\na jd\n", "used twice"), ("# only a comment\n", "no configuration")):
