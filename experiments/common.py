@@ -135,7 +135,7 @@ def classifier_config():
   from jdbw.evaluation import classifier
   return classifier.ClassifierConfig(steps=FLAGS.classifier_steps,
                                      train_draws=FLAGS.classifier_train_draws,
-                                     test_draws=FLAGS.classifier_test_draws)
+                                     test_draws=FLAGS.classifier_test_draws).validate()
 
 
 def make_evaluator(method, specs):

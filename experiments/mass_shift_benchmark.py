@@ -74,7 +74,7 @@ def _evaluated(workdir, steps, eval_config, config, specs):
     return None
   with open(path) as f:
     res = json.load(f)
-  as_json = train.as_json
+  as_json = train.as_json  # config.json and metrics.json hold lists, not tuples
   same = (res.get("step") == steps and res.get("eval_config") == as_json(
       dataclasses.asdict(eval_config)) and res.get("model") == as_json(
       dataclasses.asdict(config)) and res.get("domains") == as_json(
@@ -91,6 +91,7 @@ def main(argv):
   specs = common.domain_specs()
   eval_config = common.eval_config().validate()
   common.check_eval_split(specs, eval_config.split)
+  classifier_config = common.classifier_config()   # checked before anything trains
   root = base_run.workdir
   results = {}
   # Every variant's config is built (and checked) before the first run trains.
@@ -117,7 +118,7 @@ def main(argv):
                           run.steps)
           return
         res = report.evaluate_workdir(workdir, eval_config, data_dir=run.data_dir,
-                                      classifier_config=common.classifier_config())
+                                      classifier_config=classifier_config)
       results[variant].append(res["scalars"])
   rows = report.summarise(results)
   md = report.summary_markdown(rows, {v: VARIANTS[v].description for v in results}, seeds)

@@ -286,18 +286,17 @@ def _point_figures(method, state, eval_batch, out_dir, seed, centres) -> list[st
   fake = {d: translate(params, spectral, x if d == "xy" else y, z, d) for d in method.directions}
   logits = method.weight_logits(params, x, fake.get("xy"), fake.get("yx"), y)
   w_x, w_y = (np.asarray(w) * n for w in method.normalise_weights(logits, n, state.step))
-  centres = {s: centres.get(s) for s in ("x", "y")}
   step = int(state.step)
   panels = [{"title": f"{s.upper()}, coloured by combined weight x m (size too)",
              "points": np.asarray(p), "color": w, "cmap": "viridis", "size": 4 + 6 * w,
-             "color_label": "weight x m", "centres": centres[s]}
+             "color_label": "weight x m", "centres": centres.get(s)}
             for s, p, w in (("x", x, w_x), ("y", y, w_y))]
   for d, src, tgt in (("xy", "x", "y"), ("yx", "y", "x")):
     if d in fake:
       panels.append({"title": f"G_{d}({src}) over real {tgt.upper()} (grey), coloured by"
                               f" the source's mode", "points": np.asarray(fake[d]),
                      "color": lab[src], "background": np.asarray(y if tgt == "y" else x),
-                     "centres": centres[tgt]})
+                     "centres": centres.get(tgt)})
   paths = [figures.point_panels(os.path.join(out_dir, "figure2_transfer.png"), panels,
                                 f"Figure 2 for points, step {step}: numbers mark the modes")]
   noise_panels = []

@@ -174,8 +174,6 @@ def test_digits_slices_split_train_into_disjoint_training_and_validation_parts()
 
 # --- Bad input: one clear line naming the flag or file. ---
 
-
-
 def test_unknown_source():
   with pytest.raises(ConfigError) as e:
     data.load_domain(data.DomainSpec(source="mnist", name="y"))

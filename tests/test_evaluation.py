@@ -43,6 +43,9 @@ def test_dataset_names_and_thresholds():
   assert classifier.threshold_for(X, 0.5) == 0.5
   with pytest.raises(ConfigError, match="--min_classifier_accuracy"):
     classifier.threshold_for(data.DomainSpec(source="tfds:cifar10"))
+  assert CLF.validate() is CLF
+  with pytest.raises(ConfigError, match=r"^--classifier_train_draws: got 0; expected >= 1$"):
+    classifier.ClassifierConfig(train_draws=0).validate()
 
 
 def test_classifier_trains_caches_and_refuses_below_threshold(clf_dir):

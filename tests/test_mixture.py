@@ -29,8 +29,6 @@ BENCH = dict(networks="mlp", noise_dim=2, g_features=64, d_features=64, w_featur
              mlp_layers=3, d_steps=5, bw_start=0, bw_full=200, lr=1e-3)
 
 
-
-
 # --- source ---
 
 def test_parse_defaults_and_errors():

@@ -53,6 +53,12 @@ class ClassifierConfig:
   train_draws: int = 100000  # pool of training draws (transforms applied once each)
   test_draws: int = 5000
 
+  def validate(self):
+    for field in ("steps", "train_draws", "test_draws"):   # the flags that set them
+      if getattr(self, field) < 1:
+        raise ConfigError(f"--classifier_{field}: got {getattr(self, field)}; expected >= 1")
+    return self
+
 
 class Classifier(nn.Module):
   """conv3x3 stride 1, 2, 2 (ReLU) -> dense `hidden` (the embedding) -> K logits."""
