@@ -4,6 +4,12 @@ noise, FD-classifier. Writes <workdir>/metrics.json, <workdir>/report.md and fig
   python -m experiments.evaluate --workdir=workdirs/quickstart
 
 The first run per domain trains its evaluation classifier into --classifier_dir.
+
+  python -m experiments.evaluate --workdir=workdirs/quickstart --weights_only \
+      --eval_split='train[:90%]' --eval_samples=1024
+
+prints the learned per-class weights beside their targets on any split (a training
+slice included; no classifier needed) and writes <workdir>/weights/<split>-step<N>.json.
 """
 
 from absl import app, flags, logging
@@ -17,6 +23,9 @@ flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the la
 flags.DEFINE_string("data_dir", None, "TFDS data_dir (as used for training).")
 flags.DEFINE_bool("every_checkpoint", True,
                   "Also compute the weight calibration TV at every kept checkpoint.")
+flags.DEFINE_bool("weights_only", False,
+                  "Only the weight calibration (per-class weights, targets, TV) on"
+                  " --eval_split, without classifiers; metrics.json is left alone.")
 FLAGS = flags.FLAGS
 
 
@@ -26,12 +35,32 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not FLAGS.workdir:
     raise common.ConfigError("--workdir: required (a training workdir with config.json)")
+  if FLAGS.weights_only:
+    _weights_only()
+    return
   result = report.evaluate_workdir(
       FLAGS.workdir, common.eval_config(), step=FLAGS.step, data_dir=FLAGS.data_dir,
       classifier_config=common.classifier_config(), every_checkpoint=FLAGS.every_checkpoint)
   for k, v in sorted(result["scalars"].items()):
     print(f"{k:40s} {v:.4f}")
   logging.info("wrote %s/metrics.json and report.md", FLAGS.workdir)
+
+
+def _weights_only():
+  from jdbw import inference
+  from jdbw.data import sources
+  record = inference.read_config(FLAGS.workdir)
+  for name, d in record["domains"].items():
+    if sources.splits_overlap(d["split"], FLAGS.eval_split):
+      logging.warning("--eval_split=%s shares examples with the training split %s of"
+                      " domain %s: these are training-set weights", FLAGS.eval_split,
+                      d["split"], name)
+  out = report.weights_workdir(FLAGS.workdir, common.eval_config(), step=FLAGS.step,
+                               data_dir=FLAGS.data_dir)
+  print(f"step {out['step']}, {out['samples']} draws of {out['split']!r} per domain"
+        f" (weight x m, 1 = uniform):")
+  print(report.weights_table(out))
+  logging.info("wrote %s", out["path"])
 
 
 if __name__ == "__main__":

@@ -171,6 +171,22 @@ def test_evaluate_workdir_writes_metrics_report_and_figures(tiny_workdir, clf_di
     assert png in text and os.path.isfile(os.path.join(tiny_workdir, "figures", png))
 
 
+def test_weights_only_matches_the_full_evaluation_and_leaves_metrics_alone(tiny_workdir,
+                                                                          clf_dir):
+  cfg = _eval_config(clf_dir)
+  full = report.evaluate_workdir(tiny_workdir, cfg, classifier_config=CLF,
+                                 every_checkpoint=False)["weight_calibration"]
+  mtime = os.path.getmtime(os.path.join(tiny_workdir, "metrics.json"))
+  only = report.weights_workdir(tiny_workdir, cfg)
+  for k in ("mean_weight_x", "mean_weight_y", "tv_weighted", "mode_margin_x"):
+    np.testing.assert_allclose(only[k], full[k], rtol=1e-5, atol=1e-6)
+  assert os.path.getmtime(os.path.join(tiny_workdir, "metrics.json")) == mtime
+  with open(only["path"]) as f:
+    saved = json.load(f)
+  assert saved["step"] == 4 and saved["split"] == cfg.split
+  assert "X weight" in report.weights_table(only)
+
+
 def test_evaluation_during_training_goes_to_tensorboard(tmp_path, clf_dir):
   method = jd.JD(jd.JDConfig(**TINY))
   ev = evaluator.Evaluator(method, {"x": X, "y": Y}, _eval_config(clf_dir),

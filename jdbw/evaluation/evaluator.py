@@ -63,14 +63,17 @@ class Evaluator:
 
   def __init__(self, method, domain_specs: dict, config: EvalConfig = EvalConfig(), *,
                data_dir: str | None = None,
-               classifier_config: clf_lib.ClassifierConfig = clf_lib.ClassifierConfig()):
+               classifier_config: clf_lib.ClassifierConfig = clf_lib.ClassifierConfig(),
+               with_classifiers: bool = True):
+    """`with_classifiers=False` skips the classifiers: only `calibration_at` (the
+    weights, which need no classifier) may then be called."""
     self.method, self.config = method, config.validate()
     resolution = method.config.resolution
     cache = os.path.expanduser(config.classifier_dir)
     self.classifiers = {
         k: clf_lib.load_or_train(s, cache, resolution=resolution, config=classifier_config,
                                  data_dir=data_dir, min_accuracy=config.min_classifier_accuracy)
-        for k, s in domain_specs.items()}
+        for k, s in domain_specs.items()} if with_classifiers else {}
     domains = {k: data.load_domain(dataclasses.replace(s, split=config.split), data_dir=data_dir)
                for k, s in domain_specs.items()}
     if domains["x"].num_classes != domains["y"].num_classes:
@@ -95,12 +98,13 @@ class Evaluator:
                   for i, d in enumerate(("xy", "yx"))}
     self.noise_draws = models.sample_noise(jax.random.fold_in(key, 99),
                                            config.noise_draws, nz)
-    self.real = {k: self._batched(jax.jit(self.classifiers[k].apply), self.sample[k]["image"])
-                 for k in ("x", "y")}
+    self.real = {k: self._batched(jax.jit(c.apply), self.sample[k]["image"])
+                 for k, c in self.classifiers.items()}
     self._compile()
 
   def _compile(self):
     self._forward = jax.jit(self._forward_fn)
+    self._logits = jax.jit(self._logits_fn)
     self._noise_fn = jax.jit(self._noise_translate, static_argnums=3)
 
   def for_method(self, method) -> "Evaluator":
@@ -135,6 +139,13 @@ class Evaluator:
         out[f"pred_{d}{_source(d)}"] = jnp.argmax(cyc_logits, -1)
     out["logits"] = m.weight_logits(params, x, fake["xy"], fake["yx"], y)
     return out
+
+  def _logits_fn(self, params, spectral, x, y, zx, zy):
+    """The weight logits of one batch alone (no classifier)."""
+    m = self.method
+    fake = {d: m.translate(params, spectral, src, z, d) if d in m.directions else None
+            for d, src, z in (("xy", x, zx), ("yx", y, zy))}
+    return m.weight_logits(params, x, fake["xy"], fake["yx"], y)
 
   def _noise_translate(self, params, spectral, src, d):
     """Classes of G_d(src, z_j) for every fixed noise draw j: [N, draws]."""
@@ -199,10 +210,20 @@ class Evaluator:
     res["weight_calibration"] = self.calibration(a["w_x"], a["w_y"])
     return res
 
+  def weights(self, state):
+    """(ω_x, ω_y) of the whole sample (host numpy), normalised as in `arrays`."""
+    params, spectral = jax.device_get((state.params, state.spectral))
+    logits = self._batched(functools.partial(self._logits, params, spectral),
+                           self.sample["x"]["image"], self.sample["y"]["image"],
+                           self.noise["xy"]["z"], self.noise["yx"]["z"])
+    w_x, w_y = self.method.normalise_weights(jax.tree.map(jnp.asarray, logits),
+                                             self.config.samples, int(state.step))
+    return np.asarray(w_x), np.asarray(w_y)
+
   def calibration_at(self, state) -> dict:
-    """Weight calibration alone (cheaper: no noise draws), e.g. for every checkpoint."""
-    a = self.arrays(state, noise=False)
-    return self.calibration(a["w_x"], a["w_y"])
+    """Weight calibration alone (no classifier, no noise draws), e.g. for every
+    checkpoint, or on a training slice (`experiments.evaluate --weights_only`)."""
+    return self.calibration(*self.weights(state))
 
 
 def scalars(result: dict) -> dict[str, float]:

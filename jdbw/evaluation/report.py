@@ -66,6 +66,46 @@ def evaluate_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig
   return result
 
 
+def weights_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig(), *,
+                    step: int | None = None, data_dir: str | None = None) -> dict:
+  """Weight calibration of one checkpoint on `config.split`, without classifiers.
+
+  For looking at the learned weights on any split, a training slice included (where
+  the small validation slice of a data set leaves a class with a handful of images).
+  Writes `<workdir>/weights/<split>-step<step>.json` (metrics.json is left alone);
+  returns the calibration dict with `step`, `split`, `samples` and `path` added.
+  """
+  method, state, record = inference.load_run(workdir, step)
+  specs = {k: data.DomainSpec(**v) for k, v in record["domains"].items()}
+  evaluator = ev_lib.Evaluator(method, specs, config, data_dir=data_dir,
+                               with_classifiers=False)
+  out = evaluator.calibration_at(state)
+  out.update(step=int(state.step), split=config.split, samples=config.samples,
+             seed=config.seed, mode_class=evaluator.mode,
+             training_splits={k: s.split for k, s in specs.items()})
+  name = "".join(ch if ch.isalnum() else "_" for ch in config.split).strip("_")
+  path = os.path.join(workdir, "weights", f"{name}-step{out['step']}.json")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(out, f, indent=2, sort_keys=True)
+  out["path"] = path
+  return out
+
+
+def weights_table(result: dict) -> str:
+  """Per-class learned mean weights beside their targets, as aligned text."""
+  k = len(result["mean_weight_x"])
+  rows = [f"{'class':>6s} {'X weight':>9s} {'X target':>9s} {'Y weight':>9s} {'Y target':>9s}"]
+  for c in range(k):
+    mark = "  <- over-represented" if c == result["mode_class"] else ""
+    rows.append(f"{c:6d} {result['mean_weight_x'][c]:9.2f} {result['target_weight_x'][c]:9.2f}"
+                f" {result['mean_weight_y'][c]:9.2f} {result['target_weight_y'][c]:9.2f}{mark}")
+  rows.append(f"TV weighted {result['tv_weighted']:.3f} (unweighted"
+              f" {result['tv_unweighted']:.3f}); mode margin X {result['mode_margin_x']:+.2f},"
+              f" Y {result['mode_margin_y']:+.2f}")
+  return "\n".join(rows)
+
+
 def _fmt(v):
   return "n/a" if v is None or v != v else f"{v:.4f}"
 
