@@ -1,0 +1,96 @@
+"""Numerics pinned across refactors: a few iterations of every benchmark variant against
+values recorded from the code before the method/batch-weight layout changed.
+
+The recorded file holds, per variant, the parameter tree (paths and shapes, which old
+checkpoints must keep), the metrics of each iteration and per-part parameter checksums
+after the last. Regenerate only for an intended change of numerics, saying why in the
+commit: JDBW_WRITE_GOLDEN=1 python -m pytest tests/test_golden.py
+"""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from jdbw import jd, munit
+
+PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "golden_numerics.json")
+ITERATIONS = 3
+# The tiny settings of test_train / test_munit, with the same batch shapes: their
+# compiled iterations come out of the session's persistent compilation cache here.
+JD_TINY = dict(g_features=4, d_features=2, w_features=2, d_steps=2)
+MUNIT_TINY = dict(gen_dim=4, mlp_dim=8, dis_dim=4, w_features=2)
+VARIANTS = {
+    "jd_bw": lambda: jd.JD(jd.JDConfig(**JD_TINY, batch_weight="two_sided",
+                                       weight_norm="softmax")),
+    "jd": lambda: jd.JD(jd.JDConfig(**JD_TINY, batch_weight="none")),
+    "one_sided": lambda: jd.JD(jd.JDConfig(**JD_TINY, batch_weight="one_sided")),
+    "munit": lambda: munit.MUNIT(munit.MUNITConfig(**MUNIT_TINY, batch_weight="none")),
+    "munit_bw": lambda: munit.MUNIT(munit.MUNITConfig(**MUNIT_TINY, batch_weight="two_sided")),
+}
+
+
+def _batch(d_steps, i, b=4):
+  rng = np.random.default_rng(100 + i)
+  return {k: rng.uniform(-1, 1, (d_steps + 1, b, 32, 32, 1)).astype(np.float32)
+          for k in ("x", "y")}
+
+
+def _tree_spec(tree):
+  return {jax.tree_util.keystr(p): list(np.shape(v))
+          for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _checksums(params):
+  """Per top-level part and network: sum and sum of squares of every parameter."""
+  out = {}
+  for part, nets in params.items():
+    for name, tree in nets.items():
+      leaves = [np.asarray(a, np.float64) for a in jax.tree.leaves(tree)]
+      out[f"{part}/{name}"] = [float(sum(a.sum() for a in leaves)),
+                               float(sum(np.square(a).sum() for a in leaves))]
+  return out
+
+
+def _record(variant):
+  method = VARIANTS[variant]()
+  state = method.init_state(jax.random.PRNGKey(0))
+  spec = {"params": _tree_spec(state.params), "spectral": _tree_spec(state.spectral),
+          "opt_state": _tree_spec(state.opt_state)}
+  step = jax.jit(method.iteration)
+  history = []
+  for i in range(ITERATIONS):
+    state, metrics, _ = step(state, _batch(method.config.d_steps, i))
+    history.append({k: float(v) for k, v in sorted(jax.device_get(metrics).items())})
+  return {"tree": spec, "metrics": history, "checksums": _checksums(jax.device_get(state.params))}
+
+
+def _golden():
+  if not os.path.isfile(PATH):
+    pytest.fail(f"{PATH} missing: regenerate with JDBW_WRITE_GOLDEN=1")
+  with open(PATH) as f:
+    return json.load(f)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_numerics_match_the_recorded_values(variant):
+  got = _record(variant)
+  if os.environ.get("JDBW_WRITE_GOLDEN"):
+    data = json.load(open(PATH)) if os.path.isfile(PATH) else {}
+    data[variant] = got
+    os.makedirs(os.path.dirname(PATH), exist_ok=True)
+    with open(PATH, "w") as f:
+      json.dump(data, f, indent=1, sort_keys=True)
+    pytest.skip("recorded")
+  want = _golden()[variant]
+  assert got["tree"] == want["tree"]          # old checkpoints keep restoring
+  assert len(got["metrics"]) == len(want["metrics"])
+  for i, (g, w) in enumerate(zip(got["metrics"], want["metrics"])):
+    assert sorted(g) == sorted(w), f"iteration {i}: metric names changed"
+    np.testing.assert_allclose([g[k] for k in sorted(g)], [w[k] for k in sorted(w)],
+                               rtol=1e-4, atol=1e-6, err_msg=f"iteration {i}")
+  assert sorted(got["checksums"]) == sorted(want["checksums"])
+  for k, w in want["checksums"].items():
+    np.testing.assert_allclose(got["checksums"][k], w, rtol=1e-4, atol=1e-5, err_msg=k)
