@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdbw import jd
+from jdbw.methods import jd
 
 
 def _dims(shape: str) -> list[int]:

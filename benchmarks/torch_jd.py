@@ -5,7 +5,7 @@ r"""Eager PyTorch JD-BW iteration with the same networks, the reference of issue
 
 Outside the package on purpose: jdbw never imports torch. Networks as jdbw.models
 (Tables 1-2 with spectral norm on G and D, DCGAN weight nets without it, LeakyReLU 0.2,
-PyTorch padding conventions) and the same work per iteration as jdbw.jd: one G/W
+PyTorch padding conventions) and the same work per iteration as jdbw.methods.jd: one G/W
 step (composite softmax weights, W on (L- - L+)^2) then d critic steps with the
 gradient penalty at the training points of both pairs (double backward). Prints one
 JSON line per batch size: median seconds per iteration over --repeats after warm-up.

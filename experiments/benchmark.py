@@ -31,16 +31,18 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from jdbw import data, flops, jd, layers, munit
+from jdbw import data, flops, layers, methods
+from jdbw.methods import jd
 
+# Timed configurations: registry methods at the paper's sizes.
 MODELS = {
-    "jd_bw": lambda d, impl, dt: jd.JD(jd.JDConfig(d_steps=d, conv_impl=impl, compute_dtype=dt)),
+    "jd_bw": lambda d, impl, dt: methods.build("jd", d_steps=d, conv_impl=impl, compute_dtype=dt),
     # §4.4's 128x128 setting (d = 2 of its own, RGB, d_z = 16); uniform-noise inputs.
-    "jd_bw_128": lambda d, impl, dt: jd.JD(jd.JDConfig(
-        **jd.PAPER_128, conv_impl=impl, compute_dtype=dt)),
-    "munit": lambda d, impl, dt: munit.MUNIT(munit.MUNITConfig(conv_impl=impl, compute_dtype=dt)),
-    "munit_bw": lambda d, impl, dt: munit.MUNIT(munit.MUNITConfig(
-        batch_weight="two_sided", conv_impl=impl, compute_dtype=dt)),
+    "jd_bw_128": lambda d, impl, dt: methods.build("jd", **jd.PAPER_128, conv_impl=impl,
+                                                   compute_dtype=dt),
+    "munit": lambda d, impl, dt: methods.build("munit", conv_impl=impl, compute_dtype=dt),
+    "munit_bw": lambda d, impl, dt: methods.build("munit", batch_weight="two_sided",
+                                                  conv_impl=impl, compute_dtype=dt),
 }
 
 flags.DEFINE_list("models", ["jd_bw", "munit"], f"Models to time, of {sorted(MODELS)}.")

@@ -18,7 +18,7 @@ from absl import app, flags, logging
 
 from experiments import common
 from experiments import mnist_srmnist
-from jdbw import inference
+from jdbw import inference, methods
 from jdbw import train
 from jdbw.errors import ConfigError
 from jdbw.evaluation import report
@@ -101,7 +101,7 @@ def main(argv):
   for variant in FLAGS.variants:
     v = VARIANTS[variant]
     config = configs[variant]
-    method = mnist_srmnist.make_method(config)
+    method = methods.from_config(config)
     results[variant] = []
     for seed in seeds:
       workdir = os.path.join(root, variant, f"seed_{seed}")

@@ -12,7 +12,8 @@ import jax
 from absl import app, flags, logging
 
 from experiments import common
-from jdbw import jd, layers, munit, train
+from jdbw import layers, methods, train
+from jdbw.methods import jd, munit
 from jdbw.errors import ConfigError
 from jdbw.evaluation import evaluator as ev_lib
 
@@ -34,10 +35,8 @@ flags.DEFINE_integer("eval_every", 0,
                      " to TensorBoard under eval/; 0 = off.")
 flags.DEFINE_bool("jax_distributed", False,
                   "Call jax.distributed.initialize() (multi-host TPU pod slices).")
-MODELS = {"jd": jd.JDConfig, "munit": munit.MUNITConfig}
-flags.DEFINE_enum("model", "jd", list(MODELS),
-                  "jd = joint discriminator family (JD-BW, its ablations, Algorithm 2);"
-                  " munit = MUNIT (--batch_weight=none) or MUNIT + batch weight (two_sided).")
+flags.DEFINE_enum("model", "jd", methods.names(),
+                  "; ".join(f"{k} = {e.summary}" for k, e in methods.REGISTRY.items()) + ".")
 _DEFAULT, _MUNIT = jd.JDConfig(), munit.MUNITConfig()
 _PER_MODEL = " (default per --model: jd {jd}, munit {munit})"
 flags.DEFINE_enum("batch_weight", None, sorted(set(jd.BATCH_WEIGHTS) | set(munit.BATCH_WEIGHTS)),
@@ -115,7 +114,7 @@ FLAGS = flags.FLAGS
 # Model fields that are not flags of their own: set from the domain flags, or (oracle_map)
 # computed from them by --oracle_generators.
 _DERIVED = {"channels_x", "channels_y", "resolution", "point_dim", "oracle_map"}
-_MODEL_FLAGS = sorted(({f.name for cls in MODELS.values() for f in dataclasses.fields(cls)})
+_MODEL_FLAGS = sorted(({f.name for e in methods.REGISTRY.values() for f in dataclasses.fields(e.config)})
                       - _DERIVED)
 
 
@@ -126,7 +125,7 @@ def model_config(model: str | None = None, strict: bool = True):
   use is an error (no silently dead flags).
   """
   model = model or FLAGS.model
-  cls = MODELS[model]
+  cls = methods.get(model).config
   fields = {f.name for f in dataclasses.fields(cls)}
   given = {f for f in _MODEL_FLAGS if FLAGS[f].present or (
       FLAGS[f].value is not None and FLAGS[f].value != FLAGS[f].default)}
@@ -150,10 +149,6 @@ def model_config(model: str | None = None, strict: bool = True):
              resolution=FLAGS.resolution, **values)
 
 
-def make_method(config):
-  return jd.JD(config) if isinstance(config, jd.JDConfig) else munit.MUNIT(config)
-
-
 def run_config() -> train.RunConfig:
   return train.RunConfig(
       workdir=FLAGS.workdir, steps=FLAGS.steps, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
@@ -169,7 +164,7 @@ def main(argv):
   if FLAGS.jax_distributed:
     jax.distributed.initialize()
   run = run_config().validate()
-  method = make_method(model_config())
+  method = methods.from_config(model_config())
   logging.info("devices: %s; processes: %d", jax.devices(), jax.process_count())
   specs = common.domain_specs()
   evaluate = None

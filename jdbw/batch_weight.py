@@ -18,17 +18,23 @@ and y ~ Q_y:
 Batch-level operations (softmax, centring mean, m) run over the global batch when
 `axis_name` names the device axis; with `axis_name=None` the same code runs on one
 device.
+
+`BatchWeight` bundles these into the one component a method composes (weight
+networks, their logits, normalisation, clip schedule, W's loss and optimiser); see
+docs/methods.md for adding it to a new method.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import dataclasses
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 
 from jdbw import parallel
 
+MODES = ("two_sided", "one_sided", "none")
 SCHEMES = ("composite", "concat", "single")
 NORMS = ("sigmoid", "softmax")
 
@@ -113,3 +119,106 @@ def normalise_two_sided(logits: dict, norm: str, n_local: int, step, bw_start: i
   t = clip_value(step, bw_start, bw_full)
   return tuple(combined_weights(logits[s], norm, t, axis_name, step < bw_start)
                for s in ("x", "y"))
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchWeight:
+  """Batch weight as a component: weight networks W, per-sample loss weights ω, W's loss.
+
+  A method builds one with `BatchWeight.build(...)`, keeps its networks' parameters
+  under the state's 'W' part (`init`), asks for the loss weights of a batch
+  (`weights`), writes its adversarial terms as ω-weighted means (ω = 1/m when `mode`
+  is 'none', so there is one code path), and adds `squared_gap(...)` of its critic gaps
+  to the loss of the phase that trains W, with `optimizer(...)` for the 'W' part.
+
+  mode: 'two_sided' (Algorithm 1: both domains weighted, `scheme` and `norm` apply),
+    'one_sided' (Algorithm 2: X alone, softmax of W(x)), 'none' (uniform weights).
+  networks: weight networks by name: {'W_x', 'W_y'} (composite), {'W'} (single,
+    concat, one-sided) or {} (none).
+  """
+  mode: str
+  scheme: str = "composite"
+  norm: str = "softmax"
+  bw_start: int = 0
+  bw_full: int = 200
+  networks: dict = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def build(cls, mode: str, weight_net: Callable[[], Any], *, scheme: str = "composite",
+            norm: str = "softmax", bw_start: int = 0, bw_full: int = 200) -> "BatchWeight":
+    """`weight_net()` makes one weight network (a flax module giving a logit per sample)."""
+    if mode not in MODES:
+      raise ValueError(f"unknown batch weight mode {mode!r}; expected one of {MODES}")
+    if mode == "none":
+      names = ()
+    elif mode == "one_sided" or scheme in ("single", "concat"):
+      names = ("W",)
+    else:
+      names = ("W_x", "W_y")
+    return cls(mode, scheme, norm, bw_start, bw_full, {n: weight_net() for n in names})
+
+  @property
+  def active(self) -> bool:
+    return self.mode != "none"
+
+  def _inputs(self, name, x, y):
+    if name == "W_y":
+      return (y,)
+    if name == "W" and self.scheme == "concat" and self.mode == "two_sided":
+      return (x, y)
+    return (x,)
+
+  def init(self, keys, x, y) -> tuple[dict, dict]:
+    """(params, spectral) of the weight networks by name, one key of `keys` each (in
+    `networks` order); `x`, `y` are example batches of the two domains."""
+    from jdbw import models
+    params, spectral = {}, {}
+    for name, net in self.networks.items():
+      variables = models.init(net, next(keys), *self._inputs(name, x, y))
+      params[name] = variables.get("params", {})
+      spectral[name] = variables.get(models.SPECTRAL, {})
+    return params, spectral
+
+  def optimizer(self, optim_config, w_lr: float = 0.0):
+    """Adam of the optimiser section `optim_config`, at `w_lr` (0: its own lr)."""
+    from jdbw.methods import base
+    return base.adam_optimizer(optim_config, lr=w_lr or optim_config.lr)
+
+  def clip_t(self, step):
+    return clip_value(step, self.bw_start, self.bw_full)
+
+  def logits(self, params: dict, x, fx, fy, y) -> dict:
+    """Per-sample weight logits {'x': [a...], 'y': [a...]} (Appendix B.1); {} with mode
+    'none'. `params` is the state's 'W' part; `fx` = G_xy(x), `fy` = G_yx(y) (None
+    one-sided). Per sample, so any batching of a sample gives the same logits."""
+    if not self.active:
+      return {}
+    from jdbw import models
+    W = lambda name, *imgs: models.apply(self.networks[name], {"params": params[name]}, *imgs)
+    if self.mode == "one_sided":
+      return {"x": [W("W", x)]}
+    a_x, a_y = weight_logits(self.scheme, W, x, fx, fy, y)
+    return {"x": a_x, "y": a_y}
+
+  def normalise(self, logits: dict, n: int, step, axis_name=None):
+    """(ω_x, ω_y): loss weights of both sides, each summing to 1 over the (global) batch
+    (or a whole evaluation sample with `axis_name=None`, n = its size). Uniform before
+    bw_start and for sides without logits."""
+    uniform = uniform_weights(n, axis_name)
+    if not logits:
+      return uniform, uniform
+    if self.mode == "one_sided":
+      w = one_sided_weights(logits["x"][0], self.clip_t(step), axis_name)
+      return jnp.where(step < self.bw_start, uniform, w), uniform
+    return normalise_two_sided(logits, self.norm, n, step, self.bw_start, self.bw_full,
+                               axis_name)
+
+  def weights(self, params: dict, x, fx, fy, y, step, axis_name=None):
+    """(ω_x, ω_y) of a training batch."""
+    return self.normalise(self.logits(params, x, fx, fy, y), x.shape[0], step, axis_name)
+
+  @staticmethod
+  def squared_gap(*gaps):
+    """W's loss: Σ gap², each gap a critic difference whose only gradient is through ω
+    (the critic scores held fixed by the caller)."""
+    return sum(jnp.square(g) for g in gaps)

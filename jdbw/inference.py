@@ -18,10 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdbw import checkpoint, jd, models, munit
+from jdbw import checkpoint, methods, models
 from jdbw.errors import ConfigError
-
-METHODS = {"JD": (jd.JD, jd.JDConfig), "MUNIT": (munit.MUNIT, munit.MUNITConfig)}
 
 
 def read_config(workdir: str) -> dict:
@@ -43,8 +41,8 @@ def checkpoint_steps(workdir: str) -> list[int]:
 def load_run(workdir: str, step: int | None = None):
   """(method, state, config record) of a workdir's checkpoint (default: the latest)."""
   record = read_config(workdir)
-  method_cls, config_cls = METHODS[record["method"]]
-  method = method_cls(config_cls(**record["model"]))
+  entry = methods.get(record["method"])
+  method = entry.method(entry.config(**record["model"]))
   ckpt = checkpoint.Checkpointer(workdir)
   try:
     steps = ckpt.manager.all_steps()
@@ -81,12 +79,7 @@ class Translator:
       raise ConfigError(f"--direction: this model translates {', '.join(self.method.directions)}"
                         f" only, not {direction}")
     images = np.asarray(images, np.float32)
-    shape = self.method.example_shape(direction[0]) if hasattr(
-        self.method, "example_shape") else None
-    c = self.method.config
-    if shape is None:
-      want = c.channels_x if direction == "xy" else c.channels_y
-      shape = (c.resolution, c.resolution, want)
+    shape = self.method.example_shape(direction[0])
     single = images.ndim == len(shape)
     if single:
       images = images[None]

@@ -1,6 +1,6 @@
 """The training loop every method plugs into.
 
-A method (e.g. `jdbw.jd.JD`) supplies `config` (a frozen dataclass), `init_state(rng)`,
+A method (`jdbw.methods.base.Method`, e.g. `jdbw.methods.jd.JD`) supplies `config` (a frozen dataclass), `init_state(rng)`,
 `iteration(state, batch, axis_name) -> (state, metrics, per_sample_weights)` with
 `batch = {'x', 'y'}` images stacked [1 + d, B, ...], `batches_per_iteration`,
 `directions` ('xy', 'yx') and `translate(params, spectral, images, z, direction)`. The loop owns data, devices,

@@ -13,7 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jdbw import batch_weight, data, jd, train
+from jdbw import batch_weight, data, train
+from jdbw import methods
+from jdbw.methods import jd
 from jdbw.errors import ConfigError
 from jdbw.evaluation import classifier, evaluator, metrics, report
 
@@ -82,7 +84,7 @@ class _Fake:
     return batch_weight.normalise_two_sided(logits, "softmax", n, step, 0, 1000, axis_name)
 
 
-_STATE = jd.TrainState(step=jnp.zeros((), jnp.int32), rng=jax.random.PRNGKey(0),
+_STATE = methods.TrainState(step=jnp.zeros((), jnp.int32), rng=jax.random.PRNGKey(0),
                        params={}, spectral={}, opt_state={})
 
 

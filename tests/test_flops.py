@@ -5,7 +5,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jdbw import flops, jd
+from jdbw import flops
+from jdbw.methods import jd
 
 
 def _conv(transpose=False):

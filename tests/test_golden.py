@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from jdbw import jd, munit
+from jdbw.methods import jd, munit
 
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "golden_numerics.json")
 ITERATIONS = 3

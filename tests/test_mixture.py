@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from helpers import one_line as _one_line
 
-from jdbw import data, jd, models, train
+from jdbw import data, models, train
+from jdbw.methods import jd
 from jdbw.data import mixture
 from jdbw.errors import ConfigError
 from jdbw.evaluation import classifier, evaluator, metrics

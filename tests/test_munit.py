@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jdbw import data, inference, models_munit as mm, munit, train
+from jdbw import data, inference, models_munit as mm, train
+from jdbw.methods import munit
 from jdbw.evaluation import evaluator, report
 
 TINY = dict(gen_dim=4, mlp_dim=8, dis_dim=4, w_features=2)

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jdbw import data, jd, parallel, train
+from jdbw import data, parallel, train
+from jdbw.methods import jd
 from jdbw.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

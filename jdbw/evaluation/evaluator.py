@@ -8,7 +8,7 @@ networks run batched under `jax.jit`; the metrics are the pure functions of
 
 A method plugs in with `config.noise_dim`, `directions`, `translate(params, spectral,
 images, z, direction)`, `weight_logits(params, x, fx, fy, y)` and
-`normalise_weights(logits, n, step)` (see `jdbw.jd.JD`).
+`normalise_weights(logits, n, step)` (see `jdbw.methods.base.Method`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """JD-BW (Algorithm 1), its ablations and Algorithm 2, as pure training steps.
 
 `JD(config)` holds the (static) modules and optimisers; all state lives in the
-`TrainState` pytree. Every step is written once against a named batch axis
-(`axis_name`), with the data-parallel convention of `jdbw.parallel`: each per-device
-loss is the global value and gradients are averaged with `lax.pmean`.
+`base.TrainState` pytree. Batch weight is the shared `jdbw.batch_weight.BatchWeight`
+component (`self.bw`). Every step is written once against a named batch axis
+(`axis_name`), with the data-parallel convention of `jdbw.parallel`.
 
 Sign convention (Algorithm 1): D maximises L⁻ − L⁺, i.e. scores the pairs
 (x, G_xy(x)) high and (G_yx(y), y) low; G minimises L⁻ − L⁺; W minimises (L⁻ − L⁺)².
@@ -18,15 +18,15 @@ import dataclasses
 import functools
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jdbw import batch_weight, layers, losses, models, parallel
+from jdbw.methods import base
+from jdbw.methods.base import TrainState, apply_grads, global_index, per_sample_uniform
 
-BATCH_WEIGHTS = ("two_sided", "one_sided", "none")
+BATCH_WEIGHTS = batch_weight.MODES
 WEIGHT_PHASES = ("generator", "discriminator")
 RESOLUTIONS = (32, 128)
 NETWORKS = ("conv", "mlp")   # conv: the paper's image networks; mlp: 2-D mixture bench
@@ -120,79 +120,12 @@ class JDConfig:
 PAPER_128 = dict(resolution=128, channels_x=3, channels_y=3, noise_dim=16, d_steps=2)
 
 
-@flax.struct.dataclass
-class TrainState:
-  """All training state: step, RNG, params, spectral-norm state, optimiser states."""
-  step: jax.Array
-  rng: jax.Array
-  params: dict       # {'G': {'G_xy', 'G_yx'}, 'D': {'D'}, 'W': {...}}
-  spectral: dict     # same layout; empty dicts where a net has no spectral norm
-  opt_state: dict    # {'G', 'D', 'W'}
-
-
 def _split_vars(variables):
   return variables.get("params", {}), variables.get(models.SPECTRAL, {})
 
 
 def _join_vars(params, spectral):
   return {"params": params, models.SPECTRAL: spectral} if spectral else {"params": params}
-
-
-def per_sample_uniform(key, global_index, shape, minval=0.0, maxval=1.0):
-  """One draw per sample keyed by its global index: identical on any device count."""
-  return jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i), shape,
-                                               jnp.float32, minval, maxval))(global_index)
-
-
-def adam_optimizer(c):
-  """Adam(lr, b1, b2), optional coupled weight decay and step decay (authors' settings)."""
-  lr = c.lr
-  if c.lr_decay_every:
-    lr = optax.exponential_decay(c.lr, c.lr_decay_every, c.lr_decay_rate, staircase=True)
-  parts = [optax.add_decayed_weights(c.weight_decay)] if c.weight_decay else []
-  return optax.chain(*parts, optax.adam(lr, b1=c.b1, b2=c.b2))
-
-
-def apply_grads(tx: dict, state, grads, nets, axis_name):
-  """Averages gradients over the device axis and takes one optimiser step for `nets`."""
-  grads = parallel.pmean(grads, axis_name)
-  params, opt_state = dict(state.params), dict(state.opt_state)
-  for k in nets:
-    updates, opt_state[k] = tx[k].update(grads[k], state.opt_state[k], state.params[k])
-    params[k] = optax.apply_updates(state.params[k], updates)
-  return state.replace(params=params, opt_state=opt_state)
-
-
-def run_iteration(method, state, batch, axis_name=None):
-  """One generator step then d critic steps, one compiled call (any method).
-
-  `batch` = {'x': [1 + d, B, ...], 'y': [1 + d, B, ...]} images: slice 0 feeds the
-  generator step, slices 1..d the critic steps (fresh batches each). RNG: the
-  state's key folded with the step, then with the sub-step index.
-  """
-  key = jax.random.fold_in(state.rng, state.step)
-  g_batch = jax.tree.map(lambda a: a[0], batch)
-  state, (g_metrics, per_sample) = method.generator_step(
-      state, g_batch, jax.random.fold_in(key, 0), axis_name)
-
-  def d_body(state, inputs):
-    i, b = inputs
-    return method.discriminator_step(state, b, jax.random.fold_in(key, i), axis_name)
-
-  d_batches = jax.tree.map(lambda a: a[1:], batch)
-  # Unrolled: XLA:CPU ran the rolled scan 1.2x slower than the same steps unrolled
-  # (5x with XLA's convolutions; docs/benchmarks.md). Not yet measured on an accelerator.
-  state, d_metrics = jax.lax.scan(
-      d_body, state, (jnp.arange(1, method.config.d_steps + 1), d_batches),
-      unroll=method.unroll_d_steps)
-  metrics = {**g_metrics, **jax.tree.map(lambda a: a[-1], d_metrics)}
-  metrics = parallel.pmean(metrics, axis_name)
-  return state.replace(step=state.step + 1), metrics, per_sample
-
-
-def global_index(n_local, axis_name):
-  offset = jax.lax.axis_index(axis_name) * n_local if axis_name else 0
-  return offset + jnp.arange(n_local)
 
 
 def oracle_maps(oracle_map) -> dict:
@@ -206,6 +139,8 @@ def oracle_maps(oracle_map) -> dict:
 
 class JD:
   """Joint discriminator model family: two_sided (JD-BW), none (JD alone), one_sided."""
+
+  name = "jd"
 
   def __init__(self, config: JDConfig):
     self.config = c = config.validate()
@@ -233,15 +168,11 @@ class JD:
     if c.oracle_map:  # Fixed true map and its inverse: only D and W train.
       self.G = {k: models.AffineMap(*v) for k, v in oracle_maps(c.oracle_map).items()
                 if k in self.G}
-    w = functools.partial(weight, features=c.w_features, **kw)
-    if c.batch_weight == "none":
-      self.W = {}
-    elif c.batch_weight == "one_sided" or c.weighting in ("single", "concat"):
-      self.W = {"W": w()}
-    else:
-      self.W = {"W_x": w(), "W_y": w()}
-    self.tx = {k: adam_optimizer(c) for k in ("G", "D")}
-    self.tx["W"] = adam_optimizer(dataclasses.replace(c, lr=c.w_lr or c.lr))
+    self.bw = batch_weight.BatchWeight.build(
+        c.batch_weight, functools.partial(weight, features=c.w_features, **kw),
+        scheme=c.weighting, norm=c.weight_norm, bw_start=c.bw_start, bw_full=c.bw_full)
+    self.tx = {k: base.adam_optimizer(c) for k in ("G", "D")}
+    self.tx["W"] = self.bw.optimizer(c, c.w_lr)
 
   unroll_d_steps = True
 
@@ -270,10 +201,7 @@ class JD:
           models.init(g, next(keys), x if name == "G_xy" else y, z))
     d_inputs = (y,) if self.config.batch_weight == "one_sided" else (x, y)
     params["D"]["D"], spectral["D"]["D"] = _split_vars(models.init(self.D, next(keys), *d_inputs))
-    for name, w in self.W.items():
-      w_inputs = {"W_y": (y,), "W": (x, y) if c.weighting == "concat" and
-                  c.batch_weight == "two_sided" else (x,)}.get(name, (x,))
-      params["W"][name], spectral["W"][name] = _split_vars(models.init(w, next(keys), *w_inputs))
+    params["W"], spectral["W"] = self.bw.init(keys, x, y)
     opt_state = {k: self.tx[k].init(params[k]) for k in ("G", "D", "W")}
     return TrainState(step=jnp.zeros((), jnp.int32), rng=next(keys), params=params,
                       spectral=spectral, opt_state=opt_state)
@@ -305,34 +233,13 @@ class JD:
   def weight_logits(self, params, x, fx, fy, y) -> dict:
     """Per-sample weight logits {'x': [a...], 'y': [a...]} (Appendix B.1); {} unweighted.
 
-    `fx` = G_xy(x), `fy` = G_yx(y) (None one-sided). Per sample, so any batching of a
-    sample gives the same logits; normalise them with `normalise_weights`.
+    `fx` = G_xy(x), `fy` = G_yx(y) (None one-sided); normalise with `normalise_weights`.
     """
-    c = self.config
-    if c.batch_weight == "none":
-      return {}
-    W = lambda name, *imgs: models.apply(self.W[name], {"params": params["W"][name]}, *imgs)
-    if c.batch_weight == "one_sided":
-      return {"x": [W("W", x)]}
-    a_x, a_y = batch_weight.weight_logits(c.weighting, W, x, fx, fy, y)
-    return {"x": a_x, "y": a_y}
+    return self.bw.logits(params["W"], x, fx, fy, y)
 
   def normalise_weights(self, logits: dict, n: int, step, axis_name=None):
-    """(ω_x, ω_y): loss weights of both sides, each summing to 1 over the (global) batch.
-
-    Uniform before bw_start and for sides without logits. Evaluation calls this over
-    a whole evaluation sample (`axis_name=None`, n = its size).
-    """
-    c = self.config
-    uniform = batch_weight.uniform_weights(n, axis_name)
-    if not logits:
-      return uniform, uniform
-    if c.batch_weight == "one_sided":
-      t = batch_weight.clip_value(step, c.bw_start, c.bw_full)
-      w = batch_weight.one_sided_weights(logits["x"][0], t, axis_name)
-      return jnp.where(step < c.bw_start, uniform, w), uniform
-    return batch_weight.normalise_two_sided(logits, c.weight_norm, n, step, c.bw_start,
-                                            c.bw_full, axis_name)
+    """(ω_x, ω_y), each summing to 1 over the (global) batch (`BatchWeight.normalise`)."""
+    return self.bw.normalise(logits, n, step, axis_name)
 
   def _weights(self, params, x, fx, fy, y, step, axis_name):
     """(ω_x, ω_y) of a training batch."""
@@ -385,7 +292,7 @@ class JD:
     """(L⁻ − L⁺)² with the critic scores fixed: only the weights ω carry gradient."""
     sg = jax.lax.stop_gradient
     l_minus, l_plus = losses.critic_terms(sg(d_minus), sg(d_plus), w_x, w_y, axis_name)
-    return jnp.square(l_minus - l_plus)
+    return batch_weight.BatchWeight.squared_gap(l_minus - l_plus)
 
   # --- steps: (state, batch, rng) -> (state, metrics) ---
 
@@ -414,7 +321,7 @@ class JD:
     state = apply_grads(self.tx, state, grads, ("G", "W") if train_w else ("G",), axis_name)
     m = parallel.global_size(x.shape[0], axis_name)
     metrics = {"g/gap": gap, "w/loss": jnp.square(gap),
-               "w/clip_t": batch_weight.clip_value(state.step, c.bw_start, c.bw_full)}
+               "w/clip_t": self.bw.clip_t(state.step)}
     # Monitoring only (labels stay on the host): weights x m (1 = uniform) and the
     # critic's scores, whose per-class means show why W moves (its gradient on ω_i is
     # 2·gap·D_i). One-sided: d_y scores the real y.
@@ -459,8 +366,8 @@ class JD:
     return state.replace(spectral=spectral), {"d/gap": gap, "d/gp": gp}
 
   def iteration(self, state: TrainState, batch, axis_name=None):
-    """One generator step then d critic steps, one compiled call (`run_iteration`)."""
-    return run_iteration(self, state, batch, axis_name)
+    """One generator step then d critic steps, one compiled call (`base.run_iteration`)."""
+    return base.run_iteration(self, state, batch, axis_name)
 
   # --- inference ---
 

@@ -32,7 +32,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jdbw import batch_weight, jd, layers, losses, models, models_munit, parallel
+from jdbw import batch_weight, layers, losses, models, models_munit, parallel
+from jdbw.methods import base
 
 BATCH_WEIGHTS = ("none", "two_sided")
 
@@ -116,6 +117,8 @@ def score_per_sample(outputs):
 class MUNIT:
   """MUNIT; `batch_weight='two_sided'` is MUNIT + batch weight (the paper's ablation)."""
 
+  name = "munit"
+
   def __init__(self, config: MUNITConfig):
     self.config = c = config.validate()
     kw = dict(impl=c.conv_impl, dtype=layers.compute_dtype(c.compute_dtype))
@@ -126,10 +129,11 @@ class MUNIT:
     dis = functools.partial(models_munit.MsImageDis, dim=c.dis_dim, n_layer=c.dis_layers,
                             num_scales=c.dis_scales, **kw)
     self.D = {"D_x": dis(), "D_y": dis()}
-    self.W = ({"W_x": models.WeightNet(features=c.w_features, **kw),
-               "W_y": models.WeightNet(features=c.w_features, **kw)}
-              if c.batch_weight == "two_sided" else {})
-    self.tx = {k: jd.adam_optimizer(c) for k in ("G", "D", "W")}
+    self.bw = batch_weight.BatchWeight.build(
+        c.batch_weight, functools.partial(models.WeightNet, features=c.w_features, **kw),
+        scheme="composite", norm=c.weight_norm, bw_start=c.bw_start, bw_full=c.bw_full)
+    self.tx = {k: base.adam_optimizer(c) for k in ("G", "D")}
+    self.tx["W"] = self.bw.optimizer(c)
 
   directions = ("xy", "yx")
   unroll_d_steps = True
@@ -138,7 +142,11 @@ class MUNIT:
   def batches_per_iteration(self) -> int:
     return 1 + self.config.d_steps
 
-  def init_state(self, rng) -> jd.TrainState:
+  def example_shape(self, side: str) -> tuple:
+    c = self.config
+    return (c.resolution, c.resolution, getattr(c, f"channels_{side}"))
+
+  def init_state(self, rng) -> base.TrainState:
     c = self.config
     r = c.resolution
     x = jnp.zeros((1, r, r, c.channels_x))
@@ -150,10 +158,9 @@ class MUNIT:
               "D": {"D_x": self.D["D_x"].init(next(keys), x)["params"],
                     "D_y": self.D["D_y"].init(next(keys), y)["params"]},
               "W": {}}
-    for name, w in self.W.items():
-      params["W"][name] = models.init(w, next(keys), x if name == "W_x" else y)["params"]
+    params["W"], _ = self.bw.init(keys, x, y)   # WeightNet has no spectral norm
     opt_state = {k: self.tx[k].init(params[k]) for k in ("G", "D", "W")}
-    return jd.TrainState(step=jnp.zeros((), jnp.int32), rng=next(keys), params=params,
+    return base.TrainState(step=jnp.zeros((), jnp.int32), rng=next(keys), params=params,
                          spectral={"G": {}, "D": {}, "W": {}}, opt_state=opt_state)
 
   # --- forward pieces ---
@@ -177,20 +184,14 @@ class MUNIT:
 
   def weight_logits(self, params, x, fx, fy, y) -> dict:
     """Composite weight logits (as JD-BW's), {} without batch weight."""
-    if not self.W:
-      return {}
-    W = lambda name, img: models.apply(self.W[name], {"params": params["W"][name]}, img)
-    a_x, a_y = batch_weight.weight_logits("composite", W, x, fx, fy, y)
-    return {"x": a_x, "y": a_y}
+    return self.bw.logits(params["W"], x, fx, fy, y)
 
   def normalise_weights(self, logits: dict, n: int, step, axis_name=None):
-    c = self.config
-    return batch_weight.normalise_two_sided(logits, c.weight_norm, n, step, c.bw_start,
-                                            c.bw_full, axis_name)
+    return self.bw.normalise(logits, n, step, axis_name)
 
   def _styles(self, key, n, axis_name):
     """Prior style codes s_x, s_y ~ N(0, I), one per sample keyed by its global index."""
-    idx = jd.global_index(n, axis_name)
+    idx = base.global_index(n, axis_name)
     kx, ky = jax.random.split(key)
     d = self.config.noise_dim
     draw = lambda k: jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(k, i), (d,)))(idx)
@@ -219,7 +220,7 @@ class MUNIT:
     c = self.config
     x, y = batch["x"], batch["y"]
     s_x, s_y = self._styles(rng, x.shape[0], axis_name)
-    train_w = bool(self.W)
+    train_w = self.bw.active
     sg = jax.lax.stop_gradient
 
     def loss_fn(trainable):
@@ -254,13 +255,13 @@ class MUNIT:
                  - self._mean(sg(real_y), axis_name))
         gap_x = (losses.weighted_sum(sg(score_per_sample(d_yx)), w_y, axis_name)
                  - self._mean(sg(real_x), axis_name))
-        terms["w_loss"] = jnp.square(gap_x) + jnp.square(gap_y)
+        terms["w_loss"] = self.bw.squared_gap(gap_x, gap_y)
         loss = loss + terms["w_loss"]
       return loss, (terms, w_x, w_y)
 
     trainable = {"G": state.params["G"], "W": state.params["W"]}
     grads, (terms, w_x, w_y) = jax.grad(loss_fn, has_aux=True)(trainable)
-    state = jd.apply_grads(self.tx, state, grads, ("G", "W") if train_w else ("G",), axis_name)
+    state = base.apply_grads(self.tx, state, grads, ("G", "W") if train_w else ("G",), axis_name)
     m = parallel.global_size(x.shape[0], axis_name)
     metrics = {f"g/{k}" if k != "w_loss" else "w/loss": v for k, v in terms.items()}
     return state, (metrics, {"w_x": w_x * m, "w_y": w_y * m})
@@ -286,9 +287,9 @@ class MUNIT:
       return c.gan_w * (fake + real)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params["D"])
-    state = jd.apply_grads(self.tx, state, {"D": grads}, ("D",), axis_name)
+    state = base.apply_grads(self.tx, state, {"D": grads}, ("D",), axis_name)
     return state, {"d/loss": loss}
 
   def iteration(self, state, batch, axis_name=None):
     """One generator step then d discriminator steps, one compiled call (see JD)."""
-    return jd.run_iteration(self, state, batch, axis_name)
+    return base.run_iteration(self, state, batch, axis_name)

@@ -1,0 +1,79 @@
+"""The methods and their one registry: name -> (method class, config class).
+
+  from jdbw import methods
+  method = methods.build("jd", batch_weight="two_sided", d_steps=5)
+  method = methods.from_config(some_jd_config)
+
+Every entry point (trainer, inference, evaluation, benchmarks) reads `REGISTRY`; an
+unknown name is refused with one line listing the valid ones. A new method is one
+module here with a class following `base.Method` and one line below (docs/methods.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+from jdbw.errors import ConfigError
+from jdbw.methods import base, jd, munit
+from jdbw.methods.base import Method, TrainState
+
+
+class Entry(NamedTuple):
+  method: type
+  config: type
+  summary: str
+
+
+REGISTRY: dict[str, Entry] = {
+    "jd": Entry(jd.JD, jd.JDConfig,
+                "joint discriminator: JD-BW (--batch_weight=two_sided, Algorithm 1), JD alone"
+                " (none), one-sided batch weight (one_sided, Algorithm 2)"),
+    "munit": Entry(munit.MUNIT, munit.MUNITConfig,
+                   "MUNIT (--batch_weight=none) or MUNIT + batch weight (two_sided)"),
+}
+# Names saved in config.json by earlier versions (the class name).
+_SAVED_NAMES = {"JD": "jd", "MUNIT": "munit"}
+
+
+def names() -> list[str]:
+  return list(REGISTRY)
+
+
+def get(name: str) -> Entry:
+  """The registry entry of `name` (a `--model` value or a saved config's method)."""
+  key = _SAVED_NAMES.get(name, name)
+  if key not in REGISTRY:
+    raise ConfigError(f"--model: got {name!r}; expected one of {names()}")
+  return REGISTRY[key]
+
+
+def build(name: str, **config) -> Method:
+  """A method of registry `name` with config fields `config` (others default)."""
+  entry = get(name)
+  fields = {f.name for f in dataclasses.fields(entry.config)}
+  unknown = sorted(set(config) - fields)
+  if unknown:
+    raise ConfigError(f"{name}: unknown config field(s) {unknown}")
+  return entry.method(entry.config(**config))
+
+
+def from_config(config) -> Method:
+  """The method whose config class `config` is an instance of."""
+  for entry in REGISTRY.values():
+    if isinstance(config, entry.config):
+      return entry.method(config)
+  raise ConfigError(f"no registered method takes a {type(config).__name__}"
+                    f" (registered: {names()})")
+
+
+def name_of(method) -> str:
+  """Registry name of a method instance (what config.json records)."""
+  for key, entry in REGISTRY.items():
+    if isinstance(method, entry.method):
+      return key
+  raise ConfigError(f"{type(method).__name__} is not a registered method ({names()})")
+
+
+__all__ = ["REGISTRY", "Entry", "Method", "TrainState", "base", "build", "from_config", "get",
+           "jd", "munit", "name_of", "names"]

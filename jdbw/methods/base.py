@@ -1,0 +1,132 @@
+"""What every method shares: the `Method` interface, the train state, the optimiser and
+the one compiled iteration (a generator step, then d critic steps).
+
+The loop (`jdbw.train`), the evaluator, inference, figures and the benchmarks use a
+method only through `Method`; `jdbw.methods` registers the implementations by name.
+Steps are written once against a named batch axis (`axis_name`, None on one device),
+with the data-parallel convention of `jdbw.parallel`: each per-device loss is the
+global value and gradients are averaged with `lax.pmean`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from jdbw import parallel
+
+
+@flax.struct.dataclass
+class TrainState:
+  """All training state: step, RNG, params, spectral-norm state, optimiser states.
+
+  `params`, `spectral` and `opt_state` are keyed by part ('G', 'D', 'W'), each part by
+  network name ({'G_xy', 'G_yx'} for JD, {'G_x', 'G_y'} for MUNIT, ...); a part
+  without networks is an empty dict, so every method checkpoints the same way.
+  """
+  step: jax.Array
+  rng: jax.Array
+  params: dict
+  spectral: dict     # same layout; empty dicts where a net has no spectral norm
+  opt_state: dict
+
+
+@runtime_checkable
+class Method(Protocol):
+  """The interface the loop, evaluator, inference, figures and benchmarks call.
+
+  A method is a frozen config plus pure functions of an explicit `TrainState`; labels
+  never reach it (batches hold images only).
+  """
+  name: ClassVar[str]             # registry name (`--model`)
+  config: Any                     # frozen dataclass, saved in config.json
+  directions: tuple[str, ...]     # translation directions: ('xy', 'yx') or ('xy',)
+  batches_per_iteration: int      # batches stacked per iteration (1 + d critic steps)
+  unroll_d_steps: bool
+
+  def init_state(self, rng) -> TrainState: ...
+
+  def example_shape(self, side: str) -> tuple: ...
+
+  def generator_step(self, state, batch, rng, axis_name=None): ...
+
+  def discriminator_step(self, state, batch, rng, axis_name=None): ...
+
+  def iteration(self, state, batch, axis_name=None): ...
+
+  def translate(self, params, spectral, images, z, direction: str): ...
+
+  def weight_logits(self, params, x, fx, fy, y) -> dict: ...
+
+  def normalise_weights(self, logits: dict, n: int, step, axis_name=None): ...
+
+
+def empty_parts() -> dict:
+  return {"G": {}, "D": {}, "W": {}}
+
+
+def adam_optimizer(c, lr: float | None = None):
+  """Adam(lr, b1, b2), optional coupled weight decay and step decay (authors' settings).
+
+  `c` has lr, b1, b2, weight_decay, lr_decay_every, lr_decay_rate; `lr` overrides c.lr
+  (the weight networks' own learning rate).
+  """
+  lr = c.lr if lr is None else lr
+  schedule = lr
+  if c.lr_decay_every:
+    schedule = optax.exponential_decay(lr, c.lr_decay_every, c.lr_decay_rate, staircase=True)
+  parts = [optax.add_decayed_weights(c.weight_decay)] if c.weight_decay else []
+  return optax.chain(*parts, optax.adam(schedule, b1=c.b1, b2=c.b2))
+
+
+def apply_grads(tx: dict, state: TrainState, grads, parts, axis_name):
+  """Averages gradients over the device axis and takes one optimiser step for `parts`."""
+  grads = parallel.pmean(grads, axis_name)
+  params, opt_state = dict(state.params), dict(state.opt_state)
+  for k in parts:
+    updates, opt_state[k] = tx[k].update(grads[k], state.opt_state[k], state.params[k])
+    params[k] = optax.apply_updates(state.params[k], updates)
+  return state.replace(params=params, opt_state=opt_state)
+
+
+def run_iteration(method: Method, state: TrainState, batch, axis_name=None):
+  """One generator step then d critic steps, one compiled call (any method).
+
+  `batch` = {'x': [1 + d, B, ...], 'y': [1 + d, B, ...]} images: slice 0 feeds the
+  generator step, slices 1..d the critic steps (fresh batches each). RNG: the
+  state's key folded with the step, then with the sub-step index.
+  """
+  key = jax.random.fold_in(state.rng, state.step)
+  g_batch = jax.tree.map(lambda a: a[0], batch)
+  state, (g_metrics, per_sample) = method.generator_step(
+      state, g_batch, jax.random.fold_in(key, 0), axis_name)
+
+  def d_body(state, inputs):
+    i, b = inputs
+    return method.discriminator_step(state, b, jax.random.fold_in(key, i), axis_name)
+
+  d_batches = jax.tree.map(lambda a: a[1:], batch)
+  # Unrolled: XLA:CPU ran the rolled scan 1.2x slower than the same steps unrolled
+  # (5x with XLA's convolutions; docs/benchmarks.md). Not yet measured on an accelerator.
+  state, d_metrics = jax.lax.scan(
+      d_body, state, (jnp.arange(1, method.config.d_steps + 1), d_batches),
+      unroll=method.unroll_d_steps)
+  metrics = {**g_metrics, **jax.tree.map(lambda a: a[-1], d_metrics)}
+  metrics = parallel.pmean(metrics, axis_name)
+  return state.replace(step=state.step + 1), metrics, per_sample
+
+
+def global_index(n_local, axis_name):
+  """Global batch index of each local sample (device offset + position)."""
+  offset = jax.lax.axis_index(axis_name) * n_local if axis_name else 0
+  return offset + jnp.arange(n_local)
+
+
+def per_sample_uniform(key, global_index, shape, minval=0.0, maxval=1.0):
+  """One draw per sample keyed by its global index: identical on any device count."""
+  return jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i), shape,
+                                               jnp.float32, minval, maxval))(global_index)
