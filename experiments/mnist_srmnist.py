@@ -34,7 +34,13 @@ flags.DEFINE_integer("eval_every", 0,
                      "Evaluate (experiments.evaluate's metrics) every N steps and at the end,"
                      " to TensorBoard under eval/; 0 = off.")
 flags.DEFINE_bool("jax_distributed", False,
-                  "Call jax.distributed.initialize() (multi-host TPU pod slices).")
+                  "Call jax.distributed.initialize() first: one process per host (TPU pod"
+                  " slices, Slurm and Open MPI detect the rest; elsewhere give the three"
+                  " flags below).")
+flags.DEFINE_string("coordinator_address", None,
+                    "--jax_distributed: host:port of process 0 (e.g. localhost:12355).")
+flags.DEFINE_integer("num_processes", None, "--jax_distributed: number of processes.")
+flags.DEFINE_integer("process_id", None, "--jax_distributed: this process's index.")
 flags.DEFINE_enum("model", "jd", methods.names(),
                   "; ".join(f"{k} = {e.summary}" for k, e in methods.REGISTRY.items()) + ".")
 _DEFAULT, _MUNIT = jd.JDConfig(), munit.MUNITConfig()
@@ -70,7 +76,7 @@ flags.DEFINE_integer("bw_full", _DEFAULT.bw_full,
                      " so their bw_full = 1000 at d = 5 is 200 here.")
 flags.DEFINE_float("lr", _DEFAULT.lr, "Adam learning rate (G, D and W).")
 flags.DEFINE_float("w_lr", _DEFAULT.w_lr,
-                   "Weight nets' Adam learning rate; 0 = --lr (the paper's single rate); jd only.")
+                   "Weight nets' Adam learning rate; 0 = --lr (the paper's single rate).")
 flags.DEFINE_float("b1", _DEFAULT.b1, "Adam beta1.")
 flags.DEFINE_float("b2", _DEFAULT.b2, "Adam beta2.")
 flags.DEFINE_float("weight_decay", None, "Coupled L2 weight decay (authors' code: 1e-4)."
@@ -162,7 +168,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if FLAGS.jax_distributed:
-    jax.distributed.initialize()
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  elif any(FLAGS[f].present for f in ("coordinator_address", "num_processes", "process_id")):
+    raise ConfigError("--coordinator_address/--num_processes/--process_id: need"
+                      " --jax_distributed")
   run = run_config().validate()
   method = methods.from_config(model_config())
   logging.info("devices: %s; processes: %d", jax.devices(), jax.process_count())

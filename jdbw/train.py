@@ -96,12 +96,24 @@ def place_state(state, mode: str, mesh=None):
   if mode == "pmap":
     n = jax.local_device_count()
     return jax.tree.map(lambda a: np.stack([np.asarray(a)] * n), state)
-  return jax.device_put(state, NamedSharding(mesh or parallel.make_mesh(), P()))
+  # From host values: with several processes each one supplies its (identical) copy.
+  return jax.device_put(jax.device_get(state), NamedSharding(mesh or parallel.make_mesh(), P()))
 
 
 def host_state(state, mode: str):
   """A single (unreplicated) copy of the state, for checkpoints and inference."""
   return jax.tree.map(lambda a: a[0], state) if mode == "pmap" else state
+
+
+def local_state(state, mode: str):
+  """This process's own copy of the (replicated) state, for work one process does
+  alone (figures, evaluation): with several processes the global arrays span devices
+  of other hosts, and a computation on them would wait for every process."""
+  state = host_state(state, mode)
+  if jax.process_count() == 1:
+    return state
+  return jax.tree.map(lambda a: np.asarray(a.addressable_data(0))
+                      if isinstance(a, jax.Array) else a, state)
 
 
 def place_batch(images, mode: str, mesh=None):
@@ -153,6 +165,8 @@ def check_workdir_config(workdir: str, record: dict, defaults: dict | None = Non
       raise ConfigError(
           f"--workdir: {workdir} was created with a different model configuration"
           f" (differs in: {', '.join(diff)}); use a new --workdir or the original flags")
+    return
+  if jax.process_index() != 0:   # multi-process: process 0 writes the run's files
     return
   os.makedirs(workdir, exist_ok=True)
   with open(path, "w") as f:
@@ -207,8 +221,7 @@ def write_figures(method, state, eval_batch, history, workdir, seed, *, targets=
   """Figures 2-4 of the paper's layout (scatter plots for point domains, with the modes'
   `centres` {'x': [K, 2], 'y': ...} marked if given)."""
   out_dir = os.path.join(workdir, "figures")
-  points = getattr(method.config, "networks", "conv") == "mlp"
-  if points:
+  if method.point_domains:
     paths = _point_figures(method, state, eval_batch, out_dir, seed, centres or {})
   else:
     paths = _image_figures(method, state, eval_batch, out_dir, seed)
@@ -217,8 +230,7 @@ def write_figures(method, state, eval_batch, history, workdir, seed, *, targets=
                                                "critic_y")}
     critic = ({"x": series["critic_x"], "y": series["critic_y"]}
               if series["critic_x"] is not None else None)
-    one_sided = "G_yx" not in getattr(method, "G", {"G_yx": None})
-    critic_names = {"x": "D(G_xy(x))", "y": "D(y)"} if one_sided else None
+    critic_names = method.critic_names
     paths.append(figures.weight_curves(
         os.path.join(out_dir, "figure3_weights.png"), history["steps"],
         {"x": series["weights_x"], "y": series["weights_y"]},
@@ -335,7 +347,7 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
   domains = {k: data.load_domain(s, data_dir=run.data_dir, process_index=jax.process_index(),
                                  process_count=jax.process_count())
              for k, s in domain_specs.items()}
-  points = getattr(method.config, "networks", "conv") == "mlp"
+  points = method.point_domains
   for name, d in domains.items():
     if d.is_points != points:
       raise ConfigError(
@@ -377,7 +389,8 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
   batches = data.make_batches(domains, run.batch_size, seed=stream_seed(run.seed, start),
                               resolution=method.config.resolution,
                               stack=(method.batches_per_iteration,))
-  writer = _tb_writer(os.path.join(workdir, "tb"))
+  lead = jax.process_index() == 0   # writes events and figures; every process checkpoints
+  writer = _tb_writer(os.path.join(workdir, "tb")) if lead else _NoWriter()
   dev_state = place_state(state, run.parallel, mesh)
   timer = {"t": time.time(), "step": start}
 
@@ -390,6 +403,7 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
           f"non-finite loss at step {done}: {bad}; stopping. The last good"
           f" checkpoint (step {ckpt.latest_step()}) is untouched; lower --lr or"
           " raise --gp_weight and rerun with a new --workdir")
+    per_sample, labels = _gathered(per_sample, labels, run.parallel)
     _monitor_weights(history, flat_per_sample(per_sample), labels, num_classes,
                      run.weight_ema, done, run.log_every)
     if done % run.log_every == 0 or done == run.steps:
@@ -433,11 +447,11 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
         pending = None
         if save:
           ckpt.save(done, host_state(dev_state, run.parallel), history)
-        if draw:
-          write_figures(method, host_state(dev_state, run.parallel), eval_batch, history,
+        if draw and lead:
+          write_figures(method, local_state(dev_state, run.parallel), eval_batch, history,
                         workdir, run.seed, **refs)
         if score:
-          scores = evaluate(host_state(dev_state, run.parallel))
+          scores = evaluate(local_state(dev_state, run.parallel))
           logging.info("eval step %d  %s", done,
                        "  ".join(f"{k}={v:.4f}" for k, v in sorted(scores.items())))
           for k, v in scores.items():
@@ -495,6 +509,37 @@ def _monitor_weights(history, per_sample, labels, num_classes, ema, step, every)
     history["steps"].append(step)
     for series, _, ema_key, _ in _SERIES:
       history[series].append(history[ema_key])
+
+
+def _gathered(per_sample, labels, mode: str):
+  """The global batch's per-sample values and labels on every process (host numpy).
+
+  One process: its arrays as they are. Several: the per-sample outputs are global
+  arrays no host holds whole, and each host has only its slice of the labels, so both
+  are gathered in process order (the order `parallel.to_global` builds the batch in).
+  """
+  if jax.process_count() == 1:
+    return per_sample, labels
+  from jax.experimental import multihost_utils
+  if mode == "pmap":   # [local devices, B_local] per host
+    per_sample = {k: np.asarray(v).reshape(-1) for k, v in per_sample.items()}
+  per_sample = multihost_utils.process_allgather(per_sample, tiled=True)
+  labels = multihost_utils.process_allgather(
+      {k: np.asarray(v).reshape(-1) for k, v in labels.items()}, tiled=True)
+  return per_sample, labels
+
+
+class _NoWriter:
+  """The TensorBoard writer of processes other than 0."""
+
+  def add_scalar(self, *args, **kwargs):
+    pass
+
+  def flush(self):
+    pass
+
+  def close(self):
+    pass
 
 
 def _tb_writer(logdir):

@@ -47,6 +47,10 @@ class Method(Protocol):
   directions: tuple[str, ...]     # translation directions: ('xy', 'yx') or ('xy',)
   batches_per_iteration: int      # batches stacked per iteration (1 + d critic steps)
   unroll_d_steps: bool
+  point_domains: bool             # vector (2-D mixture) domains instead of images
+  # Names of the per-sample critic scores `d_x` / `d_y` the generator step returns for
+  # Figure 3's lower row (None: the joint critic's D(x, G_xy(x)), D(G_yx(y), y)).
+  critic_names: dict | None
 
   def init_state(self, rng) -> TrainState: ...
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jdbw import batch_weight, layers, losses, models, parallel
+from jdbw import config as config_lib
 from jdbw.methods import base
 from jdbw.methods.base import TrainState, apply_grads, global_index, per_sample_uniform
 
@@ -33,38 +34,20 @@ NETWORKS = ("conv", "mlp")   # conv: the paper's image networks; mlp: 2-D mixtur
 
 
 @dataclasses.dataclass(frozen=True)
-class JDConfig:
-  """Everything that defines the model and its training (saved with the workdir)."""
-  batch_weight: str = "two_sided"
+class JDConfig(config_lib.MethodConfig):
+  """Everything that defines the model and its training (saved with the workdir).
+
+  The shared sections (images, optimiser, batch weight, execution) come from
+  `jdbw.config`; these are JD's own fields.
+  """
   weighting: str = "composite"
-  weight_norm: str = "softmax"
   weight_phase: str = "generator"
   gp_type: str = "points"
   gp_weight: float = 10.0
-  d_steps: int = 5
-  noise_dim: int = 8
-  channels_x: int = 1
-  channels_y: int = 1
-  resolution: int = 32            # 32: Tables 1-2; 128: models.GeneratorHiRes & co.
   g_kernel: int = 4               # 32x32 generator only (Table 2's K, s)
   g_stride: int = 2
   g_features: int = 64
   d_features: int = 32
-  w_features: int = 64
-  # Clip schedule of the softmax weights, in generator steps (iterations): uniform before
-  # bw_start, t = 0.25 + (step - bw_start) / (bw_full - bw_start) after. The authors count
-  # critic iterations: their MNIST (0, 1000) at d = 5 is (0, 200) here, the default.
-  bw_start: int = 0
-  bw_full: int = 200
-  lr: float = 1e-4
-  w_lr: float = 0.0               # weight nets' learning rate; 0 = lr (the paper: one lr)
-  b1: float = 0.5
-  b2: float = 0.999
-  weight_decay: float = 0.0
-  lr_decay_every: int = 0
-  lr_decay_rate: float = 0.5
-  conv_impl: str = "auto"         # layers.CONV_IMPLS: same function, different kernels
-  compute_dtype: str = "float32"  # 'bfloat16': bf16 compute, float32 params and losses
   # Vector networks for point domains (`mixture2d`): widths are g/d/w_features.
   networks: str = "conv"
   mlp_layers: int = 3             # hidden layers of each MLP (networks='mlp')
@@ -73,23 +56,20 @@ class JDConfig:
   # D and W train. ((M row-major), (c)) from `jdbw.data.mixture.true_map`; () = learned.
   oracle_map: tuple = ()
 
+  BATCH_WEIGHTS = BATCH_WEIGHTS
+
   def __post_init__(self):
     # JSON (config.json) gives lists; keep the config hashable and comparable.
     tup = lambda v: tuple(tup(a) for a in v) if isinstance(v, (list, tuple)) else float(v)
     object.__setattr__(self, "oracle_map", tup(self.oracle_map))
 
-  def validate(self):
+  def check(self):
     from jdbw.errors import ConfigError
-    checks = [("batch_weight", BATCH_WEIGHTS), ("weighting", batch_weight.SCHEMES),
-              ("weight_norm", batch_weight.NORMS), ("weight_phase", WEIGHT_PHASES),
-              ("gp_type", losses.GP_TYPES), ("conv_impl", layers.CONV_IMPLS),
-              ("compute_dtype", layers.COMPUTE_DTYPES)]
-    checks.append(("networks", NETWORKS))
-    for field, allowed in checks:
+    for field, allowed in (("weighting", batch_weight.SCHEMES), ("weight_phase", WEIGHT_PHASES),
+                           ("gp_type", losses.GP_TYPES), ("networks", NETWORKS)):
       if getattr(self, field) not in allowed:
         raise ConfigError(f"--{field}: got {getattr(self, field)!r}; expected one of {allowed}")
-    for field in ("d_steps", "noise_dim", "g_features", "d_features", "w_features",
-                  "mlp_layers", "point_dim"):
+    for field in ("g_features", "d_features", "mlp_layers", "point_dim"):
       if getattr(self, field) < 1:
         raise ConfigError(f"--{field}: got {getattr(self, field)}; expected >= 1")
     if self.resolution not in RESOLUTIONS:
@@ -110,9 +90,8 @@ class JDConfig:
                             len(self.oracle_map[1]) != self.point_dim):
       raise ConfigError(f"oracle_map: expected ((M row-major), (c)) for points of size"
                         f" {self.point_dim}; got {self.oracle_map}")
-    if self.lr <= 0 or self.gp_weight < 0 or self.w_lr < 0:
-      raise ConfigError("--lr must be > 0, --w_lr >= 0 (0 = --lr) and --gp_weight >= 0")
-    return self
+    if self.gp_weight < 0:
+      raise ConfigError(f"--gp_weight: got {self.gp_weight}; expected >= 0")
 
 
 # §4.4's 128x128 setting (Edges <-> Shoes&Bags, CelebA <-> Portraits): RGB, d_z = 16,
@@ -179,6 +158,15 @@ class JD:
   @property
   def batches_per_iteration(self) -> int:
     return 1 + self.config.d_steps
+
+  @property
+  def point_domains(self) -> bool:
+    return self.config.networks == "mlp"
+
+  @property
+  def critic_names(self) -> dict | None:
+    # One-sided: the marginal critic scores G_xy(x) against the real y.
+    return {"x": "D(G_xy(x))", "y": "D(y)"} if self.config.batch_weight == "one_sided" else None
 
   # --- construction ---
 

@@ -33,17 +33,23 @@ import jax
 import jax.numpy as jnp
 
 from jdbw import batch_weight, layers, losses, models, models_munit, parallel
+from jdbw import config as config_lib
 from jdbw.methods import base
 
 BATCH_WEIGHTS = ("none", "two_sided")
 
 
 @dataclasses.dataclass(frozen=True)
-class MUNITConfig:
-  """MUNIT's SR-MNIST settings (authors' code) by default; saved with the workdir."""
+class MUNITConfig(config_lib.MethodConfig):
+  """MUNIT's SR-MNIST settings (authors' code) by default; saved with the workdir.
+
+  Shared sections from `jdbw.config`, with MUNIT's defaults for some of their fields
+  (no batch weight, 1 D step, weight decay 1e-4, the clip relaxed by step 1000).
+  """
   batch_weight: str = "none"
-  weight_norm: str = "softmax"
-  noise_dim: int = 8           # style dimension
+  d_steps: int = 1
+  weight_decay: float = 1e-4
+  bw_full: int = 1000
   gen_dim: int = 64
   mlp_dim: int = 256
   n_downsample: int = 1
@@ -57,44 +63,17 @@ class MUNITConfig:
   recon_s_w: float = 1.0
   recon_c_w: float = 1.0
   recon_x_cyc_w: float = 0.0
-  d_steps: int = 1
-  w_features: int = 64
-  bw_start: int = 0
-  bw_full: int = 1000
-  channels_x: int = 1
-  channels_y: int = 1
-  resolution: int = 32
-  lr: float = 1e-4
-  b1: float = 0.5
-  b2: float = 0.999
-  weight_decay: float = 1e-4
-  lr_decay_every: int = 0
-  lr_decay_rate: float = 0.5
-  conv_impl: str = "auto"         # layers.CONV_IMPLS
-  compute_dtype: str = "float32"  # layers.COMPUTE_DTYPES
 
-  def validate(self):
+  BATCH_WEIGHTS = BATCH_WEIGHTS
+
+  def check(self):
     from jdbw.errors import ConfigError
-    for field, allowed in (("conv_impl", layers.CONV_IMPLS),
-                           ("compute_dtype", layers.COMPUTE_DTYPES)):
-      if getattr(self, field) not in allowed:
-        raise ConfigError(f"--{field}: got {getattr(self, field)!r}; expected one of {allowed}")
-    if self.batch_weight not in BATCH_WEIGHTS:
-      raise ConfigError(f"--batch_weight: got {self.batch_weight!r}; MUNIT takes one of"
-                        f" {BATCH_WEIGHTS}")
-    if self.weight_norm not in batch_weight.NORMS:
-      raise ConfigError(f"--weight_norm: got {self.weight_norm!r}; expected one of"
-                        f" {batch_weight.NORMS}")
-    for f in ("noise_dim", "gen_dim", "mlp_dim", "n_res", "dis_dim", "dis_layers",
-              "dis_scales", "d_steps", "w_features"):
+    for f in ("gen_dim", "mlp_dim", "n_res", "dis_dim", "dis_layers", "dis_scales"):
       if getattr(self, f) < 1:
         raise ConfigError(f"--{f}: got {getattr(self, f)}; expected >= 1")
     if self.resolution % 2 ** max(self.n_downsample, self.style_downsample, self.dis_layers):
       raise ConfigError(f"--resolution: {self.resolution} must divide by 2^(number of"
                         " down-sampling layers)")
-    if self.lr <= 0:
-      raise ConfigError("--lr must be > 0")
-    return self
 
 
 def style_from_noise(z):
@@ -133,10 +112,12 @@ class MUNIT:
         c.batch_weight, functools.partial(models.WeightNet, features=c.w_features, **kw),
         scheme="composite", norm=c.weight_norm, bw_start=c.bw_start, bw_full=c.bw_full)
     self.tx = {k: base.adam_optimizer(c) for k in ("G", "D")}
-    self.tx["W"] = self.bw.optimizer(c)
+    self.tx["W"] = self.bw.optimizer(c, c.w_lr)
 
   directions = ("xy", "yx")
   unroll_d_steps = True
+  point_domains = False
+  critic_names = None   # no joint critic: Figure 3 shows the weights only
 
   @property
   def batches_per_iteration(self) -> int:

@@ -1,0 +1,95 @@
+"""The method registry, the shared config sections and the batch-weight component."""
+
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jdbw import batch_weight, config, methods, train
+from jdbw.errors import ConfigError
+from jdbw.methods import base, jd, munit
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def test_registry_builds_every_method_and_refuses_unknown_names():
+  for name, entry in methods.REGISTRY.items():
+    m = methods.build(name)
+    assert isinstance(m, entry.method) and isinstance(m, base.Method)
+    assert methods.name_of(m) == name == m.name
+    assert type(methods.from_config(m.config)) is entry.method
+  assert methods.get("JD").method is jd.JD        # names saved by earlier versions
+  with pytest.raises(ConfigError, match=r"--model: got 'cyclegan'; expected one of"):
+    methods.get("cyclegan")
+  with pytest.raises(ConfigError, match="unknown config field"):
+    methods.build("munit", g_features=4)
+
+
+def test_shared_sections_are_defined_once_with_per_method_defaults():
+  shared = {f for s in config.SECTIONS for f in config.section_fields(s)}
+  for entry in methods.REGISTRY.values():
+    fields = {f.name for f in dataclasses.fields(entry.config)}
+    assert shared <= fields
+    assert issubclass(entry.config, config.MethodConfig)
+  # A method may change a section's default, not its meaning.
+  assert jd.JDConfig().weight_decay == 0.0 and munit.MUNITConfig().weight_decay == 1e-4
+  assert jd.JDConfig().d_steps == 5 and munit.MUNITConfig().d_steps == 1
+
+
+@pytest.mark.parametrize("cls,bad,flag", [
+    (jd.JDConfig, dict(lr=0.0), "--lr"),
+    (munit.MUNITConfig, dict(lr=-1.0), "--lr"),
+    (munit.MUNITConfig, dict(batch_weight="one_sided"), "--batch_weight"),
+    (jd.JDConfig, dict(bw_start=300, bw_full=200), "--bw_start/--bw_full"),
+    (munit.MUNITConfig, dict(conv_impl="cudnn"), "--conv_impl"),
+    (jd.JDConfig, dict(w_lr=-1e-3), "--w_lr"),
+    (jd.JDConfig, dict(weighting="mean"), "--weighting"),
+    (munit.MUNITConfig, dict(gen_dim=0), "--gen_dim"),
+])
+def test_validation_names_the_flag(cls, bad, flag):
+  with pytest.raises(ConfigError) as e:
+    cls(**bad).validate()
+  assert str(e.value).startswith(flag) and "\n" not in str(e.value)
+
+
+def test_configs_saved_before_the_sections_still_load(tmp_path):
+  with open(os.path.join(HERE, "data", "saved_configs_2026-12-01.json")) as f:
+    saved = json.load(f)
+  for name, record in saved.items():
+    entry = methods.get(record["method"])
+    cfg = entry.config(**record["model"]).validate()
+    assert {k: getattr(cfg, k) for k in record["model"]} == {
+        k: tuple(v) if isinstance(v, list) else v for k, v in record["model"].items()}
+    # The workdir check accepts the old record for the same run (new fields at defaults).
+    workdir = tmp_path / name
+    workdir.mkdir()
+    (workdir / "config.json").write_text(json.dumps(record))
+    now = {**record, "model": dataclasses.asdict(cfg)}
+    train.check_workdir_config(str(workdir), now, dataclasses.asdict(entry.config()))
+
+
+def test_batch_weight_component_modes_and_networks():
+  net = lambda: jd.models.WeightNet(features=2)
+  two = batch_weight.BatchWeight.build("two_sided", net)
+  assert sorted(two.networks) == ["W_x", "W_y"] and two.active
+  assert sorted(batch_weight.BatchWeight.build("two_sided", net, scheme="concat").networks) == ["W"]
+  assert sorted(batch_weight.BatchWeight.build("one_sided", net).networks) == ["W"]
+  none = batch_weight.BatchWeight.build("none", net)
+  assert none.networks == {} and not none.active
+  x = jnp.zeros((4, 32, 32, 1))
+  keys = iter(jax.random.split(jax.random.PRNGKey(0), 4))
+  params, _ = two.init(keys, x, x)
+  rng = np.random.default_rng(0)
+  x, y = (jnp.asarray(rng.uniform(-1, 1, (6, 32, 32, 1)), jnp.float32) for _ in range(2))
+  w_x, w_y = two.weights(params, x, y, x, y, jnp.asarray(1000), None)
+  np.testing.assert_allclose([float(w_x.sum()), float(w_y.sum())], [1.0, 1.0], rtol=1e-6)
+  assert float(jnp.std(w_x)) > 0   # random W: not uniform once the clip is wide
+  u_x, u_y = none.weights({}, x, y, x, y, jnp.asarray(1000), None)
+  np.testing.assert_allclose(np.asarray(u_x), 1 / 6) and np.testing.assert_allclose(u_y, 1 / 6)
+  assert float(two.squared_gap(jnp.asarray(2.0), jnp.asarray(-1.0))) == 5.0
+  with pytest.raises(ValueError, match="unknown batch weight mode"):
+    batch_weight.BatchWeight.build("both", net)
