@@ -120,15 +120,21 @@ def eval_config():
       min_classifier_accuracy=FLAGS.min_classifier_accuracy)
 
 
+def eval_split_overlaps(training_splits: dict, split: str) -> list[str]:
+  """Names of the domains whose training split shares examples with `split`."""
+  from jdbw.data import sources
+  return [name for name, s in training_splits.items() if sources.splits_overlap(s, split)]
+
+
 def check_eval_split(specs: dict, split: str) -> None:
   """One line if the evaluation sample would be drawn from examples a domain trains on
   (validation for images: train on 'train[:90%]', evaluate on 'train[90%:]')."""
-  from jdbw.data import sources
-  for name, spec in specs.items():
-    if sources.splits_overlap(spec.split, split):
-      raise ConfigError(f"--eval_split: {split!r} shares examples with --split_{name}"
-                        f"={spec.split!r}, which the run trains on; e.g. --split_{name}="
-                        "train[:90%] with --eval_split=train[90%:] for validation")
+  overlapping = eval_split_overlaps({k: s.split for k, s in specs.items()}, split)
+  if overlapping:
+    name = overlapping[0]
+    raise ConfigError(f"--eval_split: {split!r} shares examples with --split_{name}"
+                      f"={specs[name].split!r}, which the run trains on; e.g. --split_{name}="
+                      "train[:90%] with --eval_split=train[90%:] for validation")
 
 
 def classifier_config():

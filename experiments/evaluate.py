@@ -48,13 +48,11 @@ def main(argv):
 
 def _weights_only():
   from jdbw import inference
-  from jdbw.data import sources
-  record = inference.read_config(FLAGS.workdir)
-  for name, d in record["domains"].items():
-    if sources.splits_overlap(d["split"], FLAGS.eval_split):
-      logging.warning("--eval_split=%s shares examples with the training split %s of"
-                      " domain %s: these are training-set weights", FLAGS.eval_split,
-                      d["split"], name)
+  splits = {k: d["split"] for k, d in inference.read_config(FLAGS.workdir)["domains"].items()}
+  for name in common.eval_split_overlaps(splits, FLAGS.eval_split):
+    logging.warning("--eval_split=%s shares examples with the training split %s of"
+                    " domain %s: these are training-set weights", FLAGS.eval_split,
+                    splits[name], name)
   out = report.weights_workdir(FLAGS.workdir, common.eval_config(), step=FLAGS.step,
                                data_dir=FLAGS.data_dir)
   print(f"step {out['step']}, {out['samples']} draws of {out['split']!r} per domain"

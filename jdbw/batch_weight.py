@@ -174,9 +174,8 @@ class BatchWeight:
     from jdbw import models
     params, spectral = {}, {}
     for name, net in self.networks.items():
-      variables = models.init(net, next(keys), *self._inputs(name, x, y))
-      params[name] = variables.get("params", {})
-      spectral[name] = variables.get(models.SPECTRAL, {})
+      params[name], spectral[name] = models.split_variables(
+          models.init(net, next(keys), *self._inputs(name, x, y)))
     return params, spectral
 
   def optimizer(self, optim_config, w_lr: float = 0.0):

@@ -17,13 +17,15 @@ from jdbw import layers
 from jdbw.errors import ConfigError
 
 
-def _positive(config, *fields):
+def positive(config, *fields):
+  """One line naming the first of `fields` below 1."""
   for f in fields:
     if getattr(config, f) < 1:
       raise ConfigError(f"--{f}: got {getattr(config, f)}; expected >= 1")
 
 
-def _one_of(config, field, allowed):
+def one_of(config, field, allowed):
+  """One line if `field` is not one of `allowed`."""
   if getattr(config, field) not in allowed:
     raise ConfigError(f"--{field}: got {getattr(config, field)!r}; expected one of {allowed}")
 
@@ -37,7 +39,7 @@ class ImageConfig:
   resolution: int = 32
 
   def _check_images(self):
-    _positive(self, "noise_dim", "channels_x", "channels_y", "resolution")
+    positive(self, "noise_dim", "channels_x", "channels_y", "resolution")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +54,7 @@ class OptimizerConfig:
   lr_decay_rate: float = 0.5
 
   def _check_optimizer(self):
-    _positive(self, "d_steps")
+    positive(self, "d_steps")
     if self.lr <= 0:
       raise ConfigError(f"--lr: got {self.lr}; expected > 0")
     if self.weight_decay < 0 or self.lr_decay_every < 0 or not 0 < self.lr_decay_rate <= 1:
@@ -83,8 +85,8 @@ class BatchWeightConfig:
     if self.batch_weight not in allowed:
       raise ConfigError(f"--batch_weight: got {self.batch_weight!r}; this model takes one"
                         f" of {allowed}")
-    _one_of(self, "weight_norm", bw_lib.NORMS)
-    _positive(self, "w_features")
+    one_of(self, "weight_norm", bw_lib.NORMS)
+    positive(self, "w_features")
     if self.w_lr < 0:
       raise ConfigError(f"--w_lr: got {self.w_lr}; expected >= 0 (0 = --lr)")
     if self.bw_start < 0 or self.bw_full <= self.bw_start:
@@ -99,8 +101,8 @@ class ExecutionConfig:
   compute_dtype: str = "float32"   # 'bfloat16': bf16 compute, float32 params and losses
 
   def _check_execution(self):
-    _one_of(self, "conv_impl", layers.CONV_IMPLS)
-    _one_of(self, "compute_dtype", layers.COMPUTE_DTYPES)
+    one_of(self, "conv_impl", layers.CONV_IMPLS)
+    one_of(self, "compute_dtype", layers.COMPUTE_DTYPES)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -336,6 +336,11 @@ TinyJointDiscriminator = functools.partial(JointDiscriminator, features=4)
 TinyCritic = functools.partial(DCGANCritic, features=4)
 
 
+def split_variables(variables: dict) -> tuple[dict, dict]:
+  """(params, spectral-norm state) of a module's variables; {} where it has none."""
+  return variables.get("params", {}), variables.get(SPECTRAL, {})
+
+
 def init(module: nn.Module, rng, *inputs: Array) -> dict:
   """All variables of `module` ('params' and, with spectral norm, SPECTRAL)."""
   return module.init({"params": rng}, *inputs, update_stats=False)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jdbw import data, layers, models, models_munit
-from jdbw.methods import jd, munit
+from jdbw.methods import jd
 
 CONVS = [  # (transposed, kernel, stride, padding), every form the models use and more.
     (False, 4, 2, ((1, 1), (1, 1))), (False, 3, 1, ((1, 1), (1, 1))), (False, 1, 1, "VALID"),

@@ -89,7 +89,8 @@ def test_batch_weight_component_modes_and_networks():
   np.testing.assert_allclose([float(w_x.sum()), float(w_y.sum())], [1.0, 1.0], rtol=1e-6)
   assert float(jnp.std(w_x)) > 0   # random W: not uniform once the clip is wide
   u_x, u_y = none.weights({}, x, y, x, y, jnp.asarray(1000), None)
-  np.testing.assert_allclose(np.asarray(u_x), 1 / 6) and np.testing.assert_allclose(u_y, 1 / 6)
+  np.testing.assert_allclose(np.asarray(u_x), 1 / 6)
+  np.testing.assert_allclose(np.asarray(u_y), 1 / 6)
   assert float(two.squared_gap(jnp.asarray(2.0), jnp.asarray(-1.0))) == 5.0
   with pytest.raises(ValueError, match="unknown batch weight mode"):
     batch_weight.BatchWeight.build("both", net)

@@ -164,9 +164,7 @@ class Evaluator:
     out = self._batched(fwd, self.sample["x"]["image"], self.sample["y"]["image"],
                         self.noise["xy"]["z"], self.noise["yx"]["z"],
                         self.noise["xy"]["z_back"], self.noise["yx"]["z_back"])
-    logits = jax.tree.map(jnp.asarray, out.pop("logits"))
-    w_x, w_y = self.method.normalise_weights(logits, self.config.samples, int(state.step))
-    out["w_x"], out["w_y"] = np.asarray(w_x), np.asarray(w_y)
+    out["w_x"], out["w_y"] = self._normalised(out.pop("logits"), state)
     n = self.config.noise_sources if noise else 0
     for d in self.method.directions if noise else ():
       src = self.sample[_source(d)]["image"][:n]
@@ -216,6 +214,10 @@ class Evaluator:
     logits = self._batched(functools.partial(self._logits, params, spectral),
                            self.sample["x"]["image"], self.sample["y"]["image"],
                            self.noise["xy"]["z"], self.noise["yx"]["z"])
+    return self._normalised(logits, state)
+
+  def _normalised(self, logits, state):
+    """Host (ω_x, ω_y) of the whole sample from its per-sample logits."""
     w_x, w_y = self.method.normalise_weights(jax.tree.map(jnp.asarray, logits),
                                              self.config.samples, int(state.step))
     return np.asarray(w_x), np.asarray(w_y)

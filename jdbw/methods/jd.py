@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,8 +54,6 @@ class JDConfig(config_lib.MethodConfig):
   # D and W train. ((M row-major), (c)) from `jdbw.data.mixture.true_map`; () = learned.
   oracle_map: tuple = ()
 
-  BATCH_WEIGHTS = BATCH_WEIGHTS
-
   def __post_init__(self):
     # JSON (config.json) gives lists; keep the config hashable and comparable.
     tup = lambda v: tuple(tup(a) for a in v) if isinstance(v, (list, tuple)) else float(v)
@@ -67,11 +63,8 @@ class JDConfig(config_lib.MethodConfig):
     from jdbw.errors import ConfigError
     for field, allowed in (("weighting", batch_weight.SCHEMES), ("weight_phase", WEIGHT_PHASES),
                            ("gp_type", losses.GP_TYPES), ("networks", NETWORKS)):
-      if getattr(self, field) not in allowed:
-        raise ConfigError(f"--{field}: got {getattr(self, field)!r}; expected one of {allowed}")
-    for field in ("g_features", "d_features", "mlp_layers", "point_dim"):
-      if getattr(self, field) < 1:
-        raise ConfigError(f"--{field}: got {getattr(self, field)}; expected >= 1")
+      config_lib.one_of(self, field, allowed)
+    config_lib.positive(self, "g_features", "d_features", "mlp_layers", "point_dim")
     if self.resolution not in RESOLUTIONS:
       raise ConfigError(f"--resolution: got {self.resolution}; expected one of {RESOLUTIONS}"
                         " (Tables 1-2 at 32, the MUNIT-style networks at 128)")
@@ -97,10 +90,6 @@ class JDConfig(config_lib.MethodConfig):
 # §4.4's 128x128 setting (Edges <-> Shoes&Bags, CelebA <-> Portraits): RGB, d_z = 16,
 # d = 2 critic steps (batch 6, 300k generator steps).
 PAPER_128 = dict(resolution=128, channels_x=3, channels_y=3, noise_dim=16, d_steps=2)
-
-
-def _split_vars(variables):
-  return variables.get("params", {}), variables.get(models.SPECTRAL, {})
 
 
 def _join_vars(params, spectral):
@@ -185,10 +174,11 @@ class JD:
     keys = iter(jax.random.split(rng, 8))
     params, spectral = {"G": {}, "D": {}, "W": {}}, {"G": {}, "D": {}, "W": {}}
     for name, g in self.G.items():
-      params["G"][name], spectral["G"][name] = _split_vars(
+      params["G"][name], spectral["G"][name] = models.split_variables(
           models.init(g, next(keys), x if name == "G_xy" else y, z))
     d_inputs = (y,) if self.config.batch_weight == "one_sided" else (x, y)
-    params["D"]["D"], spectral["D"]["D"] = _split_vars(models.init(self.D, next(keys), *d_inputs))
+    params["D"]["D"], spectral["D"]["D"] = models.split_variables(
+        models.init(self.D, next(keys), *d_inputs))
     params["W"], spectral["W"] = self.bw.init(keys, x, y)
     opt_state = {k: self.tx[k].init(params[k]) for k in ("G", "D", "W")}
     return TrainState(step=jnp.zeros((), jnp.int32), rng=next(keys), params=params,
@@ -228,11 +218,6 @@ class JD:
   def normalise_weights(self, logits: dict, n: int, step, axis_name=None):
     """(ω_x, ω_y), each summing to 1 over the (global) batch (`BatchWeight.normalise`)."""
     return self.bw.normalise(logits, n, step, axis_name)
-
-  def _weights(self, params, x, fx, fy, y, step, axis_name):
-    """(ω_x, ω_y) of a training batch."""
-    return self.normalise_weights(self.weight_logits(params, x, fx, fy, y), x.shape[0],
-                                  step, axis_name)
 
   def _sides(self, params, spectral, x, y, zx, zy, *, train_g, train_d, input_grads=False):
     """Generated images, critic scores of both sides and the new spectral state.
@@ -289,7 +274,7 @@ class JD:
     c = self.config
     x, y = batch["x"], batch["y"]
     zx, zy = self._noise(rng, x, axis_name)
-    train_w = c.batch_weight != "none" and c.weight_phase == "generator"
+    train_w = self.bw.active and c.weight_phase == "generator"
 
     def loss_fn(trainable):
       params = {**state.params, "G": trainable["G"], "W": trainable["W"]}
@@ -297,7 +282,7 @@ class JD:
           params, state.spectral, x, y, zx, zy, train_g=True, train_d=False)
       sg = jax.lax.stop_gradient
       fy_w = None if fy is None else sg(fy)
-      w_x, w_y = self._weights(params, x, sg(fx), fy_w, y, state.step, axis_name)
+      w_x, w_y = self.bw.weights(params["W"], x, sg(fx), fy_w, y, state.step, axis_name)
       l_minus, l_plus = losses.critic_terms(d_minus, d_plus, sg(w_x), sg(w_y), axis_name)
       gap = l_minus - l_plus
       loss = gap + (self._w_loss(d_minus, d_plus, w_x, w_y, axis_name) if train_w else 0.0)
@@ -322,7 +307,7 @@ class JD:
     x, y = batch["x"], batch["y"]
     k_noise, k_gp = jax.random.split(rng)
     zx, zy = self._noise(k_noise, x, axis_name)
-    train_w = c.batch_weight != "none" and c.weight_phase == "discriminator"
+    train_w = self.bw.active and c.weight_phase == "discriminator"
     one_sided = c.batch_weight == "one_sided"
 
     def loss_fn(trainable):
@@ -330,7 +315,7 @@ class JD:
       fx, fy, d_minus, d_plus, spectral, sq_norms = self._sides(
           params, state.spectral, x, y, zx, zy, train_g=False, train_d=True,
           input_grads=c.gp_type == "points")
-      w_x, w_y = self._weights(params, x, fx, fy, y, state.step, axis_name)
+      w_x, w_y = self.bw.weights(params["W"], x, fx, fy, y, state.step, axis_name)
       sg = jax.lax.stop_gradient
       l_minus, l_plus = losses.critic_terms(d_minus, d_plus, sg(w_x), sg(w_y), axis_name)
       gap = l_minus - l_plus

@@ -68,9 +68,8 @@ class MUNITConfig(config_lib.MethodConfig):
 
   def check(self):
     from jdbw.errors import ConfigError
-    for f in ("gen_dim", "mlp_dim", "n_res", "dis_dim", "dis_layers", "dis_scales"):
-      if getattr(self, f) < 1:
-        raise ConfigError(f"--{f}: got {getattr(self, f)}; expected >= 1")
+    config_lib.positive(self, "gen_dim", "mlp_dim", "n_res", "dis_dim", "dis_layers",
+                        "dis_scales")
     if self.resolution % 2 ** max(self.n_downsample, self.style_downsample, self.dis_layers):
       raise ConfigError(f"--resolution: {self.resolution} must divide by 2^(number of"
                         " down-sampling layers)")
@@ -219,9 +218,8 @@ class MUNIT:
         x_cyc = self.decode(params, "G_x", c_x_rec, t["s_x_own"])
         y_cyc = self.decode(params, "G_y", c_y_rec, t["s_y_own"])
         terms["recon_cyc"] = l1(x_cyc, x) + l1(y_cyc, y)
-      w_x, w_y = self.normalise_weights(
-          self.weight_logits(params, x, sg(t["xy"]), sg(t["yx"]), y), x.shape[0],
-          state.step, axis_name)
+      w_x, w_y = self.bw.weights(params["W"], x, sg(t["xy"]), sg(t["yx"]), y, state.step,
+                                 axis_name)
       d_xy = self.discriminate(params, "D_y", t["xy"])
       d_yx = self.discriminate(params, "D_x", t["yx"])
       terms["adv"] = (losses.weighted_sum(lsgan_per_sample(d_xy, 1.0), sg(w_x), axis_name)
@@ -253,9 +251,8 @@ class MUNIT:
     x, y = batch["x"], batch["y"]
     s_x, s_y = self._styles(rng, x.shape[0], axis_name)
     t = jax.lax.stop_gradient(self._translations(state.params, x, y, s_x, s_y))
-    w_x, w_y = self.normalise_weights(
-        self.weight_logits(state.params, x, t["xy"], t["yx"], y), x.shape[0], state.step,
-        axis_name)
+    w_x, w_y = self.bw.weights(state.params["W"], x, t["xy"], t["yx"], y, state.step,
+                               axis_name)
 
     def loss_fn(d_params):
       params = {**state.params, "D": d_params}
