@@ -3,9 +3,18 @@
 import os
 import tempfile
 
-# Must precede the first `import jax` anywhere in the test session.
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=2").strip()
+# Must precede the first `import jax` anywhere in the test session (and reaches the
+# pytest-xdist workers and the CLI subprocesses through the environment).
+#  - two fake CPU devices for the data-parallel tests;
+#  - LLVM at -O0: the suite is dominated by compiling many small programs once, and -O0
+#    roughly halves XLA:CPU compile time while the tiny runs execute about as fast.
+#    Values move only by float reassociation (test_golden's tolerance says how much).
+#    Set XLA_FLAGS=--xla_backend_optimization_level=2 to test at the default level.
+_flags = os.environ.get("XLA_FLAGS", "")
+for _flag in ("--xla_force_host_platform_device_count=2", "--xla_backend_optimization_level=0"):
+  if _flag.split("=")[0] not in _flags:
+    _flags += " " + _flag
+os.environ["XLA_FLAGS"] = _flags.strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # One persistent compilation cache per test session, shared with the CLI subprocesses
 # (they inherit the environment): the many tiny runs compile the same iterations, and a

@@ -8,3 +8,10 @@ def one_line(excinfo, *needles):
   assert "\n" not in msg
   for n in needles:
     assert n in msg, msg
+
+
+def xla_flags(devices=1):
+  """XLA_FLAGS for a CLI subprocess: `devices` fake CPU devices, compiled as conftest.py
+  compiles the suite (LLVM -O0)."""
+  flags = "--xla_backend_optimization_level=0"
+  return flags + (f" --xla_force_host_platform_device_count={devices}" if devices > 1 else "")

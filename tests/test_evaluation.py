@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import helpers
 
 from jdbw import batch_weight, data, train
 from jdbw import methods
@@ -222,7 +223,7 @@ def test_summarise_mean_std_and_nan():
 
 
 def _run(module, *args, timeout=900):
-  env = {**os.environ, "XLA_FLAGS": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+  env = {**os.environ, "XLA_FLAGS": helpers.xla_flags(), "TF_CPP_MIN_LOG_LEVEL": "2"}
   return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=timeout)
 

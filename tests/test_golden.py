@@ -18,6 +18,10 @@ from jdbw.methods import jd, munit
 
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "golden_numerics.json")
 ITERATIONS = 3
+# Float reassociation (another XLA version, CPU, or optimisation level: the test suite
+# compiles with LLVM at -O0, see conftest.py) moves these values by up to ~1e-3 relative;
+# a changed loss, sign, schedule or initialisation moves them by far more.
+RTOL = 2e-3
 # The tiny settings of test_train / test_munit, with the same batch shapes: their
 # compiled iterations come out of the session's persistent compilation cache here.
 JD_TINY = dict(g_features=4, d_features=2, w_features=2, d_steps=2)
@@ -90,7 +94,7 @@ def test_numerics_match_the_recorded_values(variant):
   for i, (g, w) in enumerate(zip(got["metrics"], want["metrics"])):
     assert sorted(g) == sorted(w), f"iteration {i}: metric names changed"
     np.testing.assert_allclose([g[k] for k in sorted(g)], [w[k] for k in sorted(w)],
-                               rtol=1e-4, atol=1e-6, err_msg=f"iteration {i}")
+                               rtol=RTOL, atol=1e-5, err_msg=f"iteration {i}")
   assert sorted(got["checksums"]) == sorted(want["checksums"])
   for k, w in want["checksums"].items():
-    np.testing.assert_allclose(got["checksums"][k], w, rtol=1e-4, atol=1e-5, err_msg=k)
+    np.testing.assert_allclose(got["checksums"][k], w, rtol=RTOL, atol=1e-5, err_msg=k)

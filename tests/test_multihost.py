@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+import helpers
 
 from jdbw import data
 
@@ -30,7 +31,7 @@ def _port():
 def _env(devices):
   path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
   return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": path,
-          "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+          "XLA_FLAGS": helpers.xla_flags(devices)}
 
 
 def _launch(args_of, n, devices, timeout=600):

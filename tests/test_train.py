@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import helpers
 
 from jdbw import data, parallel, train
 from jdbw.methods import jd
@@ -155,7 +156,7 @@ def _cli(workdir, steps, extra=()):
 
 
 # One CPU device: these tests are about signals and files, not about devices.
-_CLI_ENV = {**os.environ, "XLA_FLAGS": ""}
+_CLI_ENV = {**os.environ, "XLA_FLAGS": helpers.xla_flags()}
 
 
 def _wait_for(pred, proc, timeout=240):
