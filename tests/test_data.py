@@ -15,6 +15,9 @@ from jdbw import data, parallel
 from jdbw.data import sources
 from jdbw.errors import ConfigError, DataUnavailableError
 
+# One worker runs this module, so its module fixtures are built once (setup.cfg).
+pytestmark = pytest.mark.xdist_group("data")
+
 N_DRAWS = 12288
 
 

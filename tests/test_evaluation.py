@@ -20,6 +20,9 @@ from jdbw.methods import jd
 from jdbw.errors import ConfigError
 from jdbw.evaluation import classifier, evaluator, metrics, report
 
+# One worker runs this module, so its module fixtures are built once (setup.cfg).
+pytestmark = pytest.mark.xdist_group("evaluation")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Small but real: digits classifiers reach > 90% in a few hundred steps.
 CLF = classifier.ClassifierConfig(steps=300, train_draws=4000, test_draws=1000)

@@ -125,16 +125,20 @@ def _trajectory(config, batches):
 
 
 def test_bfloat16_loss_trajectory_stays_close_to_float32():
-  """150 JD-BW iterations on real digits: bf16 compute tracks float32's losses."""
-  steps = 150
-  base = jd.JDConfig(g_features=8, d_features=4, w_features=4, d_steps=2, lr=2e-4, bw_full=150)
+  """60 JD-BW iterations on real digits: bf16 compute tracks float32's losses.
+
+  Compile time dominates here (2026-12-01, 2 cores: about 45 s per dtype at d = 2 and
+  LLVM -O0, 0.4-0.7 s per iteration), hence d = 1 and a short trajectory.
+  """
+  steps = 60
+  base = jd.JDConfig(g_features=8, d_features=4, w_features=4, d_steps=1, lr=2e-4, bw_full=150)
   batches = _digit_batches(steps, 16, base.d_steps)
   f32 = _trajectory(base, batches)
   bf16 = _trajectory(dataclasses.replace(base, compute_dtype="bfloat16"), batches)
   for k in ("g/gap", "d/gap", "d/gp"):
     assert np.all(np.isfinite(bf16[k])), k
-    # Chaotic GAN dynamics amplify rounding, so compare 50-step means, not steps.
-    w32, w16 = (a.reshape(-1, 50).mean(1) for a in (f32[k], bf16[k]))
+    # Chaotic GAN dynamics amplify rounding, so compare 20-step means, not steps.
+    w32, w16 = (a.reshape(-1, 20).mean(1) for a in (f32[k], bf16[k]))
     scale = np.abs(f32[k]).mean() + 1e-3
     assert np.max(np.abs(w32 - w16)) < 0.1 * scale, (k, w32, w16)
   assert not np.array_equal(f32["d/gp"], bf16["d/gp"])  # The option does change the compute.
