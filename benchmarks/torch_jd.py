@@ -3,7 +3,7 @@ r"""Eager PyTorch JD-BW iteration with the same networks, the reference of issue
   pip install -r benchmarks/requirements.txt
   python benchmarks/torch_jd.py --batch_sizes=32,128 --d_steps=5 --repeats=20
 
-Outside the package on purpose: jdbw never imports torch. Networks as jdbw.models
+Outside the package on purpose: jdbw never imports torch. Networks as jdbw.nets
 (Tables 1-2 with spectral norm on G and D, DCGAN weight nets without it, LeakyReLU 0.2,
 PyTorch padding conventions) and the same work per iteration as jdbw.methods.jd: one G/W
 step (composite softmax weights, W on (L- - L+)^2) then d critic steps with the

@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from jdbw import data, flops, layers, methods
+from jdbw import data, flops, methods
+from jdbw.nets import layers
 from jdbw.methods import jd
 
 # Timed configurations: registry methods at the paper's sizes.

@@ -12,7 +12,8 @@ import jax
 from absl import app, flags, logging
 
 from experiments import common
-from jdbw import layers, methods, train
+from jdbw import methods, train
+from jdbw.nets import layers
 from jdbw.methods import jd, munit
 from jdbw.errors import ConfigError
 from jdbw.evaluation import evaluator as ev_lib

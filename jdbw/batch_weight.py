@@ -171,11 +171,11 @@ class BatchWeight:
   def init(self, keys, x, y) -> tuple[dict, dict]:
     """(params, spectral) of the weight networks by name, one key of `keys` each (in
     `networks` order); `x`, `y` are example batches of the two domains."""
-    from jdbw import models
+    from jdbw import nets
     params, spectral = {}, {}
     for name, net in self.networks.items():
-      params[name], spectral[name] = models.split_variables(
-          models.init(net, next(keys), *self._inputs(name, x, y)))
+      params[name], spectral[name] = nets.split_variables(
+          nets.init(net, next(keys), *self._inputs(name, x, y)))
     return params, spectral
 
   def optimizer(self, optim_config, w_lr: float = 0.0):
@@ -192,8 +192,8 @@ class BatchWeight:
     one-sided). Per sample, so any batching of a sample gives the same logits."""
     if not self.active:
       return {}
-    from jdbw import models
-    W = lambda name, *imgs: models.apply(self.networks[name], {"params": params[name]}, *imgs)
+    from jdbw import nets
+    W = lambda name, *imgs: nets.apply(self.networks[name], {"params": params[name]}, *imgs)
     if self.mode == "one_sided":
       return {"x": [W("W", x)]}
     a_x, a_y = weight_logits(self.scheme, W, x, fx, fy, y)

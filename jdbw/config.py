@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from jdbw import batch_weight as bw_lib
-from jdbw import layers
+from jdbw.nets import layers
 from jdbw.errors import ConfigError
 
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdbw import checkpoint, methods, models
+from jdbw import checkpoint, methods, nets
 from jdbw.errors import ConfigError
 
 
@@ -87,7 +87,7 @@ class Translator:
       raise ConfigError(f"--input: inputs of shape {images.shape[1:]}; expected {shape}"
                         " per example")
     if noise is None:
-      noise = models.sample_noise(jax.random.PRNGKey(seed), len(images), self.noise_dim)
+      noise = nets.sample_noise(jax.random.PRNGKey(seed), len(images), self.noise_dim)
     noise = jnp.asarray(noise, jnp.float32).reshape(len(images), self.noise_dim)
     out = np.asarray(self._translate(jnp.asarray(images), noise, direction))
     return out[0] if single else out

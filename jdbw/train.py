@@ -3,8 +3,10 @@
 A method (`jdbw.methods.base.Method`, e.g. `jdbw.methods.jd.JD`) supplies `config` (a frozen dataclass), `init_state(rng)`,
 `iteration(state, batch, axis_name) -> (state, metrics, per_sample_weights)` with
 `batch = {'x', 'y'}` images stacked [1 + d, B, ...], `batches_per_iteration`,
-`directions` ('xy', 'yx') and `translate(params, spectral, images, z, direction)`. The loop owns data, devices,
-checkpoints, resume, logging and figures.
+`directions` ('xy', 'yx'), `translate(params, spectral, images, z, direction)` and
+`hooks(domains, ema, every)` (`jdbw.hooks`: what is watched per step, logged and drawn,
+e.g. Figure 3's weight monitor). The loop owns data, devices, checkpoints, resume and
+logging, and knows nothing of batch weight.
 
 Resume: rerunning with the same --workdir restores the latest checkpoint (step, all
 params and optimiser states including learning-rate schedules, RNG, history of the
@@ -24,14 +26,12 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jdbw import checkpoint, data, figures, models, parallel
+from jdbw import checkpoint, data, hooks, parallel
 from jdbw.errors import ConfigError
-from jdbw.evaluation import metrics
 
 PARALLEL = ("shard_map", "pmap")
 
@@ -204,130 +204,13 @@ def _eval_batch(domains, seed, n, resolution):
   return next(it)
 
 
-def figure_references(domains) -> dict:
-  """Figures' references: the over-represented class and the midpoint target weights
-  (Figure 3), and the modes' centres of point domains (Figures 2 and 4; None for images)."""
-  px, py = domains["x"].probs, domains["y"].probs
-  centres = {k: None if d.data.mixture is None else d.data.mixture.means
-             for k, d in domains.items()}
-  if len(px) != len(py):
-    return {"targets": None, "highlight": None, "centres": centres}
-  return {"targets": metrics.midpoint_target_weights(px, py),
-          "highlight": metrics.over_represented_class(px, py), "centres": centres}
-
-
-def write_figures(method, state, eval_batch, history, workdir, seed, *, targets=None,
-                  highlight=None, centres=None) -> list[str]:
-  """Figures 2-4 of the paper's layout (scatter plots for point domains, with the modes'
-  `centres` {'x': [K, 2], 'y': ...} marked if given)."""
+def write_figures(method, watch, state, eval_batch, history, workdir, seed) -> list[str]:
+  """Every hook's figures into `<workdir>/figures`."""
   out_dir = os.path.join(workdir, "figures")
-  if method.point_domains:
-    paths = _point_figures(method, state, eval_batch, out_dir, seed, centres or {})
-  else:
-    paths = _image_figures(method, state, eval_batch, out_dir, seed)
-  if history["steps"]:
-    series = {k: _as_rows(history[k]) for k in ("weights_x", "weights_y", "critic_x",
-                                               "critic_y")}
-    critic = ({"x": series["critic_x"], "y": series["critic_y"]}
-              if series["critic_x"] is not None else None)
-    critic_names = method.critic_names
-    paths.append(figures.weight_curves(
-        os.path.join(out_dir, "figure3_weights.png"), history["steps"],
-        {"x": series["weights_x"], "y": series["weights_y"]},
-        "Figure 3: moving average of per-class combined weights", targets=targets,
-        highlight=highlight, critic=critic, critic_names=critic_names))
-    record = {k: history.get(k) for k in ("steps", "weights_x", "weights_y", "critic_x",
-                                          "critic_y")}
-    record.update(targets=targets, highlight=highlight,
-                  note="per-class moving averages (EMA) of the combined weight x m and of"
-                       " the critic score minus its batch mean, at each logged step; targets:"
-                       " midpoint weights")
-    with open(os.path.join(out_dir, "figure3_weights.json"), "w") as f:
-      json.dump(record, f)
-    paths.append(os.path.join(out_dir, "figure3_weights.json"))
-  return paths
-
-
-def _as_rows(values):
-  """[T] rows of K values, None rows (steps before a series existed) as NaN; None if
-  the series was never recorded (e.g. MUNIT has no joint critic scores)."""
-  k = next((len(v) for v in values if v is not None), None)
-  if k is None:
-    return None
-  return np.asarray([[np.nan] * k if v is None else v for v in values], np.float64)
-
-
-def _image_figures(method, state, eval_batch, out_dir, seed) -> list[str]:
-  params, spectral = state.params, state.spectral
-  translate = jax.jit(method.translate, static_argnums=4)
-  nz = method.config.noise_dim
-  key = jax.random.PRNGKey(seed)
-  rows, noise_rows = [], []
-  names = {"xy": ("x", "yx", "X -> Y -> X"), "yx": ("y", "xy", "Y -> X -> Y")}
-  for d in method.directions:
-    side, back, title = names[d]
-    src = jnp.asarray(eval_batch[side]["image"][:12])
-    z = models.sample_noise(jax.random.fold_in(key, 0), 12, nz)
-    fwd = translate(params, spectral, src, z, d)
-    row = [src, fwd]
-    if back in method.directions:
-      row.append(translate(params, spectral, fwd, z[::-1], back))
-    rows.append({"title": f"Figure 2 layout, {title} (rows: source, transferred,"
-                          f" transferred back), step {int(state.step)}", "rows": row})
-    src8 = src[:8]
-    zs = models.sample_noise(jax.random.fold_in(key, 1), 8, nz)
-    outs = jnp.stack([translate(params, spectral, src8, jnp.broadcast_to(zs[j], (8, nz)), d)
-                      for j in range(8)], 1)
-    noise_rows.append({"title": f"Figure 4 layout, G_{d}: source per row, noise per column",
-                       "sources": src8, "outputs": outs})
-  return [figures.transfer_rows(os.path.join(out_dir, "figure2_transfer.png"), rows),
-          figures.noise_grid(os.path.join(out_dir, "figure4_noise.png"), noise_rows)]
-
-
-def _point_figures(method, state, eval_batch, out_dir, seed, centres) -> list[str]:
-  """Figure 2 as scatter plots (weights on the sources, translations by source mode) and
-  Figure 4 as 8 sources x 8 noises (segments from each source to its translations)."""
-  params, spectral = state.params, state.spectral
-  translate = jax.jit(method.translate, static_argnums=4)
-  nz = method.config.noise_dim
-  key = jax.random.PRNGKey(seed)
-  x, y = (jnp.asarray(eval_batch[s]["image"]) for s in ("x", "y"))
-  lab = {s: np.asarray(eval_batch[s]["label"]) for s in ("x", "y")}
-  n = x.shape[0]
-  z = models.sample_noise(jax.random.fold_in(key, 0), n, nz)
-  fake = {d: translate(params, spectral, x if d == "xy" else y, z, d) for d in method.directions}
-  logits = method.weight_logits(params, x, fake.get("xy"), fake.get("yx"), y)
-  w_x, w_y = (np.asarray(w) * n for w in method.normalise_weights(logits, n, state.step))
-  step = int(state.step)
-  panels = [{"title": f"{s.upper()}, coloured by combined weight x m (size too)",
-             "points": np.asarray(p), "color": w, "cmap": "viridis", "size": 4 + 6 * w,
-             "color_label": "weight x m", "centres": centres.get(s)}
-            for s, p, w in (("x", x, w_x), ("y", y, w_y))]
-  for d, src, tgt in (("xy", "x", "y"), ("yx", "y", "x")):
-    if d in fake:
-      panels.append({"title": f"G_{d}({src}) over real {tgt.upper()} (grey), coloured by"
-                              f" the source's mode", "points": np.asarray(fake[d]),
-                     "color": lab[src], "background": np.asarray(y if tgt == "y" else x),
-                     "centres": centres.get(tgt)})
-  paths = [figures.point_panels(os.path.join(out_dir, "figure2_transfer.png"), panels,
-                                f"Figure 2 for points, step {step}: numbers mark the modes")]
-  noise_panels = []
-  zs = models.sample_noise(jax.random.fold_in(key, 1), 8, nz)
-  for d, src_pts, src in (("xy", x, "x"), ("yx", y, "y")):
-    if d not in fake:
-      continue
-    s8 = src_pts[:8]
-    outs = np.stack([np.asarray(translate(params, spectral, s8, jnp.broadcast_to(zs[j], (8, nz)),
-                                          d)) for j in range(8)], 1)  # [8 sources, 8 noises, 2]
-    starts = np.repeat(np.asarray(s8), 8, 0)
-    noise_panels.append({"title": f"Figure 4 for points, G_{d}: 8 sources x 8 noises (lines"
-                                  " from source to translation)",
-                         "points": outs.reshape(-1, 2), "color": np.repeat(lab[src][:8], 8),
-                         "segments": (starts, outs.reshape(-1, 2)),
-                         "background": np.asarray(jnp.concatenate([x, y])),
-                         "centres": None})
-  paths.append(figures.point_panels(os.path.join(out_dir, "figure4_noise.png"), noise_panels,
-                                    f"Noise should move points within a mode, step {step}"))
+  os.makedirs(out_dir, exist_ok=True)
+  paths = []
+  for h in watch:
+    paths += h.figures(method, state, eval_batch, history, out_dir, seed)
   return paths
 
 
@@ -367,7 +250,6 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
                        process_count=jax.process_count())
   check_workdir_config(workdir, _config_record(method, domains),
                        dataclasses.asdict(type(method.config)()))
-  num_classes = {k: d.num_classes for k, d in domains.items()}
 
   mesh = parallel.make_mesh() if run.parallel == "shard_map" else None
   step_fn = compile_iteration(method, run.parallel, mesh)
@@ -375,17 +257,17 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
     step_fn = iteration_wrapper(step_fn)
   ckpt = checkpoint.Checkpointer(workdir, run.keep_checkpoints)
   state = method.init_state(jax.random.PRNGKey(run.seed))
-  history = new_history()
+  watch = method.hooks(domains, ema=run.weight_ema, every=run.log_every)
+  history = hooks.new_history(watch)
   start = ckpt.latest_step() or 0
   if start:
     state, restored = ckpt.restore(state)
-    history = {**new_history(len(restored["steps"])), **restored}
+    history = {**hooks.new_history(watch, len(restored.get("steps", []))), **restored}
     logging.info("resumed %s at step %d", workdir, start)
   if start >= run.steps:
     logging.info("nothing to do: checkpoint at step %d >= --steps=%d", start, run.steps)
     return state
   eval_batch = _eval_batch(domains, run.seed, 1000 if points else 16, method.config.resolution)
-  refs = figure_references(domains)
   batches = data.make_batches(domains, run.batch_size, seed=stream_seed(run.seed, start),
                               resolution=method.config.resolution,
                               stack=(method.batches_per_iteration,))
@@ -404,8 +286,9 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
           f" checkpoint (step {ckpt.latest_step()}) is untouched; lower --lr or"
           " raise --gp_weight and rerun with a new --workdir")
     per_sample, labels = _gathered(per_sample, labels, run.parallel)
-    _monitor_weights(history, flat_per_sample(per_sample), labels, num_classes,
-                     run.weight_ema, done, run.log_every)
+    per_sample = flat_per_sample(per_sample)
+    for h in watch:
+      h.observe(history, done, per_sample, labels)
     if done % run.log_every == 0 or done == run.steps:
       rate = (done - timer["step"]) / max(time.time() - timer["t"], 1e-9)
       eta = (run.steps - done) / max(rate, 1e-9)
@@ -414,11 +297,9 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
       for k, v in metrics.items():
         writer.add_scalar(k, v, done)
       writer.add_scalar("perf/steps_per_s", rate, done)
-      if history["steps"] and history["steps"][-1] == done:
-        for series in ("weights_x", "weights_y", "critic_x", "critic_y"):
-          for c, w in enumerate(history[series][-1] or ()):
-            if w is not None and np.isfinite(w):
-              writer.add_scalar(f"{series}/class_{c}", w, done)
+      for h in watch:
+        for k, v in h.scalars(history, done).items():
+          writer.add_scalar(k, v, done)
       writer.flush()
       timer["t"], timer["step"] = time.time(), done
 
@@ -448,8 +329,8 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
         if save:
           ckpt.save(done, host_state(dev_state, run.parallel), history)
         if draw and lead:
-          write_figures(method, local_state(dev_state, run.parallel), eval_batch, history,
-                        workdir, run.seed, **refs)
+          write_figures(method, watch, local_state(dev_state, run.parallel), eval_batch,
+                        history, workdir, run.seed)
         if score:
           scores = evaluate(local_state(dev_state, run.parallel))
           logging.info("eval step %d  %s", done,
@@ -465,50 +346,6 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
     ckpt.close()
     writer.close()
   return host_state(dev_state, run.parallel)
-
-
-# (history series, per-sample key, EMA key, domain): per-class moving averages of the
-# combined weights (Figure 3) and of the critic scores (why W moves).
-_SERIES = (("weights_x", "w_x", "ema_x", "x"), ("weights_y", "w_y", "ema_y", "y"),
-           ("critic_x", "d_x", "ema_d_x", "x"), ("critic_y", "d_y", "ema_d_y", "y"))
-
-
-def new_history(n_steps: int = 0) -> dict:
-  """Empty monitoring history; `n_steps` pads series an older checkpoint lacks."""
-  out = {"steps": []}
-  for series, _, ema, _ in _SERIES:
-    out[series], out[ema] = [None] * n_steps, None
-  return out
-
-
-def _monitor_weights(history, per_sample, labels, num_classes, ema, step, every):
-  """Per-class means of the weights and critic scores (labels used for monitoring only).
-
-  Critic scores are centred on their side's batch mean first: W's gradient on a weight
-  is 2·gap·D_i and the weights of a side sum to one, so only D_i minus the batch's
-  level moves mass between classes (the level itself drifts freely in a WGAN critic).
-  """
-  for series, key, ema_key, side in _SERIES:
-    if key not in per_sample:
-      continue
-    w, lab = np.asarray(per_sample[key], np.float64), np.asarray(labels[side]).reshape(-1)
-    if series.startswith("critic"):
-      w = w - w.mean()
-    k = num_classes[side]
-    sums = np.bincount(lab, weights=w, minlength=k)
-    counts = np.bincount(lab, minlength=k)
-    prev = history[ema_key]
-    cur = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    if prev is None:
-      new = np.where(np.isnan(cur), 1.0 if series.startswith("weights") else 0.0, cur)
-    else:
-      prev = np.asarray(prev, np.float64)
-      new = np.where(np.isnan(cur), prev, ema * prev + (1 - ema) * cur)
-    history[ema_key] = new.tolist()
-  if step % every == 0:
-    history["steps"].append(step)
-    for series, _, ema_key, _ in _SERIES:
-      history[series].append(history[ema_key])
 
 
 def _gathered(per_sample, labels, mode: str):

@@ -11,7 +11,7 @@ import pytest
 from absl.testing import parameterized
 from jax.sharding import PartitionSpec as P
 
-from jdbw import batch_weight, losses, models, parallel
+from jdbw import batch_weight, losses, nets, parallel
 
 AX = parallel.BATCH_AXIS
 
@@ -123,10 +123,10 @@ def test_combined_weights_over_named_axis(norm):
 
 def test_gradient_through_global_softmax_matches_single_device():
   """The data-parallel convention: global loss per device, pmean of gradients."""
-  net = models.TinyCritic()
+  net = nets.TinyCritic()
   x = jax.random.normal(jax.random.PRNGKey(0), (8, 32, 32, 1))
   d = jax.random.normal(jax.random.PRNGKey(1), (8,))
-  params = models.init(net, jax.random.PRNGKey(2), x)
+  params = nets.init(net, jax.random.PRNGKey(2), x)
 
   def loss(params, x, d, axis_name=None):
     w = batch_weight.combined_weights([net.apply(params, x)], "softmax", t=2.0,
@@ -149,7 +149,7 @@ def test_gradient_through_global_softmax_matches_single_device():
   chex.assert_trees_all_close(jax.tree.map(lambda g: g[0], pm), ref, rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("module", [batch_weight, losses, models])
+@pytest.mark.parametrize("module", [batch_weight, losses, nets.blocks, nets.jd, nets.munit])
 def test_labels_appear_in_no_signature(module):
   for name, fn in inspect.getmembers(module, callable):
     if getattr(fn, "__module__", None) != module.__name__:

@@ -1,4 +1,4 @@
-"""Convolution implementations (jdbw.layers) against flax.linen's, and the bf16 option."""
+"""Convolution implementations (jdbw.nets.layers) against flax.linen's, and the bf16 option."""
 
 import dataclasses
 
@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jdbw import data, layers, models, models_munit
+from jdbw import data, nets
+from jdbw.nets import layers
 from jdbw.methods import jd
 
 CONVS = [  # (transposed, kernel, stride, padding), every form the models use and more.
@@ -66,9 +67,9 @@ def test_resolve_impl():
 def _models():
   x, z = jnp.ones((2, 32, 32, 1)), jnp.ones((2, 8))
   return [
-      (lambda **kw: models.TinyGenerator(**kw), (x, z)),
-      (lambda **kw: models.TinyJointDiscriminator(**kw), (x, x)),
-      (lambda **kw: models.TinyCritic(**kw), (x,)),
+      (lambda **kw: nets.TinyGenerator(**kw), (x, z)),
+      (lambda **kw: nets.TinyJointDiscriminator(**kw), (x, x)),
+      (lambda **kw: nets.TinyCritic(**kw), (x,)),
   ]
 
 
@@ -77,16 +78,16 @@ def test_models_agree_across_impls(index):
   make, inputs = _models()[index]
   rng = np.random.default_rng(index)
   inputs = tuple(jnp.asarray(rng.uniform(-1, 1, a.shape), jnp.float32) for a in inputs)
-  v = models.init(make(impl="xla"), jax.random.PRNGKey(1), *inputs)
-  a = models.apply(make(impl="xla"), v, *inputs)
-  b = models.apply(make(impl="im2col"), v, *inputs)
+  v = nets.init(make(impl="xla"), jax.random.PRNGKey(1), *inputs)
+  a = nets.apply(make(impl="xla"), v, *inputs)
+  b = nets.apply(make(impl="im2col"), v, *inputs)
   np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_munit_nets_agree_across_impls():
   x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 1)), jnp.float32)
   s = jnp.ones((2, 8))
-  for make, args in ((models_munit.TinyAdaINGenerator, (x, s)), (models_munit.TinyMsImageDis, (x,))):
+  for make, args in ((nets.munit.TinyAdaINGenerator, (x, s)), (nets.munit.TinyMsImageDis, (x,))):
     v = make(impl="xla").init(jax.random.PRNGKey(0), *args)
     a, b = (make(impl=i).apply(v, *args) for i in ("xla", "im2col"))
     chex.assert_trees_all_close(a, b, rtol=1e-4, atol=1e-5)
@@ -95,11 +96,11 @@ def test_munit_nets_agree_across_impls():
 def test_bfloat16_keeps_float32_params_and_outputs():
   x, z = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 1)), jnp.float32), \
       jnp.zeros((4, 8))
-  v32 = models.init(models.TinyGenerator(), jax.random.PRNGKey(0), x, z)
-  g16 = models.TinyGenerator(dtype=jnp.bfloat16)
-  v16 = models.init(g16, jax.random.PRNGKey(0), x, z)
+  v32 = nets.init(nets.TinyGenerator(), jax.random.PRNGKey(0), x, z)
+  g16 = nets.TinyGenerator(dtype=jnp.bfloat16)
+  v16 = nets.init(g16, jax.random.PRNGKey(0), x, z)
   assert {a.dtype for a in jax.tree.leaves(v16)} == {jnp.dtype(jnp.float32)}
-  out16, out32 = models.apply(g16, v32, x, z), models.apply(models.TinyGenerator(), v32, x, z)
+  out16, out32 = nets.apply(g16, v32, x, z), nets.apply(nets.TinyGenerator(), v32, x, z)
   assert out16.dtype == jnp.float32
   # bf16 has 8 mantissa bits: close, not equal.
   assert 0 < float(jnp.max(jnp.abs(out16 - out32))) < 0.05

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jdbw import losses, models
+from jdbw import losses, nets
 
 
 def test_critic_terms_weighted_and_unweighted():
@@ -21,9 +21,9 @@ def test_critic_terms_weighted_and_unweighted():
 
 
 def _tiny_d():
-  net = models.DCGANCritic(features=2, num_layers=2)
+  net = nets.DCGANCritic(features=2, num_layers=2)
   x = jnp.zeros((3, 8, 8, 1))
-  params = models.init(net, jax.random.PRNGKey(0), x, x)
+  params = nets.init(net, jax.random.PRNGKey(0), x, x)
   return lambda a, b: net.apply(params, a, b) ** 3  # Non-linear in the inputs.
 
 
@@ -56,10 +56,10 @@ def test_gradient_penalty_points_matches_finite_differences():
 
 def test_shared_forward_penalty_equals_two_forward_reference():
   """score_and_sq_grad_norm: same scores, penalty and parameter gradient as the reference."""
-  net = models.DCGANCritic(features=2, num_layers=2)
+  net = nets.DCGANCritic(features=2, num_layers=2)
   rng = np.random.default_rng(1)
   a, b = (jnp.asarray(rng.uniform(-1, 1, (3, 8, 8, 1)), jnp.float32) for _ in range(2))
-  params = models.init(net, jax.random.PRNGKey(0), a, b)
+  params = nets.init(net, jax.random.PRNGKey(0), a, b)
   d = lambda p: lambda *inp: jnp.tanh(net.apply(p, *inp)) ** 3
 
   def shared(p):

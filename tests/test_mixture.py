@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from helpers import one_line as _one_line
 
-from jdbw import data, models, train
+from jdbw import data, hooks, nets, train
 from jdbw.methods import jd
 from jdbw.data import mixture
 from jdbw.errors import ConfigError
@@ -96,20 +96,20 @@ def test_bad_transform_and_split():
 
 def test_vector_networks_shapes_and_residual_generator():
   x, z = jnp.ones((5, 2)), jnp.zeros((5, 3))
-  g = models.MLPGenerator(features=16)
-  v = models.init(g, jax.random.PRNGKey(0), x, z)
-  out = models.apply(g, v, x, z)
+  g = nets.MLPGenerator(features=16)
+  v = nets.init(g, jax.random.PRNGKey(0), x, z)
+  out = nets.apply(g, v, x, z)
   chex.assert_shape(out, (5, 2))
   # Residual with a zero-initialised output layer: the identity at initialisation, and
   # not after the output layer moves.
   np.testing.assert_allclose(out, x)
   v1 = jax.tree.map(lambda a: a + 0.1, v)
-  assert not np.allclose(models.apply(g, v1, x, z), x)
-  d = models.MLPJointDiscriminator(features=16)
-  dv = models.init(d, jax.random.PRNGKey(1), x, x)
-  chex.assert_shape(models.apply(d, dv, x, x), (5,))
-  assert models.SPECTRAL in dv and models.SPECTRAL not in models.init(
-      models.MLPWeightNet(features=8), jax.random.PRNGKey(2), x)
+  assert not np.allclose(nets.apply(g, v1, x, z), x)
+  d = nets.MLPJointDiscriminator(features=16)
+  dv = nets.init(d, jax.random.PRNGKey(1), x, x)
+  chex.assert_shape(nets.apply(d, dv, x, x), (5,))
+  assert nets.SPECTRAL in dv and nets.SPECTRAL not in nets.init(
+      nets.MLPWeightNet(features=8), jax.random.PRNGKey(2), x)
 
 
 def test_oracle_generators_are_the_true_map_and_its_inverse_and_never_train():
@@ -257,14 +257,16 @@ def test_sweep_grid_file_parsing(tmp_path):
 def test_history_of_an_older_checkpoint_is_padded_and_critic_scores_are_centred():
   old = {"steps": [10, 20], "weights_x": [[1.0, 1.0], [1.1, 0.9]],
          "weights_y": [[1.0, 1.0], [0.9, 1.1]], "ema_x": [1.1, 0.9], "ema_y": [0.9, 1.1]}
-  h = {**train.new_history(len(old["steps"])), **old}
+  monitor = hooks.WeightMonitor({"x": 2, "y": 2}, ema=0.5, every=10)
+  h = {**hooks.new_history([monitor], len(old["steps"])), **old}
   assert h["critic_x"] == [None, None] and h["ema_d_x"] is None
   labels = {"x": np.array([0, 1, 1]), "y": np.array([0, 0, 1])}
-  train._monitor_weights(h, {"w_x": np.ones(3), "w_y": np.ones(3),
-                             "d_x": np.array([7.0, 4.0, 4.0]), "d_y": np.array([1.0, 1.0, 4.0])},
-                         labels, {"x": 2, "y": 2}, 0.5, 30, 10)
+  monitor.observe(h, 30, {"w_x": np.ones(3), "w_y": np.ones(3),
+                          "d_x": np.array([7.0, 4.0, 4.0]), "d_y": np.array([1.0, 1.0, 4.0])},
+                  labels)
   # Scores minus their side's batch mean (5 and 2): only differences move the weights.
   assert h["steps"] == [10, 20, 30] and h["critic_x"][-1] == [2.0, -1.0]
   assert h["critic_y"][-1] == [-1.0, 2.0]
-  rows = train._as_rows(h["critic_x"])
+  assert monitor.scalars(h, 30)["critic_x/class_0"] == 2.0 and not monitor.scalars(h, 25)
+  rows = hooks.as_rows(h["critic_x"])
   assert np.isnan(rows[0, 0]) and rows[2, 0] == 2.0

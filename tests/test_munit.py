@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jdbw import data, inference, models_munit as mm, train
+from jdbw import data, inference, train
+from jdbw.nets import munit as mm
 from jdbw.methods import munit
 from jdbw.evaluation import evaluator, report
 

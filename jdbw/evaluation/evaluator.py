@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdbw import data, figures, models
+from jdbw import data, figures, nets
 from jdbw.errors import ConfigError
 from jdbw.evaluation import classifier as clf_lib
 from jdbw.evaluation import metrics
@@ -93,10 +93,10 @@ class Evaluator:
     n = config.samples
     # Fixed noise: z for the translation, z_back for the cycle, noise_draws for the
     # noise-keeps-class metric.
-    self.noise = {d: {"z": models.sample_noise(jax.random.fold_in(key, 2 * i), n, nz),
-                      "z_back": models.sample_noise(jax.random.fold_in(key, 2 * i + 1), n, nz)}
+    self.noise = {d: {"z": nets.sample_noise(jax.random.fold_in(key, 2 * i), n, nz),
+                      "z_back": nets.sample_noise(jax.random.fold_in(key, 2 * i + 1), n, nz)}
                   for i, d in enumerate(("xy", "yx"))}
-    self.noise_draws = models.sample_noise(jax.random.fold_in(key, 99),
+    self.noise_draws = nets.sample_noise(jax.random.fold_in(key, 99),
                                            config.noise_draws, nz)
     self.real = {k: self._batched(jax.jit(c.apply), self.sample[k]["image"])
                  for k, c in self.classifiers.items()}

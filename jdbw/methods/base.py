@@ -48,9 +48,6 @@ class Method(Protocol):
   batches_per_iteration: int      # batches stacked per iteration (1 + d critic steps)
   unroll_d_steps: bool
   point_domains: bool             # vector (2-D mixture) domains instead of images
-  # Names of the per-sample critic scores `d_x` / `d_y` the generator step returns for
-  # Figure 3's lower row (None: the joint critic's D(x, G_xy(x)), D(G_yx(y), y)).
-  critic_names: dict | None
 
   def init_state(self, rng) -> TrainState: ...
 
@@ -67,6 +64,12 @@ class Method(Protocol):
   def weight_logits(self, params, x, fx, fy, y) -> dict: ...
 
   def normalise_weights(self, logits: dict, n: int, step, axis_name=None): ...
+
+  def hooks(self, domains: dict, *, ema: float, every: int) -> tuple:
+    """`jdbw.hooks.Hook`s the loop calls on the host: what is watched per step, logged
+    and drawn (Figures 2-4). `domains`: the loaded {'x', 'y'} domains; `ema`, `every`:
+    the weight monitor's moving-average rate and recording interval."""
+    ...
 
 
 def empty_parts() -> dict:

@@ -20,8 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdbw import batch_weight, layers, losses, models, parallel
+from jdbw import batch_weight, losses, nets, parallel
+from jdbw.nets import layers
 from jdbw import config as config_lib
+from jdbw import hooks as hooks_lib
 from jdbw.methods import base
 from jdbw.methods.base import TrainState, apply_grads, global_index, per_sample_uniform
 
@@ -72,7 +74,7 @@ class JDConfig(config_lib.MethodConfig):
       raise ConfigError("--g_kernel/--g_stride: expected 4/2 (MNIST-SRMNIST) or 1/1 (MNIST-SVHN)")
     if self.resolution == 128 and (self.g_kernel, self.g_stride) != (4, 2):
       raise ConfigError("--g_kernel/--g_stride: Table 2's; the 128x128 generator is MUNIT's"
-                        " (models.GeneratorHiRes), leave them unset")
+                        " (nets.GeneratorHiRes), leave them unset")
     if self.networks == "mlp" and self.compute_dtype != "float32":
       raise ConfigError("--compute_dtype: the vector networks (--networks=mlp) run in float32")
     if self.oracle_map and self.networks != "mlp":
@@ -93,7 +95,7 @@ PAPER_128 = dict(resolution=128, channels_x=3, channels_y=3, noise_dim=16, d_ste
 
 
 def _join_vars(params, spectral):
-  return {"params": params, models.SPECTRAL: spectral} if spectral else {"params": params}
+  return {"params": params, nets.SPECTRAL: spectral} if spectral else {"params": params}
 
 
 def oracle_maps(oracle_map) -> dict:
@@ -115,18 +117,18 @@ class JD:
     kw = dict(impl=c.conv_impl, dtype=layers.compute_dtype(c.compute_dtype))
     if c.networks == "mlp":
       kw = dict(num_layers=c.mlp_layers)
-      gen = lambda out_channels: models.MLPGenerator(features=c.g_features, **kw)
-      joint = marginal = models.MLPJointDiscriminator
-      weight = models.MLPWeightNet
+      gen = lambda out_channels: nets.MLPGenerator(features=c.g_features, **kw)
+      joint = marginal = nets.MLPJointDiscriminator
+      weight = nets.MLPWeightNet
     elif c.resolution == 32:
-      gen = functools.partial(models.Generator, kernel=c.g_kernel, stride=c.g_stride,
+      gen = functools.partial(nets.Generator, kernel=c.g_kernel, stride=c.g_stride,
                               features=c.g_features, **kw)
-      joint, marginal, weight = (models.JointDiscriminator, models.MarginalDiscriminator,
-                                 models.WeightNet)
+      joint, marginal, weight = (nets.JointDiscriminator, nets.MarginalDiscriminator,
+                                 nets.WeightNet)
     else:
-      gen = functools.partial(models.GeneratorHiRes, features=c.g_features, **kw)
-      joint = models.JointDiscriminator128
-      marginal, weight = models.MarginalDiscriminator128, models.WeightNet128
+      gen = functools.partial(nets.GeneratorHiRes, features=c.g_features, **kw)
+      joint = nets.JointDiscriminator128
+      marginal, weight = nets.MarginalDiscriminator128, nets.WeightNet128
     self.G = {"G_xy": gen(out_channels=c.channels_y)}
     if c.batch_weight != "one_sided":
       self.G["G_yx"] = gen(out_channels=c.channels_x)
@@ -134,7 +136,7 @@ class JD:
     else:
       self.D = marginal(features=c.d_features, **kw)
     if c.oracle_map:  # Fixed true map and its inverse: only D and W train.
-      self.G = {k: models.AffineMap(*v) for k, v in oracle_maps(c.oracle_map).items()
+      self.G = {k: nets.AffineMap(*v) for k, v in oracle_maps(c.oracle_map).items()
                 if k in self.G}
     self.bw = batch_weight.BatchWeight.build(
         c.batch_weight, functools.partial(weight, features=c.w_features, **kw),
@@ -152,10 +154,11 @@ class JD:
   def point_domains(self) -> bool:
     return self.config.networks == "mlp"
 
-  @property
-  def critic_names(self) -> dict | None:
-    # One-sided: the marginal critic scores G_xy(x) against the real y.
-    return {"x": "D(G_xy(x))", "y": "D(y)"} if self.config.batch_weight == "one_sided" else None
+  def hooks(self, domains, *, ema: float, every: int) -> tuple:
+    """Figures 2-4 (`jdbw.hooks.default_hooks`); for one-sided batch weight Figure 3's
+    critic rows are the marginal critic's scores of G_xy(x) and of the real y."""
+    names = {"x": "D(G_xy(x))", "y": "D(y)"} if self.config.batch_weight == "one_sided" else None
+    return hooks_lib.default_hooks(self, domains, ema=ema, every=every, critic_names=names)
 
   # --- construction ---
 
@@ -174,11 +177,11 @@ class JD:
     keys = iter(jax.random.split(rng, 8))
     params, spectral = {"G": {}, "D": {}, "W": {}}, {"G": {}, "D": {}, "W": {}}
     for name, g in self.G.items():
-      params["G"][name], spectral["G"][name] = models.split_variables(
-          models.init(g, next(keys), x if name == "G_xy" else y, z))
+      params["G"][name], spectral["G"][name] = nets.split_variables(
+          nets.init(g, next(keys), x if name == "G_xy" else y, z))
     d_inputs = (y,) if self.config.batch_weight == "one_sided" else (x, y)
-    params["D"]["D"], spectral["D"]["D"] = models.split_variables(
-        models.init(self.D, next(keys), *d_inputs))
+    params["D"]["D"], spectral["D"]["D"] = nets.split_variables(
+        nets.init(self.D, next(keys), *d_inputs))
     params["W"], spectral["W"] = self.bw.init(keys, x, y)
     opt_state = {k: self.tx[k].init(params[k]) for k in ("G", "D", "W")}
     return TrainState(step=jnp.zeros((), jnp.int32), rng=next(keys), params=params,
@@ -191,9 +194,9 @@ class JD:
     """(output, spectral state after the call): updated only with update_stats."""
     variables = _join_vars(params, spectral)
     if not update_stats:
-      return models.apply(module, variables, *inputs), spectral
-    out, variables = models.apply(module, variables, *inputs, update_stats=True)
-    return out, variables.get(models.SPECTRAL, {})
+      return nets.apply(module, variables, *inputs), spectral
+    out, variables = nets.apply(module, variables, *inputs, update_stats=True)
+    return out, variables.get(nets.SPECTRAL, {})
 
   def generate(self, params, spectral, name, images, z, update_stats=False):
     return self._run(self.G[name], params["G"][name], spectral["G"][name], images, z,

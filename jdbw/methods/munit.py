@@ -32,8 +32,10 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jdbw import batch_weight, layers, losses, models, models_munit, parallel
+from jdbw import batch_weight, losses, nets, parallel
+from jdbw.nets import layers
 from jdbw import config as config_lib
+from jdbw import hooks as hooks_lib
 from jdbw.methods import base
 
 BATCH_WEIGHTS = ("none", "two_sided")
@@ -100,15 +102,15 @@ class MUNIT:
   def __init__(self, config: MUNITConfig):
     self.config = c = config.validate()
     kw = dict(impl=c.conv_impl, dtype=layers.compute_dtype(c.compute_dtype))
-    gen = functools.partial(models_munit.AdaINGenerator, dim=c.gen_dim, style_dim=c.noise_dim,
+    gen = functools.partial(nets.munit.AdaINGenerator, dim=c.gen_dim, style_dim=c.noise_dim,
                             mlp_dim=c.mlp_dim, n_down=c.n_downsample, n_res=c.n_res,
                             style_down=c.style_downsample, **kw)
     self.G = {"G_x": gen(out_channels=c.channels_x), "G_y": gen(out_channels=c.channels_y)}
-    dis = functools.partial(models_munit.MsImageDis, dim=c.dis_dim, n_layer=c.dis_layers,
+    dis = functools.partial(nets.munit.MsImageDis, dim=c.dis_dim, n_layer=c.dis_layers,
                             num_scales=c.dis_scales, **kw)
     self.D = {"D_x": dis(), "D_y": dis()}
     self.bw = batch_weight.BatchWeight.build(
-        c.batch_weight, functools.partial(models.WeightNet, features=c.w_features, **kw),
+        c.batch_weight, functools.partial(nets.WeightNet, features=c.w_features, **kw),
         scheme="composite", norm=c.weight_norm, bw_start=c.bw_start, bw_full=c.bw_full)
     self.tx = {k: base.adam_optimizer(c) for k in ("G", "D")}
     self.tx["W"] = self.bw.optimizer(c, c.w_lr)
@@ -116,11 +118,14 @@ class MUNIT:
   directions = ("xy", "yx")
   unroll_d_steps = True
   point_domains = False
-  critic_names = None   # no joint critic: Figure 3 shows the weights only
 
   @property
   def batches_per_iteration(self) -> int:
     return 1 + self.config.d_steps
+
+  def hooks(self, domains, *, ema: float, every: int) -> tuple:
+    """Figures 2-4; no joint critic, so Figure 3 shows the weights only."""
+    return hooks_lib.default_hooks(self, domains, ema=ema, every=every)
 
   def example_shape(self, side: str) -> tuple:
     c = self.config
@@ -147,11 +152,11 @@ class MUNIT:
 
   def encode(self, params, name, images):
     return self.G[name].apply({"params": params["G"][name]}, images,
-                              method=models_munit.AdaINGenerator.encode)
+                              method=nets.munit.AdaINGenerator.encode)
 
   def decode(self, params, name, content, style):
     return self.G[name].apply({"params": params["G"][name]}, content, style,
-                              method=models_munit.AdaINGenerator.decode)
+                              method=nets.munit.AdaINGenerator.decode)
 
   def discriminate(self, params, name, images):
     return self.D[name].apply({"params": params["D"][name]}, images)

@@ -15,87 +15,9 @@ import functools
 from typing import Any
 
 import flax.linen as nn
-import jax
-import jax.numpy as jnp
 
-from jdbw import layers
-
-_EPS = 1e-5
-
-
-def instance_norm(x):
-  """Per-sample, per-channel normalisation over H, W (no affine)."""
-  # Statistics in float32 whatever the compute dtype.
-  x32 = layers.at_least_float32(x)
-  mean = x32.mean((1, 2), keepdims=True)
-  var = x32.var((1, 2), keepdims=True)
-  return ((x32 - mean) * jax.lax.rsqrt(var + _EPS)).astype(x.dtype)
-
-
-def layer_norm(dtype=None) -> nn.LayerNorm:
-  """MUNIT's decoder LayerNorm: per sample over (H, W, C), per-channel affine."""
-  return nn.LayerNorm(epsilon=_EPS, reduction_axes=(1, 2, 3), feature_axes=-1, dtype=dtype)
-
-
-def upsample2x(x):
-  """2x nearest-neighbour up-sampling of NHWC maps (MUNIT's decoder)."""
-  b, h, w, c = x.shape
-  return jax.image.resize(x, (b, 2 * h, 2 * w, c), "nearest")
-
-
-class ConvBlock(nn.Module):
-  """MUNIT's Conv2dBlock: reflect pad, conv, norm ('none'|'in'|'ln'|'adain'), activation.
-
-  With norm 'adain' the call takes `adain` = (bias, scale), each [B, features].
-  """
-  features: int
-  kernel: int
-  stride: int = 1
-  pad: int = 0
-  norm: str = "none"
-  act: str = "relu"
-  impl: str = "auto"   # layers.CONV_IMPLS
-  dtype: Any = None    # compute dtype
-
-  @nn.compact
-  def __call__(self, x, adain=None):
-    if self.pad:
-      p = self.pad
-      x = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
-    x = layers.Conv(self.features, (self.kernel, self.kernel), self.stride, "VALID",
-                    self.impl, self.dtype)(x)
-    if self.norm == "in":
-      x = instance_norm(x)
-    elif self.norm == "ln":
-      x = layer_norm(self.dtype)(x)
-    elif self.norm == "adain":
-      bias, scale = (a.astype(x.dtype) for a in adain)
-      x = instance_norm(x) * scale[:, None, None, :] + bias[:, None, None, :]
-    elif self.norm != "none":
-      raise ValueError(f"unknown norm {self.norm!r}")
-    if self.act == "relu":
-      x = nn.relu(x)
-    elif self.act == "lrelu":
-      x = nn.leaky_relu(x, 0.2)
-    elif self.act == "tanh":
-      x = jnp.tanh(x)
-    return x
-
-
-class ResBlock(nn.Module):
-  """Two 3x3 ConvBlocks (ReLU, then none) and an identity skip."""
-  features: int
-  norm: str = "in"
-  impl: str = "auto"
-  dtype: Any = None
-
-  @nn.compact
-  def __call__(self, x, adain=None):
-    a1, a2 = (None, None) if adain is None else adain
-    kw = dict(impl=self.impl, dtype=self.dtype)
-    h = ConvBlock(self.features, 3, 1, 1, self.norm, "relu", **kw)(x, a1)
-    h = ConvBlock(self.features, 3, 1, 1, self.norm, "none", **kw)(h, a2)
-    return x + h
+from jdbw.nets import layers
+from jdbw.nets.blocks import ConvBlock, ResBlock, upsample2x
 
 
 class ContentEncoder(nn.Module):
@@ -114,7 +36,7 @@ class ContentEncoder(nn.Module):
       d *= 2
       x = ConvBlock(d, 4, 2, 1, "in", "relu", **kw)(x)
     for _ in range(self.n_res):
-      x = ResBlock(d, "in", **kw)(x)
+      x = ResBlock(d, norm="in", layout="munit", **kw)(x)
     return x
 
 
@@ -151,7 +73,7 @@ class Decoder(nn.Module):
   def __call__(self, content, adain_params):
     x, d, kw = content, self.dim, dict(impl=self.impl, dtype=self.dtype)
     for i in range(self.n_res):
-      x = ResBlock(d, "adain", **kw)(x, adain_params[i])
+      x = ResBlock(d, norm="adain", layout="munit", **kw)(x, adain=adain_params[i])
     for _ in range(self.n_up):
       x = upsample2x(x)
       d //= 2

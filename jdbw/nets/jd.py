@@ -1,4 +1,4 @@
-"""Networks of the paper as flax.linen modules (pure `init`/`apply`).
+"""The paper's networks (Appendix B) and their small CPU variants, flax.linen.
 
 Variable collections: 'params', and `SPECTRAL` for spectral normalisation's
 power-iteration state (u, sigma), which changes only when a call passes
@@ -18,104 +18,13 @@ import functools
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from jdbw import layers
-from jdbw.models_munit import instance_norm, layer_norm, upsample2x
-
-SPECTRAL = "spectral"
+from jdbw.nets import layers
+from jdbw.nets.blocks import (ResBlock, conv, conv_transpose, dense, instance_norm, layer_norm,
+                              upsample2x, with_tiled_noise)
 
 Array = Any
-
-
-def _pad(kernel: int, stride: int):
-  """PyTorch-style symmetric padding: 'same' for odd kernels, halving for 4x4/2."""
-  if kernel == 1:
-    return "VALID"
-  p = (kernel - stride + 1) // 2 if stride > 1 else kernel // 2
-  return ((p, p), (p, p))
-
-
-class SNLayer(nn.Module):
-  """A conv / transposed conv / dense layer, spectrally normalised if `sn`.
-
-  The layer is built inside this module, so its params live at `<path>/layer/...`
-  and its power-iteration state at `<path>/sn/layer/kernel/{u,sigma}`.
-  """
-  kind: str            # 'conv', 'conv_transpose' or 'dense'
-  features: int
-  kernel: int = 1
-  stride: int = 1
-  sn: bool = True
-  impl: str = "auto"   # layers.CONV_IMPLS
-  dtype: Any = None    # compute dtype; parameters stay float32
-
-  @nn.compact
-  def __call__(self, x, update_stats: bool):
-    k, s = (self.kernel, self.kernel), (self.stride, self.stride)
-    if self.kind == "conv":
-      layer = layers.Conv(self.features, k, s, _pad(self.kernel, self.stride), self.impl,
-                          self.dtype, name="layer")
-    elif self.kind == "conv_transpose":
-      # Padding k - 1 - p reproduces PyTorch's ConvTranspose2d(k, s, p): 16 -> 32.
-      p = self.kernel - 1 - ((self.kernel - self.stride + 1) // 2) if self.stride > 1 else 0
-      pad = "VALID" if self.kernel == 1 else ((p, p), (p, p))
-      layer = layers.conv_transpose(self.features, k, s, pad, self.impl, self.dtype,
-                                    name="layer")
-    else:
-      layer = layers.Dense(self.features, self.dtype, name="layer")
-    if self.sn:
-      return nn.SpectralNorm(layer, collection_name=SPECTRAL, name="sn")(
-          x, update_stats=update_stats)
-    return layer(x)
-
-
-def conv(features, kernel, stride=1, sn=True, name=None, impl="auto", dtype=None):
-  return SNLayer("conv", features, kernel, stride, sn, impl, dtype, name=name)
-
-
-def conv_transpose(features, kernel, stride, sn=True, name=None, impl="auto", dtype=None):
-  return SNLayer("conv_transpose", features, kernel, stride, sn, impl, dtype, name=name)
-
-
-def dense(features, sn=True, name=None, dtype=None):
-  return SNLayer("dense", features, sn=sn, dtype=dtype, name=name)
-
-
-class ResBlock(nn.Module):
-  """Two 3x3 convs and a skip (1x1 conv on the skip when the width changes).
-
-  Pre-activation; `norm` (a per-sample function) follows each conv when given.
-  """
-  features: int
-  sn: bool = True
-  act: Any = nn.relu
-  impl: str = "auto"
-  dtype: Any = None
-  norm: Any = None
-
-  @nn.compact
-  def __call__(self, x, update_stats: bool):
-    c = functools.partial(conv, sn=self.sn, impl=self.impl, dtype=self.dtype)
-    norm = self.norm or (lambda h: h)
-    h = norm(c(self.features, 3)(self.act(x), update_stats))
-    h = norm(c(self.features, 3)(self.act(h), update_stats))
-    skip = x
-    if x.shape[-1] != self.features:
-      skip = c(self.features, 1)(x, update_stats)
-    return skip + h
-
-
-def sample_noise(rng, batch: int, dim: int, dtype=jnp.float32) -> Array:
-  """Generator noise z ~ U(-1, 1)^d (paper §4.2: uniform)."""
-  return jax.random.uniform(rng, (batch, dim), dtype, -1.0, 1.0)
-
-
-def with_tiled_noise(h: Array, z: Array) -> Array:
-  """concat(h, z repeated over h's grid) on channels (§4.2: noise joins the features)."""
-  z0 = jnp.broadcast_to(z[:, None, None, :].astype(h.dtype), h.shape[:3] + (z.shape[-1],))
-  return jnp.concatenate([h, z0], -1)
 
 
 class Generator(nn.Module):
@@ -334,22 +243,3 @@ TinyGenerator = functools.partial(Generator, features=8)
 TinyGeneratorHiRes = functools.partial(GeneratorHiRes, features=4, n_res=1)
 TinyJointDiscriminator = functools.partial(JointDiscriminator, features=4)
 TinyCritic = functools.partial(DCGANCritic, features=4)
-
-
-def split_variables(variables: dict) -> tuple[dict, dict]:
-  """(params, spectral-norm state) of a module's variables; {} where it has none."""
-  return variables.get("params", {}), variables.get(SPECTRAL, {})
-
-
-def init(module: nn.Module, rng, *inputs: Array) -> dict:
-  """All variables of `module` ('params' and, with spectral norm, SPECTRAL)."""
-  return module.init({"params": rng}, *inputs, update_stats=False)
-
-
-def apply(module: nn.Module, variables: dict, *inputs: Array, update_stats: bool = False):
-  """Runs `module`; with update_stats returns (out, new_variables) with fresh SN state."""
-  if not update_stats:
-    return module.apply(variables, *inputs, update_stats=False)
-  out, mutated = module.apply(variables, *inputs, update_stats=True, mutable=[SPECTRAL])
-  return out, {**variables, **mutated}
-
