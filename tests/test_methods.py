@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jdbw import batch_weight, config, methods, train
+from jdbw import batch_weight, config, methods, nets, train
 from jdbw.errors import ConfigError
 from jdbw.methods import base, jd, munit
 
@@ -73,7 +73,7 @@ def test_configs_saved_before_the_sections_still_load(tmp_path):
 
 
 def test_batch_weight_component_modes_and_networks():
-  net = lambda: jd.models.WeightNet(features=2)
+  net = lambda: nets.WeightNet(features=2)
   two = batch_weight.BatchWeight.build("two_sided", net)
   assert sorted(two.networks) == ["W_x", "W_y"] and two.active
   assert sorted(batch_weight.BatchWeight.build("two_sided", net, scheme="concat").networks) == ["W"]
