@@ -10,7 +10,8 @@ from absl import flags
 from absl import logging
 
 from jdbw.data import DomainSpec
-from jdbw.errors import ConfigError, DataUnavailableError
+from jdbw import errors
+from jdbw.errors import CheckpointError, ConfigError, DataUnavailableError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("library_logs", False,
@@ -75,15 +76,19 @@ def domain_specs() -> dict[str, DomainSpec]:
 
 
 def exit_on_bad_input(fn):
-  """Turns ConfigError / DataUnavailableError into one line on stderr and exit 2 (and
+  """Turns ConfigError / DataUnavailableError / CheckpointError into one line on stderr
+  and exit 2, a preempted run (SIGTERM, checkpoint written) into exit 75 (and
   quiets the libraries' INFO records, see --library_logs)."""
   def wrapped(*args, **kwargs):
     quiet_library_logs()
     try:
       return fn(*args, **kwargs)
-    except (ConfigError, DataUnavailableError) as e:
+    except (ConfigError, DataUnavailableError, CheckpointError) as e:
       print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
+      sys.exit(errors.EXIT_BAD_INPUT)
+    except errors.Preempted as e:
+      print(f"{e} (exit status {errors.EXIT_PREEMPTED})", file=sys.stderr)
+      sys.exit(errors.EXIT_PREEMPTED)
   return wrapped
 
 

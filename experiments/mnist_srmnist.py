@@ -70,11 +70,12 @@ flags.DEFINE_integer("d_features", _DEFAULT.d_features, "Joint critic base width
 flags.DEFINE_integer("w_features", _DEFAULT.w_features, "Weight-net base width (DCGAN: 64).")
 flags.DEFINE_integer("bw_start", _DEFAULT.bw_start,
                      "Generator step where batch weight starts (uniform weights before).")
-flags.DEFINE_integer("bw_full", _DEFAULT.bw_full,
+flags.DEFINE_integer("bw_full", None,
                      "Generator step where the clip t = 0.25 + (step - bw_start) / (bw_full -"
                      " bw_start) reaches 1.25 (it keeps growing after). Units: generator steps"
                      " (iterations of 1 G + d D steps); the authors count critic iterations,"
-                     " so their bw_full = 1000 at d = 5 is 200 here.")
+                     " so their bw_full = 1000 at d = 5 is 200 here."
+                     + _PER_MODEL.format(jd=_DEFAULT.bw_full, munit=_MUNIT.bw_full))
 flags.DEFINE_float("lr", _DEFAULT.lr, "Adam learning rate (G, D and W).")
 flags.DEFINE_float("w_lr", _DEFAULT.w_lr,
                    "Weight nets' Adam learning rate; 0 = --lr (the paper's single rate).")

@@ -3,21 +3,39 @@
 Layout: `<workdir>/checkpoints/<step>/{state,history}`. Saves are atomic (orbax writes
 to a temporary directory and renames), so a crash never leaves a half checkpoint and
 never touches the previous one.
+
+A checkpoint damaged afterwards (a truncated or deleted file, a disk error) does not stop
+a run: `restore_latest` falls back to the newest checkpoint that restores, with one
+warning line per skipped step naming the cause; the trainer also moves the damaged ones
+to `<workdir>/damaged_checkpoints/` so that saving that step again cannot collide.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import time
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
+
+from jdbw.errors import CheckpointError
+
+
+def _cause(e: BaseException) -> str:
+  """One line for an exception: its type and the first line of its message (orbax and
+  TensorStore messages run to many lines)."""
+  text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+  return f"{type(e).__name__}: {text[:240]}" if text else type(e).__name__
 
 
 class Checkpointer:
 
   def __init__(self, workdir: str, keep: int = 3):
+    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     self.manager = ocp.CheckpointManager(
-        os.path.join(os.path.abspath(workdir), "checkpoints"),
+        self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
 
   def latest_step(self) -> int | None:
@@ -27,13 +45,50 @@ class Checkpointer:
     self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), history=ocp.args.JsonSave(history)), force=True)
 
+  def all_steps(self) -> list[int]:
+    return sorted(self.manager.all_steps())
+
   def restore(self, abstract_state, step: int | None = None):
-    """(state, history) of `step` (default: the latest)."""
+    """(state, history) of `step` (default: the latest); CheckpointError, one line, if
+    it does not restore."""
     step = self.latest_step() if step is None else step
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
-    out = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()))
+    try:
+      out = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()))
+    except Exception as e:  # orbax raises many kinds (ValueError, OSError, XlaRuntimeError)
+      raise CheckpointError(f"checkpoint step {step} in {self.directory} does not restore"
+                            f" ({_cause(e)})") from e
     return out.state, out.history
+
+  def restore_latest(self, abstract_state, *, quarantine: bool = False):
+    """(state, history, step) of the newest checkpoint that restores, trying older ones
+    after a failure (one warning line each). `quarantine` (the trainer's process 0):
+    move each one that failed to `<workdir>/damaged_checkpoints/<step>-<time>`.
+    CheckpointError, one line listing every step and its cause, if none restores."""
+    failed = []
+    for step in reversed(self.all_steps()):
+      try:
+        state, history = self.restore(abstract_state, step)
+      except CheckpointError as e:
+        failed.append((step, e))
+        logging.warning("%s; trying an older checkpoint", e)
+        continue
+      if failed and quarantine:
+        self._quarantine([s for s, _ in failed])
+      return state, history, step
+    raise CheckpointError(
+        f"--workdir: no checkpoint in {self.directory} restores: " + "; ".join(
+            f"step {s}: {_cause(e.__cause__ or e)}" for s, e in failed))
+
+  def _quarantine(self, steps) -> None:
+    aside = os.path.join(os.path.dirname(self.directory), "damaged_checkpoints")
+    os.makedirs(aside, exist_ok=True)
+    for step in steps:
+      dest = os.path.join(aside, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+      shutil.move(os.path.join(self.directory, str(step)), dest)
+      logging.warning("moved the damaged checkpoint of step %d to %s", step, dest)
+    self.manager.reload()
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

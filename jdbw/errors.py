@@ -11,3 +11,22 @@ class ConfigError(ValueError):
 
 class DataUnavailableError(RuntimeError):
   """A data set could not be obtained (e.g. TFDS download while offline)."""
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint of a workdir restores (each one's step and cause in one line)."""
+
+
+class Preempted(Exception):
+  """SIGTERM stopped a run after writing a checkpoint of `step`; rerunning the same
+  command continues it. Entrypoints exit with `EXIT_PREEMPTED`."""
+
+  def __init__(self, workdir: str, step: int):
+    super().__init__(f"preempted (SIGTERM) at step {step}: checkpoint written in {workdir};"
+                     " rerun the same command to continue")
+    self.workdir, self.step = workdir, step
+
+
+# Exit statuses of the entrypoints (README, "Exit statuses").
+EXIT_BAD_INPUT = 2      # ConfigError, DataUnavailableError, CheckpointError: one line
+EXIT_PREEMPTED = 75     # EX_TEMPFAIL: checkpoint written, rerun to continue

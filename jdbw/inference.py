@@ -39,7 +39,8 @@ def checkpoint_steps(workdir: str) -> list[int]:
 
 
 def load_run(workdir: str, step: int | None = None):
-  """(method, state, config record) of a workdir's checkpoint (default: the latest)."""
+  """(method, state, config record) of a workdir's checkpoint (default: the newest one
+  that restores)."""
   record = read_config(workdir)
   entry = methods.get(record["method"])
   method = entry.method(entry.config(**record["model"]))
@@ -52,7 +53,10 @@ def load_run(workdir: str, step: int | None = None):
       raise ConfigError(f"--step: {workdir} has no checkpoint at step {step}; it has"
                         f" {sorted(steps)}")
     abstract = jax.eval_shape(method.init_state, jax.random.PRNGKey(0))
-    state, _ = ckpt.restore(abstract, step)
+    if step is None:   # the newest that restores (a damaged one is skipped, with a warning)
+      state, _, _ = ckpt.restore_latest(abstract)
+    else:
+      state, _ = ckpt.restore(abstract, step)
   finally:
     ckpt.close()
   return method, state, record

@@ -31,7 +31,7 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jdbw import checkpoint, data, hooks, parallel
-from jdbw.errors import ConfigError
+from jdbw.errors import ConfigError, Preempted
 
 PARALLEL = ("shard_map", "pmap")
 
@@ -223,7 +223,8 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
   `evaluate(state) -> {name: float}` (e.g. `jdbw.evaluation.Evaluator`'s scalars) runs
   every `run.eval_every` steps and at the end; its numbers go to TensorBoard under
   `eval/`. `iteration_wrapper` (tests only) wraps the compiled iteration, e.g. to
-  inject faults.
+  inject faults. SIGTERM: a checkpoint of the step reached is written, then
+  `jdbw.errors.Preempted` is raised (a preempted run never looks finished).
   """
   run.validate()
   workdir = os.path.abspath(run.workdir)
@@ -259,9 +260,9 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
   state = method.init_state(jax.random.PRNGKey(run.seed))
   watch = method.hooks(domains, ema=run.weight_ema, every=run.log_every)
   history = hooks.new_history(watch)
-  start = ckpt.latest_step() or 0
-  if start:
-    state, restored = ckpt.restore(state)
+  start = 0
+  if ckpt.latest_step():
+    state, restored, start = ckpt.restore_latest(state, quarantine=jax.process_index() == 0)
     history = {**hooks.new_history(watch, len(restored.get("steps", []))), **restored}
     logging.info("resumed %s at step %d", workdir, start)
   if start >= run.steps:
@@ -345,6 +346,8 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
     ckpt.wait()
     ckpt.close()
     writer.close()
+  if preempt.requested:
+    raise Preempted(workdir, done)
   return host_state(dev_state, run.parallel)
 
 

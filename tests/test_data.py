@@ -15,8 +15,6 @@ from jdbw import data, parallel
 from jdbw.data import sources
 from jdbw.errors import ConfigError, DataUnavailableError
 
-# One worker runs this module, so its module fixtures are built once (setup.cfg).
-pytestmark = pytest.mark.xdist_group("data")
 
 N_DRAWS = 12288
 
@@ -204,6 +202,19 @@ def test_malformed_idx_file(tmp_path, fashion_dir):
   with pytest.raises(ConfigError) as e:
     data.load_domain(data.DomainSpec(source=f"idx:{tmp_path}"))
   _one_line(e, "--source_x", "t10k-labels-idx1-ubyte.gz", "magic")
+
+
+def test_truncated_gzip_idx_file_is_one_line(tmp_path, fashion_dir):
+  for name in os.listdir(fashion_dir):
+    os.symlink(os.path.join(fashion_dir, name), tmp_path / name)
+  os.remove(tmp_path / "t10k-labels-idx1-ubyte.gz")
+  with open(os.path.join(fashion_dir, "t10k-labels-idx1-ubyte.gz"), "rb") as f:
+    whole = f.read()
+  with open(tmp_path / "t10k-labels-idx1-ubyte.gz", "wb") as f:   # a copy cut off mid-stream
+    f.write(whole[:len(whole) // 2])
+  with pytest.raises(ConfigError) as e:
+    data.load_domain(data.DomainSpec(source=f"idx:{tmp_path}"))
+  _one_line(e, "--source_x", "t10k-labels-idx1-ubyte.gz", "truncated or damaged")
 
 
 def test_idx_label_count_mismatch(tmp_path, fashion_dir):

@@ -20,8 +20,6 @@ from jdbw.methods import jd
 from jdbw.errors import ConfigError
 from jdbw.evaluation import classifier, evaluator, metrics, report
 
-# One worker runs this module, so its module fixtures are built once (setup.cfg).
-pytestmark = pytest.mark.xdist_group("evaluation")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Small but real: digits classifiers reach > 90% in a few hundred steps.

@@ -16,10 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import helpers
+from helpers import one_line
 
-from jdbw import data, parallel, train
+from jdbw import data, inference, parallel, train
 from jdbw.methods import jd
-from jdbw.errors import ConfigError
+from jdbw.errors import EXIT_PREEMPTED, CheckpointError, ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(g_features=4, d_features=2, w_features=2, d_steps=2)
@@ -129,6 +130,43 @@ def test_tiny_run_writes_everything_and_resumes(tmp_path):
     train.train(other, _run(tmp_path, 6), _specs())
 
 
+def _damage(workdir, step, how):
+  state_dir = os.path.join(workdir, "checkpoints", str(step), "state")
+  if how == "truncate":   # the largest file: array data
+    files = [os.path.join(r, f) for r, _, fs in os.walk(state_dir) for f in fs]
+    big = max(files, key=os.path.getsize)
+    with open(big, "r+b") as f:
+      f.truncate(os.path.getsize(big) // 2)
+  else:
+    os.remove(os.path.join(state_dir, "_METADATA"))
+
+
+def test_damaged_checkpoints_fall_back_to_the_newest_that_restores(tmp_path, caplog):
+  method = jd.JD(jd.JDConfig(**TINY))
+  train.train(method, _run(tmp_path, 5), _specs())           # checkpoints 2, 4, 5
+  _damage(tmp_path, 5, "truncate")
+  _damage(tmp_path, 4, "metadata")
+  with caplog.at_level("WARNING"):
+    _, state, _ = inference.load_run(str(tmp_path))
+  assert int(state.step) == 2
+  warned = [r.getMessage() for r in caplog.records if "does not restore" in r.getMessage()]
+  assert len(warned) == 2 and "step 5" in warned[0] and "step 4" in warned[1]
+  assert all("\n" not in w for w in warned)
+  with pytest.raises(CheckpointError) as e:                   # an explicit step: no fallback
+    inference.load_run(str(tmp_path), step=5)
+  one_line(e, "checkpoint step 5", "does not restore")
+  # The trainer resumes from step 2 and moves the damaged ones aside.
+  state = train.train(method, _run(tmp_path, 6), _specs())
+  assert int(state.step) == 6
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "4", "6"]
+  assert sorted(p.split("-")[0] for p in os.listdir(tmp_path / "damaged_checkpoints")) == ["4", "5"]
+  for step in (2, 4, 6):
+    _damage(tmp_path, step, "metadata")
+  with pytest.raises(CheckpointError) as e:
+    inference.load_run(str(tmp_path))
+  one_line(e, "--workdir: no checkpoint", "step 6:", "step 4:", "step 2:")
+
+
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
   method = jd.JD(jd.JDConfig(**TINY))
 
@@ -169,7 +207,8 @@ def _wait_for(pred, proc, timeout=240):
 
 def test_sigkill_resumes_and_sigterm_checkpoints(tmp_path):
   """SIGKILL loses at most the steps since the last checkpoint; the rerun resumes there
-  and continues; SIGTERM (preemption) writes a checkpoint of the step reached and exits 0."""
+  and continues; SIGTERM (preemption) writes a checkpoint of the step reached and exits
+  with EXIT_PREEMPTED (75), never 0, and without "done:"."""
   wd = tmp_path / "wd"
   proc = subprocess.Popen(_cli(wd, 10000, ["--checkpoint_every=2"]), cwd=ROOT, env=_CLI_ENV,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -191,12 +230,13 @@ def test_sigkill_resumes_and_sigterm_checkpoints(tmp_path):
       _wait_for(lambda: len(events()) > len(first_log) and os.path.getsize(events()[-1]) > 200,
                 proc)
       proc.send_signal(signal.SIGTERM)
-      assert proc.wait(120) == 0, log.read_text()[-3000:]
+      assert proc.wait(120) == EXIT_PREEMPTED, log.read_text()[-3000:]
     finally:
       proc.kill()
   text = log.read_text()
   assert f"resumed {wd} at step {saved}" in text
-  assert "SIGTERM: checkpoint written" in text
+  assert "SIGTERM: checkpoint written" in text and "rerun the same command" in text
+  assert "done:" not in text
   assert max(int(p) for p in os.listdir(wd / "checkpoints") if p.isdigit()) > saved
   # Quiet by default: the libraries' INFO records (orbax's dozens per checkpoint) are hidden.
   info = [l for l in text.splitlines() if l[:1] == "I" and l[1:5].isdigit()]

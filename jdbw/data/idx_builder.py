@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import os
 import struct
+import zlib
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -57,7 +58,7 @@ def read_idx_header(path: str, what: str) -> tuple[int, ...]:
       if len(raw) != 4 * ndim:
         raise ConfigError(f"{what}: {path} has a truncated IDX header")
       return struct.unpack(">" + "I" * ndim, raw)
-  except (OSError, EOFError, gzip.BadGzipFile) as e:
+  except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
     raise ConfigError(f"{what}: cannot read IDX file {path} ({e})") from e
 
 
@@ -65,8 +66,12 @@ def read_idx(path: str, what: str) -> np.ndarray:
   """The whole array stored in an IDX file (uint8)."""
   shape = read_idx_header(path, what)
   offset = 4 + 4 * len(shape)
-  with _open(path) as f:
-    data = f.read()
+  try:
+    with _open(path) as f:
+      data = f.read()
+  except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:  # e.g. a gzip cut short
+    raise ConfigError(f"{what}: cannot read IDX file {path} ({type(e).__name__}: {e});"
+                      " the file is truncated or damaged, copy it again") from e
   body = np.frombuffer(data, dtype=np.uint8, offset=offset)
   if body.size != int(np.prod(shape)):
     raise ConfigError(

@@ -11,8 +11,10 @@ import platform
 
 import jax
 import numpy as np
+from absl import logging
 
 from jdbw import data, figures, inference
+from jdbw.errors import CheckpointError
 from jdbw.evaluation import classifier as clf_lib
 from jdbw.evaluation import evaluator as ev_lib
 
@@ -42,7 +44,11 @@ def evaluate_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig
       if s == result["step"]:
         wc = result["weight_calibration"]
       else:
-        wc = evaluator.calibration_at(inference.load_run(workdir, s)[1])
+        try:
+          wc = evaluator.calibration_at(inference.load_run(workdir, s)[1])
+        except CheckpointError as e:   # a damaged older checkpoint: skipped, one line
+          logging.warning("%s; left out of the per-checkpoint calibration", e)
+          continue
       per_ckpt[s] = {"tv_weighted": wc["tv_weighted"], "tv_unweighted": wc["tv_unweighted"]}
   result["weight_calibration_per_checkpoint"] = [{"step": k, **v}
                                                  for k, v in sorted(per_ckpt.items())]
