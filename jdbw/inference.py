@@ -33,7 +33,7 @@ def read_config(workdir: str) -> dict:
 
 def checkpoint_steps(workdir: str) -> list[int]:
   ckpt = checkpoint.Checkpointer(workdir)
-  steps = sorted(ckpt.manager.all_steps())
+  steps = ckpt.all_steps()
   ckpt.close()
   return steps
 
@@ -46,12 +46,12 @@ def load_run(workdir: str, step: int | None = None):
   method = entry.method(entry.config(**record["model"]))
   ckpt = checkpoint.Checkpointer(workdir)
   try:
-    steps = ckpt.manager.all_steps()
+    steps = ckpt.all_steps()
     if not steps:
       raise ConfigError(f"--workdir: {workdir} has no checkpoint yet")
     if step is not None and step not in steps:
       raise ConfigError(f"--step: {workdir} has no checkpoint at step {step}; it has"
-                        f" {sorted(steps)}")
+                        f" {steps}")
     abstract = jax.eval_shape(method.init_state, jax.random.PRNGKey(0))
     if step is None:   # the newest that restores (a damaged one is skipped, with a warning)
       state, _, _ = ckpt.restore_latest(abstract)

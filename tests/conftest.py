@@ -10,8 +10,10 @@ import tempfile
 #    roughly halves XLA:CPU compile time while the tiny runs execute about as fast.
 #    Values move only by float reassociation (test_golden's tolerance says how much).
 #    Set XLA_FLAGS=--xla_backend_optimization_level=2 to test at the default level.
+from helpers import SUITE_OPT_LEVEL, fake_devices  # noqa: E402  (imports nothing heavy)
+
 _flags = os.environ.get("XLA_FLAGS", "")
-for _flag in ("--xla_force_host_platform_device_count=2", "--xla_backend_optimization_level=0"):
+for _flag in (fake_devices(2), SUITE_OPT_LEVEL):
   if _flag.split("=")[0] not in _flags:
     _flags += " " + _flag
 os.environ["XLA_FLAGS"] = _flags.strip()

@@ -10,8 +10,15 @@ def one_line(excinfo, *needles):
     assert n in msg, msg
 
 
+# The suite compiles at LLVM -O0 (conftest.py says why).
+SUITE_OPT_LEVEL = "--xla_backend_optimization_level=0"
+
+
+def fake_devices(n: int) -> str:
+  return f"--xla_force_host_platform_device_count={n}"
+
+
 def xla_flags(devices=1):
   """XLA_FLAGS for a CLI subprocess: `devices` fake CPU devices, compiled as conftest.py
   compiles the suite (LLVM -O0)."""
-  flags = "--xla_backend_optimization_level=0"
-  return flags + (f" --xla_force_host_platform_device_count={devices}" if devices > 1 else "")
+  return SUITE_OPT_LEVEL + (f" {fake_devices(devices)}" if devices > 1 else "")
