@@ -77,7 +77,8 @@ def domain_specs() -> dict[str, DomainSpec]:
 
 def exit_on_bad_input(fn):
   """Turns ConfigError / DataUnavailableError / CheckpointError into one line on stderr
-  and exit 2, a preempted run (SIGTERM, checkpoint written) into exit 75 (and
+  and exit 2, a StorageError (disk full, read-only) into one line and exit 74, a
+  preempted run (SIGTERM, checkpoint written) into exit 75 (and
   quiets the libraries' INFO records, see --library_logs)."""
   def wrapped(*args, **kwargs):
     quiet_library_logs()
@@ -86,6 +87,9 @@ def exit_on_bad_input(fn):
     except (ConfigError, DataUnavailableError, CheckpointError) as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(errors.EXIT_BAD_INPUT)
+    except errors.StorageError as e:
+      print(f"error: {e} (exit status {errors.EXIT_STORAGE})", file=sys.stderr)
+      sys.exit(errors.EXIT_STORAGE)
     except errors.Preempted as e:
       print(f"{e} (exit status {errors.EXIT_PREEMPTED})", file=sys.stderr)
       sys.exit(errors.EXIT_PREEMPTED)

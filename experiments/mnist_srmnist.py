@@ -29,6 +29,10 @@ flags.DEFINE_enum("parallel", "shard_map", train.PARALLEL,
                   "Data-parallel wrapper of the same step: jit(shard_map) or pmap.")
 flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint period (steps).")
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
+flags.DEFINE_integer("stream_segment", 1000,
+                     "Iterations per data-stream segment: each is seeded from (seed, its first"
+                     " step), so a resume replays the stream exactly, skipping at most this"
+                     " many iterations' draws. Keep it when resuming.")
 flags.DEFINE_integer("log_every", 50, "Log/TensorBoard period (steps).")
 flags.DEFINE_integer("figure_every", 5000, "Figure period (steps); figures also at the end.")
 flags.DEFINE_integer("eval_every", 0,
@@ -162,7 +166,8 @@ def run_config() -> train.RunConfig:
       workdir=FLAGS.workdir, steps=FLAGS.steps, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
       parallel=FLAGS.parallel, checkpoint_every=FLAGS.checkpoint_every,
       keep_checkpoints=FLAGS.keep_checkpoints, log_every=FLAGS.log_every,
-      figure_every=FLAGS.figure_every, data_dir=FLAGS.data_dir, eval_every=FLAGS.eval_every)
+      figure_every=FLAGS.figure_every, data_dir=FLAGS.data_dir, eval_every=FLAGS.eval_every,
+      stream_segment=FLAGS.stream_segment)
 
 
 @common.exit_on_bad_input

@@ -17,6 +17,7 @@ import shutil
 import time
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -28,6 +29,14 @@ def _cause(e: BaseException) -> str:
   TensorStore messages run to many lines)."""
   text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
   return f"{type(e).__name__}: {text[:240]}" if text else type(e).__name__
+
+
+def size_bytes(abstract_state) -> int:
+  """About what one checkpoint of a state of this structure takes on disk: its arrays
+  plus orbax's metadata and the history (a generous 1 MiB)."""
+  leaves = jax.tree.leaves(abstract_state)
+  return sum(int(np.prod(getattr(a, "shape", ()))) * np.dtype(getattr(a, "dtype", np.float64)).itemsize
+             for a in leaves) + 2**20
 
 
 class Checkpointer:

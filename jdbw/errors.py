@@ -17,6 +17,18 @@ class CheckpointError(RuntimeError):
   """No checkpoint of a workdir restores (each one's step and cause in one line)."""
 
 
+class StorageError(RuntimeError):
+  """The workdir's storage refused a write during a run (disk full, read-only,
+  permissions): one line naming the path, the cause and the last good checkpoint."""
+
+  def __init__(self, workdir: str, cause: str, path: str | None, checkpoints: list[int]):
+    last = (f"the last good checkpoint is step {checkpoints[-1]}" if checkpoints
+            else "no checkpoint was written yet")
+    super().__init__(f"--workdir: writing {path or workdir} failed: {cause}; {last};"
+                     " fix the storage and rerun the same command to continue")
+    self.workdir, self.cause, self.path, self.checkpoints = workdir, cause, path, checkpoints
+
+
 class Preempted(Exception):
   """SIGTERM stopped a run after writing a checkpoint of `step`; rerunning the same
   command continues it. Entrypoints exit with `EXIT_PREEMPTED`."""
@@ -29,4 +41,5 @@ class Preempted(Exception):
 
 # Exit statuses of the entrypoints (README, "Exit statuses").
 EXIT_BAD_INPUT = 2      # ConfigError, DataUnavailableError, CheckpointError: one line
+EXIT_STORAGE = 74       # EX_IOERR: StorageError (disk full, read-only): one line
 EXIT_PREEMPTED = 75     # EX_TEMPFAIL: checkpoint written, rerun to continue

@@ -10,13 +10,16 @@ logging, and knows nothing of batch weight.
 
 Resume: rerunning with the same --workdir restores the latest checkpoint (step, all
 params and optimiser states including learning-rate schedules, RNG, history of the
-weight curves). The data stream is not replayed: it is re-seeded deterministically
-from (seed, step), so a resumed run is reproducible but draws different batches than
-an uninterrupted one would.
+weight curves) and continues the same run: the data stream is cut into segments of
+`stream_segment` iterations, each seeded from (seed, its first step), and a resume
+rebuilds the current segment and skips the iterations already trained (their images
+are not transformed), so a killed and resumed run sees exactly the batches, and on
+the same machine reaches exactly the parameters, of an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -31,6 +34,7 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jdbw import checkpoint, data, hooks, parallel
+from jdbw import workdir as wd
 from jdbw.errors import ConfigError, Preempted
 
 PARALLEL = ("shard_map", "pmap")
@@ -50,6 +54,7 @@ class RunConfig:
   data_dir: str | None = None
   weight_ema: float = 0.98
   eval_every: int = 0  # 0: no evaluation during training
+  stream_segment: int = 1000  # iterations per data-stream segment (see the docstring)
 
   def validate(self):
     if not self.workdir:
@@ -58,7 +63,8 @@ class RunConfig:
       raise ConfigError(f"--steps: got {self.steps}; expected >= 1")
     if self.parallel not in PARALLEL:
       raise ConfigError(f"--parallel: got {self.parallel!r}; expected one of {PARALLEL}")
-    for f in ("checkpoint_every", "log_every", "figure_every", "keep_checkpoints"):
+    for f in ("checkpoint_every", "log_every", "figure_every", "keep_checkpoints",
+              "stream_segment"):
       if getattr(self, f) < 1:
         raise ConfigError(f"--{f}: got {getattr(self, f)}; expected >= 1")
     if self.eval_every < 0:
@@ -67,7 +73,7 @@ class RunConfig:
 
 
 def stream_seed(seed: int, step: int) -> int:
-  """Data-stream seed after `step` iterations (the documented resume re-seed)."""
+  """Seed of the data-stream segment that starts at `step` (0: the run's seed)."""
   if step == 0:
     return seed
   return int(np.random.SeedSequence([seed, step]).generate_state(1)[0] & 0x7FFFFFFF)
@@ -224,10 +230,28 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
   every `run.eval_every` steps and at the end; its numbers go to TensorBoard under
   `eval/`. `iteration_wrapper` (tests only) wraps the compiled iteration, e.g. to
   inject faults. SIGTERM: a checkpoint of the step reached is written, then
-  `jdbw.errors.Preempted` is raised (a preempted run never looks finished).
+  `jdbw.errors.Preempted` is raised (a preempted run never looks finished). Before
+  anything is loaded or compiled the workdir is checked (writable, room for a
+  checkpoint) and locked (`jdbw.workdir`); a disk that fills or turns read-only during
+  the run ends it with `jdbw.errors.StorageError` (one line, the last good checkpoint).
   """
   run.validate()
   workdir = os.path.abspath(run.workdir)
+  lead = jax.process_index() == 0   # writes events and figures; every process checkpoints
+  if lead:   # before loading data or compiling: the workdir takes files, one checkpoint fits
+    abstract = jax.eval_shape(method.init_state, jax.random.PRNGKey(run.seed))
+    wd.check_writable(workdir, checkpoint.size_bytes(abstract))
+  with wd.WorkdirLock(workdir) if lead else contextlib.nullcontext():
+    try:
+      return _train(method, run, domain_specs, workdir, lead, evaluate, iteration_wrapper)
+    except Exception as e:
+      error = wd.storage_error(e, workdir)
+      if error is None:
+        raise
+      raise error from e
+
+
+def _train(method, run, domain_specs, workdir, lead, evaluate, iteration_wrapper):
   domains = {k: data.load_domain(s, data_dir=run.data_dir, process_index=jax.process_index(),
                                  process_count=jax.process_count())
              for k, s in domain_specs.items()}
@@ -258,6 +282,7 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
     step_fn = iteration_wrapper(step_fn)
   ckpt = checkpoint.Checkpointer(workdir, run.keep_checkpoints)
   state = method.init_state(jax.random.PRNGKey(run.seed))
+  ckpt_bytes = checkpoint.size_bytes(state)
   watch = method.hooks(domains, ema=run.weight_ema, every=run.log_every)
   history = hooks.new_history(watch)
   start = 0
@@ -269,10 +294,15 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
     logging.info("nothing to do: checkpoint at step %d >= --steps=%d", start, run.steps)
     return state
   eval_batch = _eval_batch(domains, run.seed, 1000 if points else 16, method.config.resolution)
-  batches = data.make_batches(domains, run.batch_size, seed=stream_seed(run.seed, start),
-                              resolution=method.config.resolution,
-                              stack=(method.batches_per_iteration,))
-  lead = jax.process_index() == 0   # writes events and figures; every process checkpoints
+
+  def stream(step):
+    """The batches of iterations step, step + 1, ... (module docstring: segments)."""
+    first = step - step % run.stream_segment
+    return data.make_batches(domains, run.batch_size, seed=stream_seed(run.seed, first),
+                             resolution=method.config.resolution,
+                             stack=(method.batches_per_iteration,), skip=step - first)
+
+  batches = stream(start)
   writer = _tb_writer(os.path.join(workdir, "tb")) if lead else _NoWriter()
   dev_state = place_state(state, run.parallel, mesh)
   timer = {"t": time.time(), "step": start}
@@ -308,6 +338,8 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
     with _Preemption() as preempt:
       pending = None
       for step in range(start, run.steps):
+        if step > start and step % run.stream_segment == 0:
+          batches = stream(step)
         batch = next(batches)
         images = {k: v["image"] for k, v in batch.items()}  # Labels stay on the host.
         labels = {k: v["label"][0] for k, v in batch.items()}
@@ -328,6 +360,7 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
         finish(*pending)
         pending = None
         if save:
+          wd.ensure_room(workdir, ckpt_bytes)
           ckpt.save(done, host_state(dev_state, run.parallel), history)
         if draw and lead:
           write_figures(method, watch, local_state(dev_state, run.parallel), eval_batch,

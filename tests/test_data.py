@@ -135,6 +135,22 @@ def test_same_seed_same_stream_and_different_seed_differs():
   assert not np.array_equal(a[0]["x"]["label"], a[0]["y"]["label"])
 
 
+def test_skip_continues_the_stream_exactly():
+  """A resume rebuilds the stream with `skip` (jdbw.train): the skipped stream is the
+  unskipped one minus its first elements, stacked batches, SR transform and points too."""
+  domains = {"x": data.load_domain(data.DomainSpec(source="digits", transform="sr")),
+             "y": data.load_domain(data.DomainSpec(source="digits", classes="0:0.5",
+                                                   name="y"))}
+  full = data.make_batches(domains, 4, seed=3, stack=(3,))
+  want = [next(full) for _ in range(7)][5:]
+  got = data.make_batches(domains, 4, seed=3, stack=(3,), skip=5)
+  chex.assert_trees_all_equal(want, [next(got) for _ in range(2)])
+  points = {"x": data.load_domain(data.DomainSpec(source="mixture2d"))}
+  full = data.make_batches(points, 8, seed=1)
+  want = [next(full) for _ in range(4)][3]
+  chex.assert_trees_all_equal(want, next(data.make_batches(points, 8, seed=1, skip=3)))
+
+
 def test_layouts_for_pmap_and_mesh():
   assert jax.device_count() == 2, "tests expect two fake CPU devices (conftest)"
   domain = data.load_domain(data.DomainSpec(source="digits"))

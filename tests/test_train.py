@@ -197,38 +197,75 @@ def _cli(workdir, steps, extra=()):
 _CLI_ENV = {**os.environ, "XLA_FLAGS": helpers.xla_flags()}
 
 
-def _wait_for(pred, proc, timeout=240):
+def _wait_for(pred, proc, timeout=240, poll=0.5):
   t = time.time()
   while not pred():
     assert proc.poll() is None, f"exited with {proc.returncode}"
     assert time.time() - t < timeout
-    time.sleep(0.5)
+    time.sleep(poll)
 
 
-def test_sigkill_resumes_and_sigterm_checkpoints(tmp_path):
-  """SIGKILL loses at most the steps since the last checkpoint; the rerun resumes there
-  and continues; SIGTERM (preemption) writes a checkpoint of the step reached and exits
-  with EXIT_PREEMPTED (75), never 0, and without "done:"."""
-  wd = tmp_path / "wd"
-  proc = subprocess.Popen(_cli(wd, 10000, ["--checkpoint_every=2"]), cwd=ROOT, env=_CLI_ENV,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _saved(wd):
+  """Finished checkpoint steps of a workdir."""
+  d = wd / "checkpoints"
+  return sorted(int(p) for p in os.listdir(d) if p.isdigit()) if d.is_dir() else []
+
+
+def _writing(wd):
+  """orbax's temporary directories: checkpoint writes in progress (or killed)."""
+  d = wd / "checkpoints"
+  return {p for p in os.listdir(d) if not p.isdigit()} if d.is_dir() else set()
+
+
+def _final(wd, step):
+  method, _, _ = inference.load_run(str(wd))
+  abstract = jax.eval_shape(method.init_state, jax.random.PRNGKey(0))
+  ckpt = train.checkpoint.Checkpointer(str(wd))
   try:
-    _wait_for(lambda: os.path.isdir(wd / "checkpoints" / "2"), proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(60)
+    return ckpt.restore(abstract, step)
   finally:
-    proc.kill()
-  saved = max(int(p) for p in os.listdir(wd / "checkpoints") if p.isdigit())
-  events = lambda: sorted(glob.glob(f"{wd}/tb/events*"), key=os.path.getmtime)
-  first_log = events()
-  log = tmp_path / "resumed.log"
-  with open(log, "w") as err:
-    proc = subprocess.Popen(_cli(wd, 10000, ["--checkpoint_every=100000"]), cwd=ROOT,
-                            env=_CLI_ENV, stdout=subprocess.DEVNULL, stderr=err)
+    ckpt.close()
+
+
+def test_sigkills_and_sigterm_resume_to_the_uninterrupted_runs_parameters(tmp_path):
+  """Fault injection through the real entrypoint: five SIGKILLs (after a checkpoint, and
+  during checkpoint writes), then a SIGTERM, each followed by a rerun of the same
+  command, end in exactly the parameters, optimiser states and weight history of an
+  uninterrupted run: a resume continues the same run (segmented data stream,
+  jdbw.train). SIGTERM writes a checkpoint of the step reached and exits with
+  EXIT_PREEMPTED (75), never 0, and without "done:"."""
+  steps, extra = 80, ["--checkpoint_every=4", "--stream_segment=12"]
+  # Every launch runs the same compiled programs; the persistent cache saves recompiling.
+  env = {**_CLI_ENV, **helpers.compile_cache(tmp_path)}
+  ref = tmp_path / "ref"
+  subprocess.run(_cli(ref, steps, extra), cwd=ROOT, env=env, check=True,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  wd = tmp_path / "wd"
+  killed_in_write = 0
+  for kill in range(5):
+    before, stale = max(_saved(wd), default=0), _writing(wd)
+    proc = subprocess.Popen(_cli(wd, steps, extra), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-      # The resumed run opens a new TensorBoard file; scalars in it: steps after `saved`.
-      _wait_for(lambda: len(events()) > len(first_log) and os.path.getsize(events()[-1]) > 200,
-                proc)
+      if kill % 2:  # as soon as a write of a newer checkpoint is seen
+        _wait_for(lambda: _writing(wd) - stale or max(_saved(wd), default=0) > before + 4,
+                  proc, poll=0.002)
+      else:         # after a newer checkpoint is finished
+        _wait_for(lambda: max(_saved(wd), default=0) > before, proc, poll=0.05)
+      proc.send_signal(signal.SIGKILL)
+      proc.wait(60)
+    finally:
+      proc.kill()
+    killed_in_write += bool(_writing(wd) - stale)
+    assert max(_saved(wd)) < steps, "the run finished before its kill: raise `steps`"
+  assert killed_in_write, "no kill landed during a checkpoint write"
+  log = tmp_path / "resumed.log"
+  saved = max(_saved(wd))
+  with open(log, "w") as err:
+    proc = subprocess.Popen(_cli(wd, steps, extra), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=err)
+    try:
+      _wait_for(lambda: f"step {saved + 2}/" in log.read_text(), proc, poll=0.05)
       proc.send_signal(signal.SIGTERM)
       assert proc.wait(120) == EXIT_PREEMPTED, log.read_text()[-3000:]
     finally:
@@ -237,10 +274,16 @@ def test_sigkill_resumes_and_sigterm_checkpoints(tmp_path):
   assert f"resumed {wd} at step {saved}" in text
   assert "SIGTERM: checkpoint written" in text and "rerun the same command" in text
   assert "done:" not in text
-  assert max(int(p) for p in os.listdir(wd / "checkpoints") if p.isdigit()) > saved
+  preempted = max(_saved(wd))
+  assert saved < preempted < steps, _saved(wd)
   # Quiet by default: the libraries' INFO records (orbax's dozens per checkpoint) are hidden.
   info = [l for l in text.splitlines() if l[:1] == "I" and l[1:5].isdigit()]
   assert info and not [l for l in info if "checkpoint_manager.py" in l], info[:5]
+  subprocess.run(_cli(wd, steps, extra), cwd=ROOT, env=env, check=True,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  (state, history), (want, want_history) = _final(wd, steps), _final(ref, steps)
+  chex.assert_trees_all_equal(jax.device_get(state), jax.device_get(want))
+  assert history == want_history
 
 
 def test_workdir_config_check_takes_new_fields_defaults_and_ignores_execution(tmp_path):

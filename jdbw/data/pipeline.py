@@ -91,16 +91,18 @@ def keep_tf_off_accelerators() -> None:
 
 
 def domain_dataset(domain: Domain, *, seed: int, resolution: int = 32,
-                   process_index: int = 0):
+                   process_index: int = 0, skip: int = 0):
   """The domain's infinite stream of {'image': f32 [r, r, c] in [-1, 1], 'label': i32}.
 
   For a point domain (`mixture2d`) 'image' holds the point, f32 [2], unscaled.
+  `skip`: draws dropped from the front before their transform runs (cheap), so the
+  stream continues exactly where a stream of the same seed stood after `skip` draws.
   """
   import tensorflow as tf
   keep_tf_off_accelerators()
   shuffle_seed, elem_seed = _stream_seed(seed, domain.spec.name, process_index)
   if domain.is_points:  # {'image': f32 [2] (the point), 'label'}; no transform.
-    return domain.data.mixture.dataset(domain.probs, elem_seed, domain.spec.split)
+    return domain.data.mixture.dataset(domain.probs, elem_seed, domain.spec.split).skip(skip)
   labels = domain.data.labels
   classes = np.flatnonzero(domain.probs > 0)
   per_class = []
@@ -122,7 +124,7 @@ def domain_dataset(domain: Domain, *, seed: int, resolution: int = 32,
     return {"image": transforms.to_unit_range(image),
             "label": tf.cast(example["label"], tf.int32)}
 
-  ds = tf.data.Dataset.zip(tf.data.Dataset.counter(), ds)
+  ds = tf.data.Dataset.zip(tf.data.Dataset.counter(), ds).skip(skip)
   return ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
@@ -139,12 +141,13 @@ def host_batch_size(global_batch: int, *, device_count: int, process_count: int,
 def make_batches(domains: Mapping[str, Domain], global_batch: int, *, seed: int,
                  resolution: int = 32, stack: Sequence[int] = (),
                  device_count: int | None = None, process_index: int | None = None,
-                 process_count: int | None = None) -> Iterator[dict]:
+                 process_count: int | None = None, skip: int = 0) -> Iterator[dict]:
   """Host-local numpy batches {name: {'image', 'label'}} of all domains.
 
   Each element has shape [*stack, global_batch / process_count, r, r, c]; `stack`
   groups several steps' batches in one element (e.g. the d discriminator steps of
-  one iteration). Device counts default to JAX's; see `jdbw.parallel` for turning a
+  one iteration). `skip`: elements dropped from the front (without transforming
+  their images): the stream then equals the same seed's stream after `skip` elements. Device counts default to JAX's; see `jdbw.parallel` for turning a
   host batch into a pmap layout or a global sharded array.
   """
   import jax
@@ -156,8 +159,9 @@ def make_batches(domains: Mapping[str, Domain], global_batch: int, *, seed: int,
                              process_count=process_count)
   streams = {}
   for name, domain in domains.items():
-    ds = domain_dataset(domain, seed=seed, resolution=resolution,
-                        process_index=process_index).batch(per_host, drop_remainder=True)
+    draws = skip * per_host * int(np.prod(tuple(stack), dtype=np.int64))
+    ds = domain_dataset(domain, seed=seed, resolution=resolution, process_index=process_index,
+                        skip=draws).batch(per_host, drop_remainder=True)
     for n in reversed(tuple(stack)):
       ds = ds.batch(n, drop_remainder=True)
     streams[name] = ds

@@ -1,0 +1,229 @@
+"""The workdir as a resource: checked before compiling, locked while a trainer uses it,
+and storage failures (disk full, read-only, permissions) told in one line.
+
+`docs/reliability.md` lists what each guarantees and the tests that check it.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+
+from absl import logging
+
+from jdbw.errors import ConfigError, StorageError
+
+LOCK = "lock"
+# A lock whose heartbeat (its file's mtime, touched every HEARTBEAT_S by the holder) is
+# older than this belongs to a dead run, whatever its host. On the holder's own host a
+# dead PID is detected at once.
+STALE_AFTER_S = 300.0
+HEARTBEAT_S = 30.0
+
+# errno values that mean "the storage refuses", not "the program is wrong".
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                   errno.EIO}
+# How orbax / TensorStore spell them when the OSError itself does not travel.
+_STORAGE_TEXT = {"No space left on device": errno.ENOSPC, "RESOURCE_EXHAUSTED": errno.ENOSPC,
+                 "Disk quota exceeded": errno.EDQUOT, "Read-only file system": errno.EROFS,
+                 "Permission denied": errno.EACCES, "PERMISSION_DENIED": errno.EACCES}
+
+
+def check_writable(workdir: str, need_bytes: int = 0) -> None:
+  """Creates `workdir` if needed and checks, before anything is compiled, that a file
+  can be written in it and that its file system has room for `need_bytes` (about one
+  checkpoint); ConfigError, one line, if not."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f"--workdir: cannot create {workdir}: {e.strerror or e}") from e
+  probe = os.path.join(workdir, f".write_probe.{socket.gethostname()}.{os.getpid()}")
+  try:
+    with open(probe, "wb") as f:
+      f.write(b"0" * 4096)
+      f.flush()
+      os.fsync(f.fileno())
+  except OSError as e:
+    raise ConfigError(f"--workdir: {workdir} is not writable ({e.strerror or e})") from e
+  finally:
+    try:
+      os.remove(probe)
+    except OSError:
+      pass
+  free = shutil.disk_usage(workdir).free
+  if free < need_bytes:
+    raise ConfigError(
+        f"--workdir: {free / 2**20:.1f} MiB free on the file system of {workdir}; one"
+        f" checkpoint needs about {need_bytes / 2**20:.1f} MiB: free space or use another"
+        " --workdir")
+
+
+def ensure_room(workdir: str, need_bytes: int) -> None:
+  """Before a checkpoint write: StorageError, one line, if the file system of `workdir`
+  has less than `need_bytes` free, so that a full disk stops the run before orbax
+  starts a write it cannot finish (its threads then print pages of tracebacks)."""
+  free = shutil.disk_usage(workdir).free
+  if free < need_bytes:
+    raise StorageError(
+        workdir, f"{os.strerror(errno.ENOSPC)} ({free / 2**20:.1f} MiB free, one checkpoint"
+        f" needs about {need_bytes / 2**20:.1f} MiB)", None, _finished_checkpoints(workdir))
+
+
+def storage_error(exc: BaseException, workdir: str) -> StorageError | None:
+  """The StorageError that `exc` (or an exception it was raised from or during) amounts
+  to, or None if it is not a storage failure."""
+  seen, todo = set(), [exc]
+  while todo:
+    e = todo.pop()
+    if e is None or id(e) in seen:
+      continue
+    seen.add(id(e))
+    code, path = None, None
+    if isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS:
+      code, path = e.errno, e.filename
+      if path and not os.path.abspath(str(path)).startswith(os.path.abspath(workdir)):
+        code = None   # Not the workdir's storage (a data file, say): not ours to explain.
+    else:
+      text = str(e)
+      code = next((c for t, c in _STORAGE_TEXT.items() if t in text), None)
+    if code is not None:
+      return StorageError(workdir, os.strerror(code), path, _finished_checkpoints(workdir))
+    todo += [e.__cause__, e.__context__]
+  return None
+
+
+def _finished_checkpoints(workdir: str) -> list[int]:
+  d = os.path.join(workdir, "checkpoints")
+  try:
+    return sorted(int(p) for p in os.listdir(d) if p.isdigit())
+  except OSError:
+    return []
+
+
+def _proc_start(pid: int) -> str | None:
+  """The kernel's start time of process `pid` (tells a reused PID apart), or None."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rpartition(")")[2].split()[19]
+  except (OSError, IndexError):
+    return None
+
+
+def _alive(pid: int, start: str | None) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    pass  # Exists, another user's.
+  return start is None or _proc_start(pid) in (None, start)
+
+
+class WorkdirLock:
+  """`<workdir>/lock`, held by the trainer using the workdir (process 0 of a run).
+
+  The file (JSON: host, pid, its start time, since) is created atomically; a second
+  trainer is refused with one line. A lock left by a dead run is taken over with one
+  warning: on the same host when its PID is gone (or reused), on any host when its
+  heartbeat is older than STALE_AFTER_S.
+  """
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, LOCK)
+    self._stop = threading.Event()
+    self._thread = None
+    self._held = False
+
+  def __enter__(self):
+    self.acquire()
+    return self
+
+  def __exit__(self, *exc):
+    self.release()
+
+  def _record(self) -> dict:
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "pid_start": _proc_start(pid),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+  def _stale(self, other: dict | None) -> str | None:
+    """Why the lock `other` (None: unreadable) belongs to a dead run, or None."""
+    try:
+      age = time.time() - os.path.getmtime(self.path)
+    except OSError:
+      return "it is gone"
+    if age > STALE_AFTER_S:
+      return f"its heartbeat is {age:.0f} s old"
+    if other is None:
+      return None
+    if other.get("host") == socket.gethostname() and not _alive(
+        int(other.get("pid", -1)), other.get("pid_start")):
+      return f"process {other.get('pid')} is not running"
+    return None
+
+  def acquire(self) -> None:
+    me = self._record()
+    tmp = f"{self.path}.{me['host']}.{me['pid']}"
+    with open(tmp, "w") as f:
+      json.dump(me, f)
+    try:
+      for _ in range(3):
+        try:
+          os.link(tmp, self.path)   # atomic: fails if a lock exists
+          break
+        except FileExistsError:
+          pass
+        try:
+          with open(self.path) as f:
+            other = json.load(f)
+        except (OSError, ValueError):
+          other = None
+        why = self._stale(other)
+        if why is None:
+          who = (f"pid {other.get('pid')} on {other.get('host')}, since {other.get('since')}"
+                 if other else "an unreadable lock")
+          raise ConfigError(
+              f"--workdir: {os.path.dirname(self.path)} is in use by another trainer ({who});"
+              f" wait for it, stop it, or use another --workdir (a dead run's {self.path}"
+              " is taken over automatically)")
+        logging.warning("taking over the lock %s of a dead run (%s)", self.path, why)
+        try:
+          os.remove(self.path)
+        except FileNotFoundError:
+          pass
+      else:
+        raise ConfigError(f"--workdir: could not take the lock {self.path}")
+    finally:
+      os.remove(tmp)
+    self._held = True
+    self._thread = threading.Thread(target=self._beat, name="workdir-lock", daemon=True)
+    self._thread.start()
+
+  def _beat(self) -> None:
+    while not self._stop.wait(HEARTBEAT_S):
+      try:
+        os.utime(self.path)
+      except OSError:
+        pass  # A full or vanished disk is reported by the writes that need it.
+
+  def release(self) -> None:
+    if not self._held:
+      return
+    self._stop.set()
+    self._thread.join()
+    try:
+      with open(self.path) as f:
+        mine = json.load(f).get("pid") == os.getpid()
+    except (OSError, ValueError):
+      mine = False
+    if mine:
+      try:
+        os.remove(self.path)
+      except OSError:
+        pass
+    self._held = False

@@ -1,0 +1,194 @@
+"""The workdir as a resource: start-up checks, the trainer's lock, storage failures."""
+
+import errno
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections import namedtuple
+
+import pytest
+import helpers
+
+from jdbw import train, workdir
+from jdbw.data import DomainSpec
+from jdbw.errors import EXIT_BAD_INPUT, EXIT_STORAGE, ConfigError, StorageError
+from jdbw.methods import jd
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(g_features=4, d_features=2, w_features=2, d_steps=1)
+
+
+def _train(wd, steps=2):
+  specs = {"x": DomainSpec(source="digits"),
+           "y": DomainSpec(source="digits", transform="sr", name="y")}
+  run = train.RunConfig(workdir=str(wd), steps=steps, batch_size=4, checkpoint_every=2,
+                        log_every=1, figure_every=100)
+  return train.train(jd.JD(jd.JDConfig(**TINY)), run, specs)
+
+
+@pytest.fixture
+def no_compile(monkeypatch):
+  """Start-up checks must come before compiling (which takes a minute at paper scale)."""
+  def refuse(*a, **k):
+    raise AssertionError("compiled before the workdir was checked")
+  monkeypatch.setattr(train, "compile_iteration", refuse)
+
+
+def test_unwritable_workdir_is_one_line_before_compiling(tmp_path, no_compile):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("")
+  with pytest.raises(ConfigError) as e:
+    _train(blocker / "wd")   # a regular file where a directory should be
+  helpers.one_line(e, "--workdir", str(blocker / "wd"), "cannot create")
+
+
+def test_too_little_free_space_is_one_line_before_compiling(tmp_path, monkeypatch, no_compile):
+  usage = namedtuple("usage", "total used free")
+  monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9, 1000))
+  with pytest.raises(ConfigError) as e:
+    _train(tmp_path / "wd")
+  helpers.one_line(e, "--workdir", "MiB free", "one checkpoint needs")
+
+
+def test_a_second_trainer_is_refused_and_the_lock_is_released(tmp_path, no_compile):
+  wd = tmp_path / "wd"
+  wd.mkdir()
+  with workdir.WorkdirLock(str(wd)):
+    with pytest.raises(ConfigError) as e:
+      _train(wd)
+    helpers.one_line(e, "--workdir", "in use by another trainer", f"pid {os.getpid()}")
+    with pytest.raises(ConfigError):   # A second lock object in this process too.
+      workdir.WorkdirLock(str(wd)).acquire()
+  assert not (wd / workdir.LOCK).exists()
+  with pytest.raises(AssertionError, match="compiled"):   # Free again: gets to compiling,
+    _train(wd)
+  assert not (wd / workdir.LOCK).exists()                 # and releases on the way out.
+
+
+def _write_lock(wd, **record):
+  (wd / workdir.LOCK).write_text(json.dumps(
+      {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": None,
+       "since": "then", **record}))
+
+
+def test_stale_locks_are_taken_over(tmp_path, caplog):
+  wd = tmp_path
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  _write_lock(wd, pid=dead.pid)       # This host, a PID that is gone.
+  with workdir.WorkdirLock(str(wd)):
+    assert json.loads((wd / workdir.LOCK).read_text())["pid"] == os.getpid()
+  assert "not running" in caplog.text
+  # This host, our PID but another process start time: a reused PID.
+  _write_lock(wd, pid_start="1")
+  with workdir.WorkdirLock(str(wd)):
+    pass
+  # Another host: its PID cannot be checked; a fresh heartbeat means in use, an old one dead.
+  _write_lock(wd, host="elsewhere", pid=1)
+  with pytest.raises(ConfigError) as e:
+    workdir.WorkdirLock(str(wd)).acquire()
+  helpers.one_line(e, "pid 1 on elsewhere")
+  old = time.time() - workdir.STALE_AFTER_S - 10
+  os.utime(wd / workdir.LOCK, (old, old))
+  with workdir.WorkdirLock(str(wd)):
+    pass
+  assert "heartbeat" in caplog.text
+  # A lock cut short (unreadable) is in use while fresh.
+  (wd / workdir.LOCK).write_text("{")
+  with pytest.raises(ConfigError, match="unreadable"):
+    workdir.WorkdirLock(str(wd)).acquire()
+
+
+def test_storage_errors_are_recognised_through_wrapping(tmp_path):
+  (tmp_path / "checkpoints" / "4").mkdir(parents=True)
+  (tmp_path / "checkpoints" / "6.orbax-checkpoint-tmp").mkdir()
+  inner = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "checkpoints" / "6"))
+  try:
+    try:
+      raise inner
+    except OSError as e:
+      raise RuntimeError("background save failed") from e
+  except RuntimeError as outer:
+    err = workdir.storage_error(outer, str(tmp_path))
+  assert isinstance(err, StorageError)
+  msg = str(err)
+  assert "\n" not in msg and str(tmp_path / "checkpoints" / "6") in msg
+  assert "No space left on device" in msg and "last good checkpoint is step 4" in msg
+  # As orbax / TensorStore spell it (no OSError travels).
+  err = workdir.storage_error(ValueError("RESOURCE_EXHAUSTED: Error writing local file"),
+                              str(tmp_path))
+  assert "No space left on device" in str(err)
+  err = workdir.storage_error(PermissionError(errno.EACCES, "Permission denied",
+                                              str(tmp_path / "tb")), str(tmp_path))
+  assert "Permission denied" in str(err)
+  # Not storage, or not the workdir's storage: left alone.
+  assert workdir.storage_error(ValueError("shapes differ"), str(tmp_path)) is None
+  assert workdir.storage_error(PermissionError(errno.EACCES, "Permission denied",
+                                               "/data/train.gz"), str(tmp_path)) is None
+
+
+def _mount_tmpfs(path, size):
+  path.mkdir()
+  try:
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                   check=True, capture_output=True)
+  except (OSError, subprocess.CalledProcessError) as e:
+    pytest.skip(f"cannot mount a small tmpfs here ({e}); the in-process tests above cover"
+                " the logic")
+
+
+def _cli(wd, steps):
+  return [sys.executable, "-m", "experiments.mnist_srmnist", f"--workdir={wd}",
+          f"--steps={steps}", "--batch_size=4", "--g_features=4", "--d_features=2",
+          "--w_features=2", "--d_steps=1", "--log_every=1", "--figure_every=1000",
+          "--checkpoint_every=10"]
+
+
+@pytest.mark.slow
+def test_disk_full_and_read_only_through_the_entrypoint(tmp_path):
+  """A real small file system: filled during a run, the run ends with one line (exit
+  74) naming the cause and the last good checkpoint, which a rerun resumes from once
+  space is freed; remounted read-only, the run is refused at start-up (exit 2)."""
+  disk = tmp_path / "disk"
+  _mount_tmpfs(disk, "8m")
+  env = {**os.environ, "XLA_FLAGS": helpers.xla_flags(), **helpers.compile_cache(tmp_path)}
+  wd, filler = disk / "wd", disk / "filler"
+  try:
+    with open(tmp_path / "full.log", "w") as err:
+      proc = subprocess.Popen(_cli(wd, 10000), cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=err)
+      try:
+        t = time.time()
+        while not (wd / "checkpoints" / "10").is_dir():
+          assert proc.poll() is None and time.time() - t < 240
+          time.sleep(0.05)
+        with open(filler, "wb") as f:   # Fill the disk between two checkpoints.
+          try:
+            while True:
+              f.write(b"\0" * 2**16)
+          except OSError as e:
+            assert e.errno == errno.ENOSPC
+        assert proc.wait(240) == EXIT_STORAGE
+      finally:
+        proc.kill()
+    text = (tmp_path / "full.log").read_text()
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("error: --workdir:") and "No space left on device" in last, last
+    saved = max(int(p) for p in os.listdir(wd / "checkpoints") if p.isdigit())
+    assert f"last good checkpoint is step {saved}" in last and "Traceback" not in text
+    os.remove(filler)
+    out = subprocess.run(_cli(wd, saved + 2), cwd=ROOT, env=env, capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and f"resumed {wd} at step {saved}" in out.stderr
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    out = subprocess.run(_cli(wd, saved + 4), cwd=ROOT, env=env, capture_output=True,
+                         text=True)
+    assert out.returncode == EXIT_BAD_INPUT, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert "is not writable (Read-only file system)" in last and "step 1/" not in out.stderr
+  finally:
+    subprocess.run(["umount", "-l", str(disk)], capture_output=True)
