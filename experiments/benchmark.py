@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from experiments import common
 from jdbw import data, flops, methods
 from jdbw.nets import layers
 from jdbw.methods import jd
@@ -226,4 +227,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=common.parse_flags)

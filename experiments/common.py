@@ -75,6 +75,30 @@ def domain_specs() -> dict[str, DomainSpec]:
   }
 
 
+def suggest(name: str, known) -> list[str]:
+  """Flags a mistyped `name` probably meant: a flag named by one of its words first
+  (`num_steps` -> `steps`), then close spellings."""
+  import difflib
+  known = sorted(known)
+  words = [w for w in name.split("_") if w in known]
+  close = difflib.get_close_matches(name, known, n=3, cutoff=0.75)
+  return list(dict.fromkeys(words + close))[:3]
+
+
+def parse_flags(argv):
+  """absl's flag parser, with unknown and bad flags as one `error:` line and exit 2
+  (`app.run(main, flags_parser=common.parse_flags)`)."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.UnrecognizedFlagError as e:
+    hint = suggest(e.flagname, flags.FLAGS)
+    tip = f"; did you mean {' or '.join('--' + h for h in hint)}?" if hint else ""
+    print(f"error: --{e.flagname}: unknown flag{tip} (--helpfull lists them)", file=sys.stderr)
+  except flags.Error as e:
+    print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+  sys.exit(errors.EXIT_BAD_INPUT)
+
+
 def exit_on_bad_input(fn):
   """Turns ConfigError / DataUnavailableError / CheckpointError into one line on stderr
   and exit 2, a StorageError (disk full, read-only) into one line and exit 74, a

@@ -62,4 +62,4 @@ def _weights_only():
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=common.parse_flags)

@@ -39,6 +39,17 @@ def size_bytes(abstract_state) -> int:
              for a in leaves) + 2**20
 
 
+def _restore_target(leaf):
+  """The leaf's shape, dtype and sharding; a leaf without a sharding (from
+  `jax.eval_shape`) is restored onto this process's first device, whatever the devices
+  the checkpoint was written from (a run trained on 8 devices translates on a laptop)."""
+  target = ocp.utils.to_shape_dtype_struct(leaf)
+  if getattr(target, "sharding", None) is None and hasattr(target, "shape"):
+    target = jax.ShapeDtypeStruct(target.shape, target.dtype, sharding=(
+        jax.sharding.SingleDeviceSharding(jax.local_devices()[0])))
+  return target
+
+
 class Checkpointer:
 
   def __init__(self, workdir: str, keep: int = 3):
@@ -61,7 +72,7 @@ class Checkpointer:
     """(state, history) of `step` (default: the latest); CheckpointError, one line, if
     it does not restore."""
     step = self.latest_step() if step is None else step
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    abstract = jax.tree.map(_restore_target, abstract_state)
     try:
       out = self.manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()))
@@ -98,6 +109,21 @@ class Checkpointer:
       shutil.move(os.path.join(self.directory, str(step)), dest)
       logging.warning("moved the damaged checkpoint of step %d to %s", step, dest)
     self.manager.reload()
+
+  def remove_unfinished(self) -> list[str]:
+    """Deletes the temporary directories of writes a crash cut short (orbax leaves them
+    until that step is saved again). Only for the workdir's one trainer (it holds the
+    lock, `jdbw.workdir`), before its first save."""
+    try:
+      names = [n for n in os.listdir(self.directory) if not n.isdigit()
+               and ".orbax-checkpoint-tmp" in n]
+    except OSError:
+      return []
+    for n in names:
+      shutil.rmtree(os.path.join(self.directory, n), ignore_errors=True)
+    if names:
+      logging.info("removed %d unfinished checkpoint write(s): %s", len(names), ", ".join(names))
+    return names
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

@@ -90,6 +90,11 @@ class Translator:
     if images.shape[1:] != shape:
       raise ConfigError(f"--input: inputs of shape {images.shape[1:]}; expected {shape}"
                         " per example")
+    if not np.isfinite(images).all():
+      raise ConfigError("--input: inputs hold non-finite values (NaN or inf)")
+    if not self.method.point_domains and (images.min() < -1.001 or images.max() > 1.001):
+      raise ConfigError(f"--input: images hold values in [{images.min():.4g},"
+                        f" {images.max():.4g}]; expected [-1, 1]")
     if noise is None:
       noise = nets.sample_noise(jax.random.PRNGKey(seed), len(images), self.noise_dim)
     noise = jnp.asarray(noise, jnp.float32).reshape(len(images), self.noise_dim)

@@ -281,6 +281,8 @@ def _train(method, run, domain_specs, workdir, lead, evaluate, iteration_wrapper
   if iteration_wrapper is not None:
     step_fn = iteration_wrapper(step_fn)
   ckpt = checkpoint.Checkpointer(workdir, run.keep_checkpoints)
+  if lead:
+    ckpt.remove_unfinished()
   state = method.init_state(jax.random.PRNGKey(run.seed))
   ckpt_bytes = checkpoint.size_bytes(state)
   watch = method.hooks(domains, ema=run.weight_ema, every=run.log_every)

@@ -292,6 +292,21 @@ def test_entrypoint_prints_one_line_and_exits_2(tmp_path):
   assert last.startswith("error: --classes_y:") and "sum to 1.5" in last
 
 
+def test_unknown_flag_hint_names_the_flag_meant():
+  from absl import flags
+  from experiments import common
+  known = ["steps", "d_steps", "batch_size", "lr", "w_lr", "checkpoint_every"]
+  assert common.suggest("num_steps", known)[0] == "steps"
+  assert common.suggest("d_step", known) == ["d_steps"]
+  assert common.suggest("batchsize", known) == ["batch_size"]
+  assert common.suggest("zzz", known) == []
+  fv = flags.FlagValues()
+  flags.DEFINE_integer("steps", 1, "", flag_values=fv)
+  with pytest.raises(flags.UnrecognizedFlagError) as e:
+    fv(["prog", "--num_steps=3"])
+  assert e.value.flagname == "num_steps"   # what common.parse_flags reads
+
+
 def test_preview_writes_png(tmp_path):
   proc = subprocess.run(
       [sys.executable, "-m", "experiments.preview_data", f"--output={tmp_path}/p.png",

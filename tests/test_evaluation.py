@@ -8,13 +8,14 @@ import os
 import subprocess
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import helpers
 
-from jdbw import batch_weight, data, train
+from jdbw import batch_weight, data, inference, train
 from jdbw import methods
 from jdbw.methods import jd
 from jdbw.errors import ConfigError
@@ -233,6 +234,63 @@ def test_evaluate_cli_bad_workdir_is_one_line(tmp_path):
   p = _run("experiments.evaluate", f"--workdir={tmp_path}/missing", timeout=120)
   assert p.returncode == 2
   assert p.stderr.strip().splitlines()[-1].startswith("error: --workdir:")
+
+
+def _bad_input(path, **kw):
+  from experiments import translate
+  kw = {"channels": 1, "resolution": 32, "points": False, **kw}
+  with pytest.raises(ConfigError) as e:
+    translate.prepare(translate.load_input(str(path)), str(path), **kw)
+  return e
+
+
+def test_translate_refuses_bad_inputs_in_one_line(tmp_path):
+  from experiments import translate
+  (tmp_path / "empty.npy").write_bytes(b"")
+  helpers.one_line(_bad_input(tmp_path / "empty.npy"), "--input", "is empty")
+  (tmp_path / "text.png").write_text("not an image")
+  helpers.one_line(_bad_input(tmp_path / "text.png"), "--input", "not a decodable image")
+  (tmp_path / "text.npy").write_text("not an array")
+  helpers.one_line(_bad_input(tmp_path / "text.npy"), "--input", "not a readable .npy")
+  np.save(tmp_path / "none.npy", np.zeros((0, 32, 32, 1), np.float32))
+  helpers.one_line(_bad_input(tmp_path / "none.npy"), "--input", "holds no values")
+  nan = np.zeros((2, 32, 32, 1), np.float32)
+  nan[1, 3, 4] = np.nan
+  np.save(tmp_path / "nan.npy", nan)
+  helpers.one_line(_bad_input(tmp_path / "nan.npy"), "1 non-finite values")
+  helpers.one_line(_bad_input(tmp_path / "nan.npy", points=True), "non-finite")
+  u8 = np.full((2, 32, 32, 1), 255, np.uint8)
+  np.save(tmp_path / "u8.npy", u8)
+  helpers.one_line(_bad_input(tmp_path / "u8.npy"), "values in [255, 255]",
+                   "--input_range=0,255")
+  scaled = translate.prepare(u8, "u8.npy", channels=1, resolution=32, points=False,
+                             value_range=translate.parse_range("0,255"))
+  np.testing.assert_array_equal(scaled, np.ones_like(scaled))
+  with pytest.raises(ConfigError, match="--input_range"):
+    translate.parse_range("255,0")
+
+
+def test_translate_cli(tiny_workdir, tmp_path):
+  """The entrypoint end to end: a missing output folder is refused before any work; a
+  uint8 array with --input_range=0,255 translates; the library refuses NaN."""
+  np.save(tmp_path / "u8.npy", np.random.default_rng(0).integers(0, 256, (3, 32, 32, 1),
+                                                                  dtype=np.uint8))
+  args = [f"--workdir={tiny_workdir}", f"--input={tmp_path}/u8.npy", "--direction=yx"]
+  p = _run("experiments.translate", *args, f"--output={tmp_path}/no/out.npy", timeout=300)
+  assert p.returncode == 2
+  assert p.stderr.strip().splitlines()[-1] == (
+      f"error: --output: the folder {tmp_path}/no does not exist")
+  p = _run("experiments.translate", *args, f"--output={tmp_path}/out.npy",
+           "--input_range=0,255", timeout=300)
+  assert p.returncode == 0, p.stderr[-2000:]
+  out = np.load(tmp_path / "out.npy")
+  chex.assert_shape(out, (3, 32, 32, 1))
+  assert np.isfinite(out).all() and np.abs(out).max() <= 1
+  tr = inference.Translator.from_workdir(tiny_workdir)
+  with pytest.raises(ConfigError, match="non-finite"):
+    tr.translate(np.full((32, 32, 1), np.nan, np.float32), "xy")
+  with pytest.raises(ConfigError, match=r"expected \[-1, 1\]"):
+    tr.translate(np.full((32, 32, 1), 255.0, np.float32), "xy")
 
 
 def test_mass_shift_benchmark_end_to_end(tmp_path, clf_dir):

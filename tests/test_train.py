@@ -1,7 +1,6 @@
 """Training steps, wrappers, loop: agreement across devices, resume, signals, NaN."""
 
 import dataclasses
-import functools
 import glob
 import json
 import os
@@ -18,7 +17,7 @@ import pytest
 import helpers
 from helpers import one_line
 
-from jdbw import data, inference, parallel, train
+from jdbw import data, inference, train
 from jdbw.methods import jd
 from jdbw.errors import EXIT_PREEMPTED, CheckpointError, ConfigError
 
@@ -57,8 +56,9 @@ def test_shard_map_and_pmap_match_single_device(variant, modes):
     got_state = train.host_state(got_state, mode)
     got_metrics = jax.tree.map(lambda a: np.asarray(a).reshape(-1)[0], got_metrics)
     chex.assert_trees_all_close(got_metrics, ref_metrics, rtol=2e-4, atol=1e-6)
+    # Critic scores near zero (6.6e-4 seen) differ by float noise (1e-8): an atol too.
     chex.assert_trees_all_close(train.flat_per_sample(got_w), train.flat_per_sample(ref_w),
-                                rtol=1e-5)
+                                rtol=1e-5, atol=1e-7)
     # Adam's first moments are proportional to the gradients: a sensitive check.
     chex.assert_trees_all_close(got_state.opt_state, ref_state.opt_state, rtol=2e-3, atol=1e-6)
     # Adam's first steps move each parameter by about ±lr whatever the gradient's size,
@@ -281,6 +281,7 @@ def test_sigkills_and_sigterm_resume_to_the_uninterrupted_runs_parameters(tmp_pa
   assert info and not [l for l in info if "checkpoint_manager.py" in l], info[:5]
   subprocess.run(_cli(wd, steps, extra), cwd=ROOT, env=env, check=True,
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  assert not _writing(wd)   # the killed writes' temporary directories were removed
   (state, history), (want, want_history) = _final(wd, steps), _final(ref, steps)
   chex.assert_trees_all_equal(jax.device_get(state), jax.device_get(want))
   assert history == want_history

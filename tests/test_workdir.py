@@ -166,7 +166,7 @@ def test_disk_full_and_read_only_through_the_entrypoint(tmp_path):
         while not (wd / "checkpoints" / "10").is_dir():
           assert proc.poll() is None and time.time() - t < 240
           time.sleep(0.05)
-        with open(filler, "wb") as f:   # Fill the disk between two checkpoints.
+        with open(filler, "wb", buffering=0) as f:   # Fill the disk between two checkpoints.
           try:
             while True:
               f.write(b"\0" * 2**16)
