@@ -23,10 +23,3 @@ def xla_flags(devices=1):
   compiles the suite (LLVM -O0)."""
   return SUITE_OPT_LEVEL + (f" {fake_devices(devices)}" if devices > 1 else "")
 
-
-def compile_cache(tmp_path):
-  """Environment of CLI subprocesses that run the same programs several times: JAX's
-  persistent compilation cache in `tmp_path`, every program cached."""
-  return {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
-          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-          "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}

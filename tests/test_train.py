@@ -235,8 +235,9 @@ def test_sigkills_and_sigterm_resume_to_the_uninterrupted_runs_parameters(tmp_pa
   jdbw.train). SIGTERM writes a checkpoint of the step reached and exits with
   EXIT_PREEMPTED (75), never 0, and without "done:"."""
   steps, extra = 80, ["--checkpoint_every=4", "--stream_segment=12"]
-  # Every launch runs the same compiled programs; the persistent cache saves recompiling.
-  env = {**_CLI_ENV, **helpers.compile_cache(tmp_path)}
+  # Every launch runs the same programs: the session's persistent compilation cache
+  # (conftest.py, inherited through _CLI_ENV) saves recompiling them.
+  env = _CLI_ENV
   ref = tmp_path / "ref"
   subprocess.run(_cli(ref, steps, extra), cwd=ROOT, env=env, check=True,
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -155,7 +155,7 @@ def test_disk_full_and_read_only_through_the_entrypoint(tmp_path):
   space is freed; remounted read-only, the run is refused at start-up (exit 2)."""
   disk = tmp_path / "disk"
   _mount_tmpfs(disk, "8m")
-  env = {**os.environ, "XLA_FLAGS": helpers.xla_flags(), **helpers.compile_cache(tmp_path)}
+  env = {**os.environ, "XLA_FLAGS": helpers.xla_flags()}   # with conftest's compile cache
   wd, filler = disk / "wd", disk / "filler"
   try:
     with open(tmp_path / "full.log", "w") as err:
