@@ -62,6 +62,68 @@ def load_run(workdir: str, step: int | None = None):
   return method, state, record
 
 
+def parse_range(text: str) -> tuple[float, float]:
+  try:
+    lo, hi = (float(v) for v in text.split(","))
+  except ValueError:
+    lo = hi = None
+  if lo is None or not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+    raise ConfigError(f"--input_range: got {text!r}; expected LO,HI with LO < HI, e.g. 0,255")
+  return lo, hi
+
+
+def load_input(path: str):
+  """The decoded input (a numpy array for .npy, a PIL image for .png); ConfigError, one
+  line, for an empty, unreadable or undecodable file. (The translate CLI reads it before loading the model.)"""
+  if os.path.getsize(path) == 0:
+    raise ConfigError(f"--input: {path} is empty")
+  if path.endswith(".npy"):
+    try:
+      arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+      raise ConfigError(f"--input: {path} is not a readable .npy file ({e})") from e
+    if arr.size == 0:
+      raise ConfigError(f"--input: {path} holds no values (shape {arr.shape})")
+    if arr.dtype.kind not in "fiub":
+      raise ConfigError(f"--input: {path} holds {arr.dtype} values; expected numbers")
+    return arr
+  from PIL import Image
+  try:
+    img = Image.open(path)
+    img.load()
+  except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ...
+    raise ConfigError(f"--input: {path} is not a decodable image ({type(e).__name__}: {e})") from e
+  return img
+
+
+def prepare_input(raw, path: str, *, channels: int, resolution: int, points: bool,
+            value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+  """Model-ready float32 inputs: PNGs converted and resized, .npy arrays scaled from
+  `value_range` (images only); ConfigError, one line, for non-finite values or values
+  outside the range."""
+  if not isinstance(raw, np.ndarray):
+    from PIL import Image
+    img = raw.convert("L" if channels == 1 else "RGB")
+    img = img.resize((resolution, resolution), Image.BILINEAR)
+    arr = np.asarray(img, np.float32) / 127.5 - 1.0
+    return arr[..., None] if channels == 1 else arr
+  arr = raw.astype(np.float32)
+  bad = int(np.size(arr) - np.isfinite(arr).sum())
+  if bad:
+    raise ConfigError(f"--input: {path} holds {bad} non-finite values (NaN or inf) of"
+                      f" {arr.size}")
+  if points:
+    return arr
+  lo, hi = value_range
+  found = (float(arr.min()), float(arr.max()))
+  if found[0] < lo - 1e-3 * (hi - lo) or found[1] > hi + 1e-3 * (hi - lo):
+    hint = (" (uint8 images: pass --input_range=0,255)" if raw.dtype == np.uint8 or found[1] > 2
+            else "")
+    raise ConfigError(f"--input: {path} holds values in [{found[0]:.4g}, {found[1]:.4g}],"
+                      f" outside --input_range=[{lo:g}, {hi:g}]{hint}")
+  return np.clip((arr - lo) / (hi - lo) * 2.0 - 1.0, -1.0, 1.0)
+
+
 class Translator:
 
   def __init__(self, method, state):

@@ -237,15 +237,13 @@ def test_evaluate_cli_bad_workdir_is_one_line(tmp_path):
 
 
 def _bad_input(path, **kw):
-  from experiments import translate
   kw = {"channels": 1, "resolution": 32, "points": False, **kw}
   with pytest.raises(ConfigError) as e:
-    translate.prepare(translate.load_input(str(path)), str(path), **kw)
+    inference.prepare_input(inference.load_input(str(path)), str(path), **kw)
   return e
 
 
 def test_translate_refuses_bad_inputs_in_one_line(tmp_path):
-  from experiments import translate
   (tmp_path / "empty.npy").write_bytes(b"")
   helpers.one_line(_bad_input(tmp_path / "empty.npy"), "--input", "is empty")
   (tmp_path / "text.png").write_text("not an image")
@@ -263,11 +261,11 @@ def test_translate_refuses_bad_inputs_in_one_line(tmp_path):
   np.save(tmp_path / "u8.npy", u8)
   helpers.one_line(_bad_input(tmp_path / "u8.npy"), "values in [255, 255]",
                    "--input_range=0,255")
-  scaled = translate.prepare(u8, "u8.npy", channels=1, resolution=32, points=False,
-                             value_range=translate.parse_range("0,255"))
+  scaled = inference.prepare_input(u8, "u8.npy", channels=1, resolution=32, points=False,
+                             value_range=inference.parse_range("0,255"))
   np.testing.assert_array_equal(scaled, np.ones_like(scaled))
   with pytest.raises(ConfigError, match="--input_range"):
-    translate.parse_range("255,0")
+    inference.parse_range("255,0")
 
 
 def test_translate_cli(tiny_workdir, tmp_path):
