@@ -62,6 +62,7 @@ def configure(flagfile: str, **overrides):
   argv += [f"--{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
            for k, v in overrides.items() if v is not None]
   fv(argv)
+  common.quiet_library_logs()   # orbax logs dozens of INFO records per checkpoint
   run = mnist_srmnist.run_config().validate()
   method = methods.from_config(mnist_srmnist.model_config())
   return method, run, common.domain_specs()

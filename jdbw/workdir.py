@@ -16,7 +16,7 @@ import time
 
 from absl import logging
 
-from jdbw.errors import ConfigError, StorageError
+from jdbw.errors import CheckpointError, ConfigError, DataUnavailableError, StorageError
 
 LOCK = "lock"
 # A lock whose heartbeat (its file's mtime, touched every HEARTBEAT_S by the holder) is
@@ -76,7 +76,10 @@ def ensure_room(workdir: str, need_bytes: int) -> None:
 
 def storage_error(exc: BaseException, workdir: str) -> StorageError | None:
   """The StorageError that `exc` (or an exception it was raised from or during) amounts
-  to, or None if it is not a storage failure."""
+  to, or None if it is not a storage failure. The project's own errors (a bad data
+  file's ConfigError may well say "Permission denied") are already one line: left alone."""
+  if isinstance(exc, (ConfigError, DataUnavailableError, CheckpointError, StorageError)):
+    return None
   seen, todo = set(), [exc]
   while todo:
     e = todo.pop()

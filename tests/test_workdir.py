@@ -125,7 +125,9 @@ def test_storage_errors_are_recognised_through_wrapping(tmp_path):
   err = workdir.storage_error(PermissionError(errno.EACCES, "Permission denied",
                                               str(tmp_path / "tb")), str(tmp_path))
   assert "Permission denied" in str(err)
-  # Not storage, or not the workdir's storage: left alone.
+  # Not storage, not the workdir's storage, or already one line of ours: left alone.
+  assert workdir.storage_error(ConfigError("--source_x: /d/x.gz: Permission denied"),
+                               str(tmp_path)) is None
   assert workdir.storage_error(ValueError("shapes differ"), str(tmp_path)) is None
   assert workdir.storage_error(PermissionError(errno.EACCES, "Permission denied",
                                                "/data/train.gz"), str(tmp_path)) is None
