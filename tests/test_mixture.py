@@ -4,8 +4,6 @@ and the tests that fail when the batch-weight mechanism breaks."""
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 
 import chex
 import jax
