@@ -120,12 +120,13 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
   fig, axes = plt.subplots(rows, 2, figsize=(12, 4.2 * rows), squeeze=False, sharex=True)
   colors = plt.get_cmap("tab10")
   steps = np.asarray(steps)
+  marker = "o" if len(steps) < 3 else None   # a run of one or two points: no line to see
   for col, side in enumerate(("x", "y")):
     ax = axes[0, col]
     vals = np.asarray(curves[side], np.float64)
     for k in range(vals.shape[1]):
       hl = k == highlight
-      ax.plot(steps, vals[:, k], color=colors(k % 10), lw=2.6 if hl else 1.0,
+      ax.plot(steps, vals[:, k], color=colors(k % 10), lw=2.6 if hl else 1.0, marker=marker,
               alpha=1.0 if hl or highlight is None else 0.75,
               label=f"class {k}" + (" (over-represented)" if hl else ""))
       if targets is not None:
@@ -144,7 +145,8 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
       cax = axes[1, col]
       cvals = np.asarray(critic[side], np.float64)
       for k in range(cvals.shape[1]):
-        cax.plot(steps, cvals[:, k], color=colors(k % 10), lw=2.6 if k == highlight else 1.0)
+        cax.plot(steps, cvals[:, k], color=colors(k % 10), lw=2.6 if k == highlight else 1.0,
+                 marker=marker)
       names = critic_names or {"x": "D(x, G_xy(x))", "y": "D(G_yx(y), y)"}
       cax.set_title(f"{side.upper()}: per-class mean of {names[side]} minus the batch mean",
                     fontsize=9)
