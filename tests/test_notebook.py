@@ -3,6 +3,8 @@ and a headless run on CPU with a few steps (what CI executes)."""
 
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -32,7 +34,6 @@ def test_notebook_is_paired_with_its_script_and_stripped():
 
 
 def test_backends_choose_their_settings():
-  from absl import flags
   for backend in ("tpu", "gpu"):
     s = notebook.choose_setting(backend)
     assert s.name == "mnist_srmnist" and s.needs_tfds and os.path.isfile(s.flagfile)
@@ -40,17 +41,23 @@ def test_backends_choose_their_settings():
   assert cpu.name == "quickstart" and not cpu.needs_tfds
   with pytest.raises(ValueError, match="backend"):
     notebook.choose_setting("quantum")
-  try:   # The TPU setting's flagfile builds the paper's configuration (nothing trains).
-    method, run, specs = notebook.configure(notebook.choose_setting("tpu").flagfile,
-                                            workdir="runs/x", steps=7)
-    assert (specs["x"].source, specs["y"].source) == ("tfds:mnist", "tfds:mnist")
-    assert specs["y"].transform == "sr" and run.steps == 7 and run.workdir == "runs/x"
-    assert method.config.d_steps == 5 and method.config.batch_weight == "two_sided"
-    # A second call resets what the first set.
-    method, run, specs = notebook.configure(cpu.flagfile)
-    assert specs["x"].source == "digits" and run.steps == 300 and method.config.d_steps == 2
-  finally:
-    flags.FLAGS.unparse_flags()
+  # The TPU setting's flagfile builds the paper's configuration (nothing trains). In a
+  # fresh process: configure() defines the training entrypoint's flags, which would clash
+  # with another entrypoint module a test imported into this worker.
+  script = """
+from experiments import notebook
+method, run, specs = notebook.configure(notebook.choose_setting("tpu").flagfile,
+                                        workdir="runs/x", steps=7)
+assert (specs["x"].source, specs["y"].source) == ("tfds:mnist", "tfds:mnist"), specs
+assert specs["y"].transform == "sr" and run.steps == 7 and run.workdir == "runs/x"
+assert method.config.d_steps == 5 and method.config.batch_weight == "two_sided"
+method, run, specs = notebook.configure(notebook.choose_setting("cpu").flagfile)
+assert specs["x"].source == "digits" and run.steps == 300 and method.config.d_steps == 2
+print("ok")
+"""
+  out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 @pytest.mark.slow
