@@ -35,8 +35,8 @@ def size_bytes(abstract_state) -> int:
   """About what one checkpoint of a state of this structure takes on disk: its arrays
   plus orbax's metadata and the history (a generous 1 MiB)."""
   leaves = jax.tree.leaves(abstract_state)
-  return sum(int(np.prod(getattr(a, "shape", ()))) * np.dtype(getattr(a, "dtype", np.float64)).itemsize
-             for a in leaves) + 2**20
+  return sum(int(np.prod(getattr(a, "shape", ())))
+             * np.dtype(getattr(a, "dtype", np.float64)).itemsize for a in leaves) + 2**20
 
 
 def _restore_target(leaf):

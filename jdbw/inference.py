@@ -74,7 +74,8 @@ def parse_range(text: str) -> tuple[float, float]:
 
 def load_input(path: str):
   """The decoded input (a numpy array for .npy, a PIL image for .png); ConfigError, one
-  line, for an empty, unreadable or undecodable file. (The translate CLI reads it before loading the model.)"""
+  line, for an empty, unreadable or undecodable file (the translate CLI reads it before
+  loading the model)."""
   if os.path.getsize(path) == 0:
     raise ConfigError(f"--input: {path} is empty")
   if path.endswith(".npy"):
@@ -97,7 +98,7 @@ def load_input(path: str):
 
 
 def prepare_input(raw, path: str, *, channels: int, resolution: int, points: bool,
-            value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+                  value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
   """Model-ready float32 inputs: PNGs converted and resized, .npy arrays scaled from
   `value_range` (images only); ConfigError, one line, for non-finite values or values
   outside the range."""

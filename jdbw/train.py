@@ -238,12 +238,14 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
   run.validate()
   workdir = os.path.abspath(run.workdir)
   lead = jax.process_index() == 0   # writes events and figures; every process checkpoints
+  ckpt_bytes = checkpoint.size_bytes(
+      jax.eval_shape(method.init_state, jax.random.PRNGKey(run.seed)))
   if lead:   # before loading data or compiling: the workdir takes files, one checkpoint fits
-    abstract = jax.eval_shape(method.init_state, jax.random.PRNGKey(run.seed))
-    wd.check_writable(workdir, checkpoint.size_bytes(abstract))
+    wd.check_writable(workdir, ckpt_bytes)
   with wd.WorkdirLock(workdir) if lead else contextlib.nullcontext():
     try:
-      return _train(method, run, domain_specs, workdir, lead, evaluate, iteration_wrapper)
+      return _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
+                    iteration_wrapper)
     except Exception as e:
       error = wd.storage_error(e, workdir)
       if error is None:
@@ -251,7 +253,8 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
       raise error from e
 
 
-def _train(method, run, domain_specs, workdir, lead, evaluate, iteration_wrapper):
+def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
+           iteration_wrapper):
   domains = {k: data.load_domain(s, data_dir=run.data_dir, process_index=jax.process_index(),
                                  process_count=jax.process_count())
              for k, s in domain_specs.items()}
@@ -284,7 +287,6 @@ def _train(method, run, domain_specs, workdir, lead, evaluate, iteration_wrapper
   if lead:
     ckpt.remove_unfinished()
   state = method.init_state(jax.random.PRNGKey(run.seed))
-  ckpt_bytes = checkpoint.size_bytes(state)
   watch = method.hooks(domains, ema=run.weight_ema, every=run.log_every)
   history = hooks.new_history(watch)
   start = 0

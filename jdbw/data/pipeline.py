@@ -147,7 +147,8 @@ def make_batches(domains: Mapping[str, Domain], global_batch: int, *, seed: int,
   Each element has shape [*stack, global_batch / process_count, r, r, c]; `stack`
   groups several steps' batches in one element (e.g. the d discriminator steps of
   one iteration). `skip`: elements dropped from the front (without transforming
-  their images): the stream then equals the same seed's stream after `skip` elements. Device counts default to JAX's; see `jdbw.parallel` for turning a
+  their images): the stream then equals the same seed's stream after `skip` elements.
+  Device counts default to JAX's; see `jdbw.parallel` for turning a
   host batch into a pmap layout or a global sharded array.
   """
   import jax
