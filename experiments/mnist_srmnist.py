@@ -1,4 +1,5 @@
-r"""Trains JD-BW (Algorithm 1), its ablations, or MUNIT (+ BW) on MNIST <-> SR-MNIST.
+r"""Trains JD-BW (Algorithm 1), its ablations, MUNIT, CycleGAN or DistanceGAN (each + BW)
+on MNIST <-> SR-MNIST, or any other pair of domains (the --source_* flags).
 
   python -m experiments.mnist_srmnist --flagfile=experiments/configs/quickstart.flags
   python -m experiments.mnist_srmnist --flagfile=experiments/configs/mnist_srmnist.flags
@@ -14,7 +15,7 @@ from absl import app, flags, logging
 from experiments import common
 from jdbw import methods, train
 from jdbw.nets import layers
-from jdbw.methods import jd, munit
+from jdbw.methods import cyclegan, distancegan, jd, munit
 from jdbw.errors import ConfigError
 from jdbw.evaluation import evaluator as ev_lib
 
@@ -23,7 +24,8 @@ common.define_eval_flags()
 # Paper defaults for MNIST <-> SR-MNIST: X = MNIST, Y = SR-MNIST with half zeros.
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard and figures.")
 flags.DEFINE_integer("steps", 50000, "Generator steps (iterations of 1 G + d D steps).")
-flags.DEFINE_integer("batch_size", 128, "Global batch size (divisible by the device count).")
+flags.DEFINE_integer("batch_size", None, "Global batch size (divisible by the device count);"
+                     " default 128 (distancegan: 16, the authors' MNIST-SVHN batch).")
 flags.DEFINE_integer("seed", 0, "Seed of the parameters, the RNG state and the data stream.")
 flags.DEFINE_enum("parallel", "shard_map", train.PARALLEL,
                   "Data-parallel wrapper of the same step: jit(shard_map) or pmap.")
@@ -49,11 +51,21 @@ flags.DEFINE_integer("process_id", None, "--jax_distributed: this process's inde
 flags.DEFINE_enum("model", "jd", methods.names(),
                   "; ".join(f"{k} = {e.summary}" for k, e in methods.REGISTRY.items()) + ".")
 _DEFAULT, _MUNIT = jd.JDConfig(), munit.MUNITConfig()
+_CYCLE, _DIST = cyclegan.CycleGANConfig(), distancegan.DistanceGANConfig()
 _PER_MODEL = " (default per --model: jd {jd}, munit {munit})"
+
+
+def _per_model(field: str) -> str:
+  """' (default per --model: jd .., munit .., ...)' of a field several models have."""
+  configs = {"jd": _DEFAULT, "munit": _MUNIT, "cyclegan": _CYCLE, "distancegan": _DIST}
+  return " (default per --model: " + ", ".join(
+      f"{k} {getattr(c, field)}" for k, c in configs.items() if hasattr(c, field)) + ")"
+
+
 flags.DEFINE_enum("batch_weight", None, sorted(set(jd.BATCH_WEIGHTS) | set(munit.BATCH_WEIGHTS)),
-                  "two_sided = JD-BW (Algorithm 1) / MUNIT + BW; none = no batch weight;"
-                  " one_sided = Algorithm 2 (jd only: marginal D, weights on X only)."
-                  + _PER_MODEL.format(jd=_DEFAULT.batch_weight, munit=_MUNIT.batch_weight))
+                  "two_sided = JD-BW (Algorithm 1) / MUNIT, CycleGAN, DistanceGAN + BW; none ="
+                  " no batch weight; one_sided = Algorithm 2 (jd: marginal D, weights on X"
+                  " only; distancegan --one_sided)." + _per_model("batch_weight"))
 flags.DEFINE_enum("weighting", _DEFAULT.weighting, ["composite", "concat", "single"],
                   "Weighting scheme (Appendix B.1; jd only, munit uses composite).")
 flags.DEFINE_enum("weight_norm", _DEFAULT.weight_norm, ["sigmoid", "softmax"],
@@ -63,8 +75,7 @@ flags.DEFINE_enum("weight_phase", _DEFAULT.weight_phase, jd.WEIGHT_PHASES,
 flags.DEFINE_enum("gp_type", _DEFAULT.gp_type, ["points", "interpolates", "none"],
                   "Gradient penalty at training points (Roth et al.) or interpolates (Gulrajani et al.); jd only.")
 flags.DEFINE_float("gp_weight", _DEFAULT.gp_weight, "Gradient penalty weight (jd only).")
-flags.DEFINE_integer("d_steps", None, "Critic steps per generator step."
-                     + _PER_MODEL.format(jd=_DEFAULT.d_steps, munit=_MUNIT.d_steps))
+flags.DEFINE_integer("d_steps", None, "Critic steps per generator step." + _per_model("d_steps"))
 flags.DEFINE_integer("noise_dim", _DEFAULT.noise_dim,
                      "Noise size d (8 MNIST-SRMNIST, 16 MNIST-SVHN); munit: the style dimension.")
 flags.DEFINE_integer("g_kernel", _DEFAULT.g_kernel, "Generator K (4, or 1 for MNIST-SVHN); jd only.")
@@ -113,13 +124,42 @@ flags.DEFINE_integer("n_res", _MUNIT.n_res, "MUNIT residual blocks; munit only."
 flags.DEFINE_integer("style_downsample", _MUNIT.style_downsample,
                      "MUNIT style-encoder down-samplings; munit only.")
 flags.DEFINE_integer("dis_dim", _MUNIT.dis_dim, "MUNIT discriminator width; munit only.")
-flags.DEFINE_integer("dis_layers", _MUNIT.dis_layers, "MUNIT discriminator layers; munit only.")
 flags.DEFINE_integer("dis_scales", _MUNIT.dis_scales, "MUNIT discriminator scales; munit only.")
 flags.DEFINE_float("gan_w", _MUNIT.gan_w, "MUNIT adversarial weight; munit only.")
 flags.DEFINE_float("recon_x_w", _MUNIT.recon_x_w, "MUNIT image reconstruction weight; munit only.")
 flags.DEFINE_float("recon_s_w", _MUNIT.recon_s_w, "MUNIT style reconstruction weight; munit only.")
 flags.DEFINE_float("recon_c_w", _MUNIT.recon_c_w, "MUNIT content reconstruction weight; munit only.")
 flags.DEFINE_float("recon_x_cyc_w", _MUNIT.recon_x_cyc_w, "MUNIT explicit cycle weight; munit only.")
+# CycleGAN and DistanceGAN (jdbw/methods/cyclegan.py, distancegan.py).
+flags.DEFINE_integer("ngf", _CYCLE.ngf, "CycleGAN ResNet generator width (reference: 64); cyclegan only.")
+flags.DEFINE_integer("n_blocks", _CYCLE.n_blocks, "CycleGAN residual blocks (reference: 9 at 256, 6 at 128); cyclegan only.")
+flags.DEFINE_integer("ndf", _CYCLE.ndf, "CycleGAN PatchGAN width (reference: 64); cyclegan only.")
+flags.DEFINE_integer("dis_layers", None, "Discriminator down-sampling layers (cyclegan's PatchGAN:"
+                     " reference 3; munit's)." + _per_model("dis_layers"))
+flags.DEFINE_float("cycle_weight", None, "Cycle-consistency weight λ (cyclegan: L1 each way;"
+                   " distancegan: the authors' squared error)." + _per_model("cycle_weight"))
+flags.DEFINE_float("identity_weight", None, "Identity loss weight, times λ (0 = off)."
+                   + _per_model("identity_weight"))
+flags.DEFINE_integer("pool_size", None, "Discriminator history pool (0 = off)." + _per_model("pool_size"))
+flags.DEFINE_float("d_loss_scale", None, "Factor of each discriminator's loss." + _per_model("d_loss_scale"))
+flags.DEFINE_bool("bw_reconstruction", False, "Batch weight also on the cycle (and distance)"
+                  " terms; cyclegan, distancegan.")
+flags.DEFINE_integer("lr_hold_steps", 0, "CycleGAN's schedule: steps at --lr before the linear"
+                     " decay; cyclegan, distancegan.")
+flags.DEFINE_integer("lr_linear_decay", 0, "Steps of linear decay to 0 after --lr_hold_steps"
+                     " (0 = constant); cyclegan, distancegan.")
+flags.DEFINE_integer("g_dim", _DIST.g_dim, "DistanceGAN generator width (authors: 64); distancegan only.")
+flags.DEFINE_integer("d_dim", _DIST.d_dim, "DistanceGAN discriminator width (authors: 64); distancegan only.")
+flags.DEFINE_enum("distance", _DIST.distance, list(distancegan.DISTANCES),
+                  "DistanceGAN: pairwise (Distance), self (Self-distance) or both; distancegan only.")
+flags.DEFINE_float("distance_weight_x", _DIST.distance_weight_x, "Distance weight x -> y (λ_A); distancegan only.")
+flags.DEFINE_float("distance_weight_y", _DIST.distance_weight_y, "Distance weight y -> x (λ_B); distancegan only.")
+flags.DEFINE_bool("normalize_distances", _DIST.normalize_distances,
+                  "Normalise distances by μ, σ estimated before training; distancegan only.")
+flags.DEFINE_integer("distance_batches", _DIST.distance_batches,
+                     "Batches per domain for the distance statistics; distancegan only.")
+flags.DEFINE_bool("one_sided", _DIST.one_sided, "DistanceGAN one-sided: G_xy and D_y alone;"
+                  " distancegan only.")
 FLAGS = flags.FLAGS
 
 
@@ -161,9 +201,13 @@ def model_config(model: str | None = None, strict: bool = True):
              resolution=FLAGS.resolution, **values)
 
 
+DEFAULT_BATCH = {"distancegan": 16}
+
+
 def run_config() -> train.RunConfig:
   return train.RunConfig(
-      workdir=FLAGS.workdir, steps=FLAGS.steps, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
+      workdir=FLAGS.workdir, steps=FLAGS.steps, seed=FLAGS.seed,
+      batch_size=FLAGS.batch_size or DEFAULT_BATCH.get(FLAGS.model, 128),
       parallel=FLAGS.parallel, checkpoint_every=FLAGS.checkpoint_every,
       keep_checkpoints=FLAGS.keep_checkpoints, log_every=FLAGS.log_every,
       figure_every=FLAGS.figure_every, data_dir=FLAGS.data_dir, eval_every=FLAGS.eval_every,

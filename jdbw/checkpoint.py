@@ -12,6 +12,7 @@ to `<workdir>/damaged_checkpoints/` so that saving that step again cannot collid
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -37,6 +38,15 @@ def size_bytes(abstract_state) -> int:
   leaves = jax.tree.leaves(abstract_state)
   return sum(int(np.prod(getattr(a, "shape", ())))
              * np.dtype(getattr(a, "dtype", np.float64)).itemsize for a in leaves) + 2**20
+
+
+def _without_empty_extras(abstract):
+  """The state as a dict without its `extras` field, when that field is empty (the
+  layout of checkpoints written before `TrainState.extras` existed); else None."""
+  if getattr(abstract, "extras", None) != {}:
+    return None
+  return {f.name: getattr(abstract, f.name) for f in dataclasses.fields(abstract)
+          if f.name != "extras"}
 
 
 def _restore_target(leaf):
@@ -74,12 +84,23 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     abstract = jax.tree.map(_restore_target, abstract_state)
     try:
-      out = self.manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()))
+      out = self._restore(step, abstract)
     except Exception as e:  # orbax raises many kinds (ValueError, OSError, XlaRuntimeError)
-      raise CheckpointError(f"checkpoint step {step} in {self.directory} does not restore"
-                            f" ({_cause(e)})") from e
+      legacy = _without_empty_extras(abstract)
+      if legacy is None:
+        raise CheckpointError(f"checkpoint step {step} in {self.directory} does not restore"
+                              f" ({_cause(e)})") from e
+      try:   # written before TrainState had `extras`: restore the other fields
+        out = self._restore(step, legacy)
+      except Exception:
+        raise CheckpointError(f"checkpoint step {step} in {self.directory} does not restore"
+                              f" ({_cause(e)})") from e
+      return abstract_state.replace(**out.state), out.history
     return out.state, out.history
+
+  def _restore(self, step, abstract):
+    return self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()))
 
   def restore_latest(self, abstract_state, *, quarantine: bool = False):
     """(state, history, step) of the newest checkpoint that restores, trying older ones

@@ -206,14 +206,18 @@ def _image_figures(method, state, eval_batch, out_dir, seed) -> list[str]:
       row.append(translate(params, spectral, fwd, z[::-1], back))
     rows.append({"title": f"Figure 2 layout, {title} (rows: source, transferred,"
                           f" transferred back), step {int(state.step)}", "rows": row})
+    if not getattr(method, "stochastic", True):
+      continue   # Figure 4 needs translations that depend on z (not CycleGAN's)
     src8 = src[:8]
     zs = nets.sample_noise(jax.random.fold_in(key, 1), 8, nz)
     outs = jnp.stack([translate(params, spectral, src8, jnp.broadcast_to(zs[j], (8, nz)), d)
                       for j in range(8)], 1)
     noise_rows.append({"title": f"Figure 4 layout, G_{d}: source per row, noise per column",
                        "sources": src8, "outputs": outs})
-  return [figures.transfer_rows(os.path.join(out_dir, "figure2_transfer.png"), rows),
-          figures.noise_grid(os.path.join(out_dir, "figure4_noise.png"), noise_rows)]
+  paths = [figures.transfer_rows(os.path.join(out_dir, "figure2_transfer.png"), rows)]
+  if noise_rows:
+    paths.append(figures.noise_grid(os.path.join(out_dir, "figure4_noise.png"), noise_rows))
+  return paths
 
 
 def _point_figures(method, state, eval_batch, out_dir, seed, centres) -> list[str]:

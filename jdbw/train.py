@@ -210,6 +210,24 @@ def _eval_batch(domains, seed, n, resolution):
   return next(it)
 
 
+def prepare(method, state, domains, run):
+  """A fresh run's data-dependent start: `method.prepare(state, batches)` on
+  `method.prepare_batches` batches of each domain (DistanceGAN's distance statistics),
+  drawn from their own stream (seed + 2) so the training stream is unchanged. The
+  result is part of the state, so a resumed run never redraws it; with several
+  processes process 0's is used by all."""
+  it = data.make_batches(domains, run.batch_size, seed=run.seed + 2,
+                         resolution=method.config.resolution,
+                         stack=(method.prepare_batches,), device_count=1, process_index=0,
+                         process_count=1)
+  images = {k: v["image"] for k, v in next(it).items()}
+  state = method.prepare(state, images)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    state = state.replace(extras=multihost_utils.broadcast_one_to_all(state.extras))
+  return state
+
+
 def write_figures(method, watch, state, eval_batch, history, workdir, seed) -> list[str]:
   """Every hook's figures into `<workdir>/figures`."""
   out_dir = os.path.join(workdir, "figures")
@@ -294,6 +312,8 @@ def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
     state, restored, start = ckpt.restore_latest(state, quarantine=jax.process_index() == 0)
     history = {**hooks.new_history(watch, len(restored.get("steps", []))), **restored}
     logging.info("resumed %s at step %d", workdir, start)
+  if not start and getattr(method, "prepare_batches", 0):
+    state = prepare(method, state, domains, run)
   if start >= run.steps:
     logging.info("nothing to do: checkpoint at step %d >= --steps=%d", start, run.steps)
     return state

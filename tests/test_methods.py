@@ -11,7 +11,7 @@ import pytest
 
 from jdbw import batch_weight, config, methods, nets, train
 from jdbw.errors import ConfigError
-from jdbw.methods import base, jd, munit
+from jdbw.methods import base, cyclegan, distancegan, jd, munit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -23,8 +23,9 @@ def test_registry_builds_every_method_and_refuses_unknown_names():
     assert methods.name_of(m) == name == m.name
     assert type(methods.from_config(m.config)) is entry.method
   assert methods.get("JD").method is jd.JD        # names saved by earlier versions
-  with pytest.raises(ConfigError, match=r"--model: got 'cyclegan'; expected one of"):
-    methods.get("cyclegan")
+  assert methods.get("DistanceGAN").method is not methods.get("CycleGAN").method
+  with pytest.raises(ConfigError, match=r"--model: got 'pix2pix'; expected one of"):
+    methods.get("pix2pix")
   with pytest.raises(ConfigError, match="unknown config field"):
     methods.build("munit", g_features=4)
 
@@ -49,6 +50,15 @@ def test_shared_sections_are_defined_once_with_per_method_defaults():
     (jd.JDConfig, dict(w_lr=-1e-3), "--w_lr"),
     (jd.JDConfig, dict(weighting="mean"), "--weighting"),
     (munit.MUNITConfig, dict(gen_dim=0), "--gen_dim"),
+    (cyclegan.CycleGANConfig, dict(channels_x=3, identity_weight=0.5), "--identity_weight"),
+    (cyclegan.CycleGANConfig, dict(batch_weight="one_sided"), "--batch_weight"),
+    (cyclegan.CycleGANConfig, dict(lr_linear_decay=10, lr_decay_every=5),
+     "--lr_linear_decay"),
+    (distancegan.DistanceGANConfig, dict(distance="cosine"), "--distance"),
+    (distancegan.DistanceGANConfig, dict(distance_batches=2), "--distance_batches"),
+    (distancegan.DistanceGANConfig, dict(one_sided=True, batch_weight="two_sided"),
+     "--batch_weight"),
+    (distancegan.DistanceGANConfig, dict(resolution=128), "--resolution"),
 ])
 def test_validation_names_the_flag(cls, bad, flag):
   with pytest.raises(ConfigError) as e:

@@ -165,6 +165,7 @@ class Evaluator:
                         self.noise["xy"]["z"], self.noise["yx"]["z"],
                         self.noise["xy"]["z_back"], self.noise["yx"]["z_back"])
     out["w_x"], out["w_y"] = self._normalised(out.pop("logits"), state)
+    noise = noise and stochastic(self.method)
     n = self.config.noise_sources if noise else 0
     for d in self.method.directions if noise else ():
       src = self.sample[_source(d)]["image"][:n]
@@ -202,8 +203,9 @@ class Evaluator:
       cyc = f"{d}{src}"
       if f"pred_{cyc}" in a:
         res[f"cycle_consistency_{cyc}"] = metrics.class_consistency(lab[src], a[f"pred_{cyc}"], k)
-      res[f"noise_{d}"] = metrics.noise_class_retention(
+      res[f"noise_{d}"] = (metrics.noise_class_retention(
           lab[src][:self.config.noise_sources], a[f"noise_pred_{d}"])
+          if stochastic(self.method) else dict(NOT_APPLICABLE))
       res[f"fd_classifier_{d}"] = metrics.fd_classifier(a[f"emb_{d}"], self.real[tgt][1])
     res["weight_calibration"] = self.calibration(a["w_x"], a["w_y"])
     return res
@@ -228,6 +230,16 @@ class Evaluator:
     return self.calibration(*self.weights(state))
 
 
+# The noise metrics of a deterministic method (CycleGAN, DistanceGAN ignore z): not a
+# perfect retention of 1, but no number at all.
+NOT_APPLICABLE = {"not_applicable": "deterministic method: the noise z is ignored"}
+
+
+def stochastic(method) -> bool:
+  """Whether `method`'s translations depend on the noise z (`Method.stochastic`)."""
+  return getattr(method, "stochastic", True)
+
+
 def scalars(result: dict) -> dict[str, float]:
   """The headline numbers of an evaluation, flat, for TensorBoard and tables."""
   out = {}
@@ -236,7 +248,7 @@ def scalars(result: dict) -> dict[str, float]:
       out[k] = v["accuracy"]
     elif k.startswith("hallucination_"):
       out[f"{k}/into_mode"], out[f"{k}/out_of_mode"] = v["into_mode"], v["out_of_mode"]
-    elif k.startswith("noise_"):
+    elif k.startswith("noise_") and "retention" in v:   # stochastic methods only
       out[f"{k}/retention"], out[f"{k}/agreement"] = v["retention"], v["agreement"]
     elif k.startswith("fd_classifier_"):
       out[k] = v

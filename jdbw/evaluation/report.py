@@ -133,6 +133,8 @@ def report_markdown(result: dict, workdir: str) -> str:
                  f" | {c['threshold']} | {c['eval_sample_accuracy']:.4f} |")
   lines += ["", "| metric | value |", "|---|---|"]
   lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(result["scalars"].items())]
+  lines += [f"| {k} | not applicable ({v['not_applicable']}) |" for k, v in sorted(result.items())
+            if k.startswith("noise_") and isinstance(v, dict) and "not_applicable" in v]
   lines += ["", "Metric definitions: `jdbw/evaluation/metrics.py`. FD-classifier is a"
             " Fréchet distance in the target classifier's penultimate features, not FID.", ""]
   if len(result["weight_calibration_per_checkpoint"]) > 1:

@@ -15,7 +15,7 @@ import dataclasses
 from typing import NamedTuple
 
 from jdbw.errors import ConfigError
-from jdbw.methods import base, jd, munit
+from jdbw.methods import base, cyclegan, distancegan, jd, munit
 from jdbw.methods.base import Method, TrainState
 
 
@@ -31,9 +31,14 @@ REGISTRY: dict[str, Entry] = {
                 " (none), one-sided batch weight (one_sided, Algorithm 2)"),
     "munit": Entry(munit.MUNIT, munit.MUNITConfig,
                    "MUNIT (--batch_weight=none) or MUNIT + batch weight (two_sided)"),
+    "cyclegan": Entry(cyclegan.CycleGAN, cyclegan.CycleGANConfig,
+                      "CycleGAN (--batch_weight=none) or CycleGAN + batch weight (two_sided)"),
+    "distancegan": Entry(distancegan.DistanceGAN, distancegan.DistanceGANConfig,
+                         "DistanceGAN: --distance=pairwise|self|both, --cycle_weight,"
+                         " --one_sided; + batch weight (two_sided, one_sided)"),
 }
 # Names saved in config.json by earlier versions (the class name).
-_SAVED_NAMES = {"JD": "jd", "MUNIT": "munit"}
+_SAVED_NAMES = {"JD": "jd", "MUNIT": "munit", "CycleGAN": "cyclegan", "DistanceGAN": "distancegan"}
 
 
 def names() -> list[str]:
@@ -60,20 +65,23 @@ def build(name: str, **config) -> Method:
 
 def from_config(config) -> Method:
   """The method whose config class `config` is an instance of."""
-  for entry in REGISTRY.values():
-    if isinstance(config, entry.config):
-      return entry.method(config)
+  # Exact types first: DistanceGAN's config and method derive from CycleGAN's.
+  for match in (lambda a, cls: type(a) is cls, isinstance):
+    for entry in REGISTRY.values():
+      if match(config, entry.config):
+        return entry.method(config)
   raise ConfigError(f"no registered method takes a {type(config).__name__}"
                     f" (registered: {names()})")
 
 
 def name_of(method) -> str:
   """Registry name of a method instance (what config.json records)."""
-  for key, entry in REGISTRY.items():
-    if isinstance(method, entry.method):
-      return key
+  for match in (lambda a, cls: type(a) is cls, isinstance):
+    for key, entry in REGISTRY.items():
+      if match(method, entry.method):
+        return key
   raise ConfigError(f"{type(method).__name__} is not a registered method ({names()})")
 
 
-__all__ = ["REGISTRY", "Entry", "Method", "TrainState", "base", "build", "from_config", "get",
-           "jd", "munit", "name_of", "names"]
+__all__ = ["REGISTRY", "Entry", "Method", "TrainState", "base", "build", "cyclegan",
+           "distancegan", "from_config", "get", "jd", "munit", "name_of", "names"]

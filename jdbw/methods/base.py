@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+import dataclasses
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -22,17 +24,24 @@ from jdbw import parallel
 
 @flax.struct.dataclass
 class TrainState:
-  """All training state: step, RNG, params, spectral-norm state, optimiser states.
+  """All training state: step, RNG, params, the networks' other variables, optimiser
+  states, and what else a method carries from step to step.
 
   `params`, `spectral` and `opt_state` are keyed by part ('G', 'D', 'W'), each part by
   network name ({'G_xy', 'G_yx'} for JD, {'G_x', 'G_y'} for MUNIT, ...); a part
   without networks is an empty dict, so every method checkpoints the same way.
+  `spectral` holds each network's variables that are not trained by gradient (spectral
+  norm's power-iteration vectors, batch norm's running statistics): what inference
+  needs besides `params`. `extras`: the method's other state (CycleGAN's image pools,
+  DistanceGAN's distance statistics); {} for most methods (and in checkpoints written
+  before the field existed, which restore unchanged).
   """
   step: jax.Array
   rng: jax.Array
   params: dict
-  spectral: dict     # same layout; empty dicts where a net has no spectral norm
+  spectral: dict     # same layout; empty dicts where a net has no such variables
   opt_state: dict
+  extras: dict = dataclasses.field(default_factory=dict)
 
 
 @runtime_checkable
@@ -48,6 +57,9 @@ class Method(Protocol):
   batches_per_iteration: int      # batches stacked per iteration (1 + d critic steps)
   unroll_d_steps: bool
   point_domains: bool             # vector (2-D mixture) domains instead of images
+  # Optional members (read with getattr): `stochastic` (False: translations ignore z,
+  # so the noise metrics and Figure 4 do not apply; default True), `prepare_batches`
+  # and `prepare(state, batches) -> state` (a data-dependent start, see train.prepare).
 
   def init_state(self, rng) -> TrainState: ...
 
@@ -79,13 +91,18 @@ def empty_parts() -> dict:
 def adam_optimizer(c, lr: float | None = None):
   """Adam(lr, b1, b2), optional coupled weight decay and step decay (authors' settings).
 
-  `c` has lr, b1, b2, weight_decay, lr_decay_every, lr_decay_rate; `lr` overrides c.lr
-  (the weight networks' own learning rate).
+  `c` has lr, b1, b2, weight_decay, lr_decay_every, lr_decay_rate (and, for CycleGAN's
+  linear decay, lr_hold_steps and lr_linear_decay); `lr` overrides c.lr (the weight
+  networks' own learning rate). Schedules count optimiser updates of that part.
   """
   lr = c.lr if lr is None else lr
   schedule = lr
   if c.lr_decay_every:
     schedule = optax.exponential_decay(lr, c.lr_decay_every, c.lr_decay_rate, staircase=True)
+  if getattr(c, "lr_linear_decay", 0):   # CycleGAN's: held, then linearly to 0
+    schedule = optax.join_schedules(
+        [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, c.lr_linear_decay)],
+        [c.lr_hold_steps])
   parts = [optax.add_decayed_weights(c.weight_decay)] if c.weight_decay else []
   return optax.chain(*parts, optax.adam(schedule, b1=c.b1, b2=c.b2))
 

@@ -3,12 +3,13 @@
 - `layers`: convolutions whose implementation is a choice (XLA or im2col) and dense.
 - `blocks`: spectral-norm layers, norms, `ConvBlock`, the one `ResBlock` (the paper's
   pre-activation layout and MUNIT's), generator noise, `init` / `apply`.
-- `jd`: the paper's networks (Appendix B) and their small CPU variants; `munit`: MUNIT's.
+- `jd`: the paper's networks (Appendix B) and their small CPU variants; `munit`: MUNIT's;
+  `cyclegan`: CycleGAN's (ResNet generator, PatchGAN) and DistanceGAN's MNIST-SVHN ones.
 
 The names below are the ones methods use: `nets.init(nets.TinyGenerator(), rng, x, z)`.
 """
 
-from jdbw.nets import blocks, jd, layers, munit
+from jdbw.nets import blocks, cyclegan, jd, layers, munit
 from jdbw.nets.blocks import (SPECTRAL, ConvBlock, ResBlock, SNLayer, apply, conv,
                               conv_transpose, dense, init, instance_norm, layer_norm,
                               sample_noise, split_variables, upsample2x, with_tiled_noise)

@@ -116,6 +116,7 @@ class Conv(nn.Module):
   impl: str = "auto"
   dtype: Any = None
   transpose: bool = False   # True: flax.linen.ConvTranspose semantics (lhs dilation).
+  use_bias: bool = True
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -123,7 +124,8 @@ class Conv(nn.Module):
     strides = (self.strides,) * 2 if isinstance(self.strides, int) else tuple(self.strides)
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         kernel_size + (x.shape[-1], self.features), jnp.float32)
-    bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+    bias = (self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+            if self.use_bias else jnp.zeros((), jnp.float32))
     # As flax: without a dtype, compute in the promoted type of inputs and parameters.
     dtype = self.dtype or jnp.result_type(x, kernel)
     x, kernel, bias = x.astype(dtype), kernel.astype(dtype), bias.astype(dtype)
@@ -159,9 +161,11 @@ def _transpose_pads(k: int, s: int, padding: str):
   return lo, pad_len - lo
 
 
-def conv_transpose(features, kernel_size, strides, padding, impl="auto", dtype=None, name=None):
+def conv_transpose(features, kernel_size, strides, padding, impl="auto", dtype=None, name=None,
+                   use_bias=True):
   """flax.linen.ConvTranspose equivalent (same parameters and output)."""
-  return Conv(features, kernel_size, strides, padding, impl, dtype, transpose=True, name=name)
+  return Conv(features, kernel_size, strides, padding, impl, dtype, transpose=True,
+              use_bias=use_bias, name=name)
 
 
 class Dense(nn.Module):

@@ -1,0 +1,136 @@
+"""CycleGAN's and DistanceGAN's networks, as flax.linen modules (NHWC).
+
+CycleGAN (Zhu et al. 2017; `networks.py` of pytorch-CycleGAN-and-pix2pix):
+- `ResnetGenerator`: reflect-pad 7x7 conv(ngf) -> `n_down` 3x3/2 convs (x2 width) ->
+  `n_blocks` residual blocks (reflect pad, 3x3, instance norm) -> `n_down` 3x3/2
+  transposed convs -> reflect-pad 7x7 conv -> tanh; instance norm without affine, ReLU.
+  The reference's 256x256 sizes are ngf 64, 9 blocks (6 at 128x128), n_down 2.
+- `PatchDiscriminator` (the reference's NLayerDiscriminator, "PatchGAN"): 4x4/2 conv(ndf)
+  + LeakyReLU 0.2, then `n_layers - 1` 4x4/2 convs (width x2, at most 8 ndf) with
+  instance norm, one 4x4/1 conv, and a 4x4/1 conv to a map of patch scores; the
+  reference's sizes are ndf 64, 3 layers (70x70 patches).
+  Every call is per sample (instance norm only).
+
+DistanceGAN's MNIST <-> SVHN networks (Benaim & Wolf 2017, the authors' `cyclegan_arch/
+mnist_to_svhn/model.py`, after mnist-svhn-transfer):
+- `EncoderDecoderGenerator`: 4x4/2 conv(dim) -> 4x4/2 conv(2 dim) -> two 3x3 convs (2 dim)
+  -> 4x4/2 transposed conv(dim) -> 4x4/2 transposed conv(channels) -> tanh; batch norm
+  after every layer but the last, LeakyReLU 0.05, no biases.
+- `DCGANDiscriminator`: 4x4/2 convs dim, 2 dim, 4 dim (batch norm but on the first),
+  LeakyReLU 0.05, then a 4x4 valid conv to one score per image (at 32x32).
+  Batch norm normalises over the *global* batch (`axis_name`, the device axis under
+  shard_map/pmap), so any device count computes the same function; in training mode the
+  statistics of the batch are used and the running averages (momentum 0.1 as PyTorch's)
+  updated; inference (`train=False`) uses the running averages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jdbw.nets import layers
+from jdbw.nets.blocks import ConvBlock, ResBlock, instance_norm
+
+# PyTorch's ConvTranspose2d(k, s=2, p, output_padding) as padding of the dilated input:
+# (k - 1 - p, k - 1 - p + output_padding).
+_UP_3 = ((1, 2), (1, 2))    # k 3, p 1, output_padding 1 (CycleGAN): 2x
+_UP_4 = ((2, 2), (2, 2))    # k 4, p 1 (DistanceGAN): 2x
+
+
+class ResnetGenerator(nn.Module):
+  """CycleGAN's ResNet generator (module docstring); `out_channels` of the target."""
+  out_channels: int
+  ngf: int = 64
+  n_blocks: int = 9
+  n_down: int = 2
+  impl: str = "auto"
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    kw = dict(impl=self.impl, dtype=self.dtype)
+    d = self.ngf
+    h = ConvBlock(d, 7, 1, 3, "in", "relu", **kw)(x)
+    for _ in range(self.n_down):
+      d *= 2
+      h = layers.Conv(d, (3, 3), 2, ((1, 1), (1, 1)), **kw)(h)
+      h = nn.relu(instance_norm(h))
+    for _ in range(self.n_blocks):
+      h = ResBlock(d, norm="in", layout="munit", **kw)(h)
+    for _ in range(self.n_down):
+      d //= 2
+      h = layers.conv_transpose(d, (3, 3), 2, _UP_3, **kw)(h)
+      h = nn.relu(instance_norm(h))
+    h = ConvBlock(self.out_channels, 7, 1, 3, "none", "none", **kw)(h)
+    return jnp.tanh(layers.at_least_float32(h))
+
+
+class PatchDiscriminator(nn.Module):
+  """CycleGAN's PatchGAN: a [B, h, w] map of patch scores (module docstring)."""
+  ndf: int = 64
+  n_layers: int = 3
+  impl: str = "auto"
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    kw = dict(impl=self.impl, dtype=self.dtype)
+    pad = ((1, 1), (1, 1))
+    h = nn.leaky_relu(layers.Conv(self.ndf, (4, 4), 2, pad, **kw)(x), 0.2)
+    for n in range(1, self.n_layers + 1):
+      stride = 2 if n < self.n_layers else 1
+      h = layers.Conv(self.ndf * min(2 ** n, 8), (4, 4), stride, pad, **kw)(h)
+      h = nn.leaky_relu(instance_norm(h), 0.2)
+    out = layers.Conv(1, (4, 4), 1, pad, **kw)(h)
+    return layers.at_least_float32(out[..., 0])
+
+
+def _batch_norm(train: bool, axis_name, name=None):
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                      axis_name=axis_name, name=name)
+
+
+class EncoderDecoderGenerator(nn.Module):
+  """DistanceGAN's 32x32 generator (module docstring)."""
+  out_channels: int
+  dim: int = 64
+  axis_name: str | None = None   # global batch statistics under shard_map / pmap
+  impl: str = "auto"
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    kw = dict(impl=self.impl, dtype=self.dtype, use_bias=False)
+    act = lambda h: nn.leaky_relu(h, 0.05)
+    bn = lambda h: _batch_norm(train, self.axis_name)(layers.at_least_float32(h))
+    pad = ((1, 1), (1, 1))
+    h = act(bn(layers.Conv(self.dim, (4, 4), 2, pad, **kw)(x)))
+    h = act(bn(layers.Conv(2 * self.dim, (4, 4), 2, pad, **kw)(h)))
+    h = act(bn(layers.Conv(2 * self.dim, (3, 3), 1, pad, **kw)(h)))
+    h = act(bn(layers.Conv(2 * self.dim, (3, 3), 1, pad, **kw)(h)))
+    h = act(bn(layers.conv_transpose(self.dim, (4, 4), 2, _UP_4, **kw)(h)))
+    h = layers.conv_transpose(self.out_channels, (4, 4), 2, _UP_4, **kw)(h)
+    return jnp.tanh(layers.at_least_float32(h))
+
+
+class DCGANDiscriminator(nn.Module):
+  """DistanceGAN's 32x32 discriminator: a [B, h, w] map (1x1 at 32x32)."""
+  dim: int = 64
+  axis_name: str | None = None
+  impl: str = "auto"
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    kw = dict(impl=self.impl, dtype=self.dtype, use_bias=False)
+    act = lambda h: nn.leaky_relu(h, 0.05)
+    bn = lambda h: _batch_norm(train, self.axis_name)(layers.at_least_float32(h))
+    pad = ((1, 1), (1, 1))
+    h = act(layers.Conv(self.dim, (4, 4), 2, pad, **kw)(x))
+    h = act(bn(layers.Conv(2 * self.dim, (4, 4), 2, pad, **kw)(h)))
+    h = act(bn(layers.Conv(4 * self.dim, (4, 4), 2, pad, **kw)(h)))
+    out = layers.Conv(1, (4, 4), 1, "VALID", **kw)(h)
+    return layers.at_least_float32(out[..., 0])
