@@ -42,10 +42,23 @@ VARIANTS = {
     "munit_bw": Variant("MUNIT + batch weight (composite W on the fake side of both GAN"
                         " losses; 1 D step, 3x the steps)", "munit",
                         {"batch_weight": "two_sided", "d_steps": 1}, 3),
+    # The other marginal-GAN baselines under MUNIT's budget rule (1 D step, 3x the steps).
+    "cyclegan": Variant("CycleGAN (cycle + identity, 50-image pool; 1 D step, 3x the steps)",
+                        "cyclegan", {"batch_weight": "none", "d_steps": 1}, 3),
+    "cyclegan_bw": Variant("CycleGAN + batch weight (composite W on the fake side of both"
+                           " GAN losses; 1 D step, 3x the steps)", "cyclegan",
+                           {"batch_weight": "two_sided", "d_steps": 1}, 3),
+    "distancegan": Variant("DistanceGAN (pairwise distance, no cycle; 1 D step, 3x the"
+                           " steps)", "distancegan", {"batch_weight": "none", "d_steps": 1}, 3),
+    "distancegan_bw": Variant("DistanceGAN + batch weight (composite W on the fake side;"
+                              " 1 D step, 3x the steps)", "distancegan",
+                              {"batch_weight": "two_sided", "d_steps": 1}, 3),
 }
 
 flags.DEFINE_list("variants", list(VARIANTS), f"Variants to run, from {sorted(VARIANTS)}.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; one run per variant and seed.")
+flags.DEFINE_bool("dry_run", False, "Check every flag and variant config, print the runs"
+                  " it would make, and stop before any data is read (offline-safe).")
 FLAGS = flags.FLAGS
 
 
@@ -98,6 +111,17 @@ def main(argv):
   configs = {variant: dataclasses.replace(
       mnist_srmnist.model_config(VARIANTS[variant].model, strict=False),
       **VARIANTS[variant].overrides).validate() for variant in FLAGS.variants}
+  if FLAGS.dry_run:
+    for variant in FLAGS.variants:
+      v, method = VARIANTS[variant], methods.from_config(configs[variant])
+      logging.info("dry run: %s = --model=%s (%s), %d steps, batch %d, seeds %s -> %s",
+                   variant, methods.name_of(method), v.description,
+                   base_run.steps * v.steps_factor, base_run.batch_size, seeds,
+                   os.path.join(root, variant))
+    logging.info("dry run: domains %s; evaluation on %r", {
+        k: f"{s.source} ({s.channels} ch, {s.transform}, classes {s.classes or 'natural'})"
+        for k, s in specs.items()}, eval_config.split)
+    return
   for variant in FLAGS.variants:
     v = VARIANTS[variant]
     config = configs[variant]

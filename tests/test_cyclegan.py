@@ -308,3 +308,26 @@ def test_tiny_runs_resume_exactly_translate_and_evaluate(tmp_path):
   st = jax.tree.map(float, first.extras["distance_stats"])
   assert st["pairwise_x"]["sd"] != 1.0
   assert jax.tree.map(float, again.extras["distance_stats"]) == st
+
+
+def test_svhn_mnist_flagfile_validates_every_variant_offline(tmp_path):
+  """The seeds' SVHN -> MNIST comparison cannot run here (TFDS downloads); its flagfile
+  is checked whole by the benchmark's --dry_run, in its own process (one entrypoint
+  module per process), and a broken copy is refused in one line."""
+  import subprocess
+  import sys
+  import helpers
+  env = {**os.environ, "XLA_FLAGS": helpers.xla_flags()}
+  cmd = [sys.executable, "-m", "experiments.mass_shift_benchmark",
+         "--flagfile=experiments/configs/svhn_mnist.flags", "--dry_run",
+         f"--workdir={tmp_path}"]
+  out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  for variant in ("jd_bw", "jd", "munit", "munit_bw", "cyclegan", "cyclegan_bw", "distancegan",
+                  "distancegan_bw"):
+    assert f"dry run: {variant} = --model=" in out.stderr
+  assert "tfds:svhn_cropped (3 ch" in out.stderr and "tfds:mnist (1 ch" in out.stderr
+  assert not os.listdir(tmp_path)   # nothing trained, nothing written
+  bad = subprocess.run(cmd + ["--identity_weight=0.5"], capture_output=True, text=True,
+                       env=env, timeout=300)
+  assert bad.returncode == 2 and "--identity_weight" in bad.stderr.strip().splitlines()[-1]
