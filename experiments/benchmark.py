@@ -1,4 +1,4 @@
-r"""Benchmarks the compiled training iteration of JD-BW and MUNIT (issue 8's reference).
+r"""Benchmarks the compiled training iteration of JD-BW, MUNIT, CycleGAN and DistanceGAN.
 
   python -m experiments.benchmark                       # JD-BW b32/b128 d=5, MUNIT b32
   python -m experiments.benchmark --compare_torch       # + eager PyTorch, same networks
@@ -45,14 +45,23 @@ MODELS = {
     "munit": lambda d, impl, dt: methods.build("munit", conv_impl=impl, compute_dtype=dt),
     "munit_bw": lambda d, impl, dt: methods.build("munit", batch_weight="two_sided",
                                                   conv_impl=impl, compute_dtype=dt),
+    # The seed papers' baselines at their 32x32 defaults (docs/paper_map.md).
+    "cyclegan": lambda d, impl, dt: methods.build("cyclegan", conv_impl=impl, compute_dtype=dt),
+    "cyclegan_bw": lambda d, impl, dt: methods.build("cyclegan", batch_weight="two_sided",
+                                                     conv_impl=impl, compute_dtype=dt),
+    "distancegan": lambda d, impl, dt: methods.build("distancegan", conv_impl=impl,
+                                                     compute_dtype=dt),
+    "distancegan_bw": lambda d, impl, dt: methods.build("distancegan", batch_weight="two_sided",
+                                                        conv_impl=impl, compute_dtype=dt),
 }
 
 flags.DEFINE_list("models", ["jd_bw", "munit"], f"Models to time, of {sorted(MODELS)}.")
 flags.DEFINE_list("batch_sizes", ["32", "128"], "Global batch sizes for JD-BW.")
-flags.DEFINE_list("munit_batch_sizes", ["32"], "Global batch sizes for MUNIT (+BW).")
+flags.DEFINE_list("munit_batch_sizes", ["32"], "Global batch sizes for MUNIT, CycleGAN and"
+                  " DistanceGAN (each +BW).")
 flags.DEFINE_list("batch_sizes_128", ["6"], "Global batch sizes for jd_bw_128 (paper: 6).")
-flags.DEFINE_integer("d_steps", 5, "JD-BW (32x32) critic steps per generator step; MUNIT and"
-                     " jd_bw_128 keep their own (1 and 2).")
+flags.DEFINE_integer("d_steps", 5, "JD-BW (32x32) critic steps per generator step; the other"
+                     " models keep their own (jd_bw_128 2, the rest 1).")
 flags.DEFINE_integer("warmup", 2, "Untimed iterations after compilation.")
 flags.DEFINE_integer("repeats", 20, "Timed iterations (the median is reported).")
 flags.DEFINE_enum("conv_impl", "auto", list(layers.CONV_IMPLS), "Convolution kernels.")

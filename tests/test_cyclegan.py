@@ -257,6 +257,17 @@ def test_devices_match_one_device(name, kw, modes):
                                 atol=2 * m.config.lr * 2)
 
 
+@pytest.mark.parametrize("name,kw", [("cyclegan", dict(batch_weight="two_sided", **TINY_CG)),
+                                     ("distancegan", TINY_DG)])
+def test_a_fresh_state_can_be_donated(name, kw):
+  """No two leaves of init_state share a buffer (jit with donated state, as the loop and
+  experiments.benchmark run it, refuses a buffer donated twice)."""
+  m = methods.build(name, **kw)
+  state, metrics, _ = jax.jit(m.iteration, donate_argnums=0)(m.init_state(jax.random.PRNGKey(0)),
+                                                            _batch())
+  assert np.isfinite(float(metrics["d/loss"]))
+
+
 def test_checkpoints_from_before_extras_restore(tmp_path):
   """A TrainState saved without the `extras` field (earlier versions) restores."""
   m = methods.build("munit", gen_dim=4, mlp_dim=8, dis_dim=4)

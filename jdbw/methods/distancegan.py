@@ -180,8 +180,9 @@ class DistanceGAN(cyclegan.CycleGAN):
   def init_extras(self) -> dict:
     extras = super().init_extras()
     # (μ, σ) per domain and kind, set by `prepare` before the first step.
-    one = jnp.ones((), jnp.float32)
-    extras["distance_stats"] = {f"{kind}_{side}": {"mu": 0.0 * one, "sd": one}
+    # (Distinct arrays: a donated state may not hold one buffer twice.)
+    extras["distance_stats"] = {f"{kind}_{side}": {"mu": jnp.zeros((), jnp.float32),
+                                                    "sd": jnp.ones((), jnp.float32)}
                                 for kind in ("pairwise", "self") for side in ("x", "y")}
     return extras
 
