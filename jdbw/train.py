@@ -276,6 +276,8 @@ def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
   domains = {k: data.load_domain(s, data_dir=run.data_dir, process_index=jax.process_index(),
                                  process_count=jax.process_count())
              for k, s in domain_specs.items()}
+  if lead:
+    data.folder.report_pairing(domain_specs)
   points = method.point_domains
   for name, d in domains.items():
     if d.is_points != points:

@@ -70,7 +70,8 @@ def load_domain(spec: DomainSpec, *, data_dir: str | None = None,
   elif data.images.shape[-1] not in (1, 3):
     raise ConfigError(f"{spec.flag('source')}: images have {data.images.shape[-1]} channels;"
                       " expected 1 or 3")
-  probs = sampling.class_probabilities(spec.classes, data.class_counts, spec.flag("classes"))
+  probs = sampling.class_probabilities(spec.classes, data.class_counts, spec.flag("classes"),
+                                       data.class_names)
   return Domain(spec, data, probs)
 
 

@@ -9,14 +9,18 @@ from jdbw.errors import ConfigError
 _TOL = 1e-6
 
 
-def parse_class_spec(spec: str, num_classes: int, what: str = "--classes") -> dict[int, float]:
-  """Parses 'c:p,c:p,...' (e.g. '0:0.5') into {class: probability}.
+def parse_class_spec(spec: str, num_classes: int, what: str = "--classes",
+                     names=()) -> dict[int, float]:
+  """Parses 'c:p,c:p,...' (e.g. '0:0.5') into {class: probability}; with class `names`
+  (a folder source's subfolders) a class may also be named ('shoes:0.9').
 
   An empty spec means the source's natural class frequencies.
   """
   out: dict[int, float] = {}
   for item in filter(None, (s.strip() for s in spec.split(","))):
-    cls, sep, prob = item.partition(":")
+    cls, sep, prob = item.rpartition(":")
+    if cls in names:
+      cls = str(list(names).index(cls))
     try:
       if not sep:
         raise ValueError
@@ -24,7 +28,8 @@ def parse_class_spec(spec: str, num_classes: int, what: str = "--classes") -> di
     except ValueError:
       raise ConfigError(
           f"{what}: cannot parse {item!r}; expected 'class:probability' pairs"
-          " separated by commas, e.g. '0:0.5'") from None
+          " separated by commas, e.g. '0:0.5'"
+          + (f" (classes by name: {', '.join(names)})" if names else "")) from None
     if not 0 <= c < num_classes:
       raise ConfigError(
           f"{what}: class {c} does not exist; the data set has classes 0..{num_classes - 1}")
@@ -40,7 +45,7 @@ def parse_class_spec(spec: str, num_classes: int, what: str = "--classes") -> di
 
 
 def class_probabilities(spec: str, class_counts: np.ndarray,
-                        what: str = "--classes") -> np.ndarray:
+                        what: str = "--classes", names=()) -> np.ndarray:
   """Per-class sampling probabilities for `spec` given the source's class counts.
 
   Listed classes get exactly their probabilities; the unlisted ones share the rest in
@@ -48,7 +53,7 @@ def class_probabilities(spec: str, class_counts: np.ndarray,
   up-weighted to one half, the other digits keep their relative frequencies).
   """
   counts = np.asarray(class_counts, dtype=np.float64)
-  listed = parse_class_spec(spec, len(counts), what)
+  listed = parse_class_spec(spec, len(counts), what, names)
   probs = np.zeros(len(counts))
   for c, p in listed.items():
     probs[c] = p

@@ -1,5 +1,6 @@
-"""Data sources: `tfds:<name>`, `idx:<dir>` and `digits`, all as labelled uint8 arrays,
-and `mixture2d[:...]`, a 2-D Gaussian mixture drawn on the fly (`jdbw.data.mixture`).
+"""Data sources: `tfds:<name>`, `idx:<dir>`, `digits` and `folder:<dir>` (your own
+images, `jdbw.data.folder`), all as uint8 arrays with labels, and `mixture2d[:...]`, a
+2-D Gaussian mixture drawn on the fly (`jdbw.data.mixture`).
 
 An image source is loaded whole into host memory (the paper's data sets are at most a
 few hundred MB), already restricted to this host's slice of the split on multi-host
@@ -13,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jdbw.data import folder as folder_lib
 from jdbw.data import mixture as mixture_lib
 from jdbw.errors import ConfigError, DataUnavailableError
 
@@ -35,6 +37,8 @@ class SourceData:
   labels: np.ndarray   # int32 [N]
   num_classes: int
   mixture: mixture_lib.Mixture2D | None = None
+  class_names: tuple = ()     # folder sources: the class subfolders' names
+  labelled: bool = True       # False: an unlabelled folder (one class, label 0)
 
   @property
   def mixture_dim(self) -> int | None:
@@ -174,8 +178,8 @@ def _load_idx(directory: str, split: str, data_dir: str | None, what: str,
 def load_source(spec: str, split: str = "train", *, data_dir: str | None = None,
                 process_index: int = 0, process_count: int = 1,
                 what: str = "--source") -> SourceData:
-  """Loads `spec` ('digits', 'tfds:<name>', 'idx:<dir>' or 'mixture2d[:...]'), this
-  host's slice.
+  """Loads `spec` ('digits', 'tfds:<name>', 'idx:<dir>', 'folder:<dir>[:...]' or
+  'mixture2d[:...]'), this host's slice.
 
   `what` names the flag in error messages.
   """
@@ -194,10 +198,19 @@ def load_source(spec: str, split: str = "train", *, data_dir: str | None = None,
     images, labels, k = _load_tfds(arg, split, data_dir, what, process_index, process_count)
   elif kind == "idx" and arg:
     images, labels, k = _load_idx(arg, split, data_dir, what, process_index, process_count)
+  elif kind == folder_lib.NAME and arg:
+    images, labels, names = folder_lib.load(spec, split, what)
+    _, sl = _slice(split, {split.split("[")[0]: len(labels)}, what, spec)
+    images = images[sl][process_index::process_count]
+    labels = labels[sl][process_index::process_count]
+    if len(labels) == 0:
+      raise ConfigError(f"{what}: source {spec!r} split {split!r} is empty on this host")
+    return SourceData(spec, images, labels, max(len(names), 1), class_names=names,
+                      labelled=bool(names))
   else:
     raise ConfigError(
-        f"{what}: unknown source {spec!r}; expected 'digits', 'tfds:<name>', 'idx:<dir>'"
-        f" or '{mixture_lib.NAME}[:key=value,...]'")
+        f"{what}: unknown source {spec!r}; expected 'digits', 'tfds:<name>', 'idx:<dir>',"
+        f" 'folder:<dir>' or '{mixture_lib.NAME}[:key=value,...]'")
   if len(labels) == 0:
     raise ConfigError(f"{what}: source {spec!r} split {split!r} is empty on this host")
   return SourceData(spec, images, labels, int(k))

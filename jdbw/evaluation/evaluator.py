@@ -70,12 +70,17 @@ class Evaluator:
     self.method, self.config = method, config.validate()
     resolution = method.config.resolution
     cache = os.path.expanduser(config.classifier_dir)
+    domains = {k: data.load_domain(dataclasses.replace(s, split=config.split), data_dir=data_dir)
+               for k, s in domain_specs.items()}
+    for k, d in domains.items():
+      if not d.data.labelled:
+        raise ConfigError(f"--source_{k}: {d.spec.source} is an unlabelled folder; the"
+                          " evaluation (class consistency, weight calibration per class)"
+                          " needs labels: put the images in class subfolders")
     self.classifiers = {
         k: clf_lib.load_or_train(s, cache, resolution=resolution, config=classifier_config,
                                  data_dir=data_dir, min_accuracy=config.min_classifier_accuracy)
         for k, s in domain_specs.items()} if with_classifiers else {}
-    domains = {k: data.load_domain(dataclasses.replace(s, split=config.split), data_dir=data_dir)
-               for k, s in domain_specs.items()}
     if domains["x"].num_classes != domains["y"].num_classes:
       raise ConfigError("--source_x/--source_y: the domains have different class sets"
                         f" ({domains['x'].num_classes} vs {domains['y'].num_classes} classes);"

@@ -1,0 +1,194 @@
+"""Image-folder domains (`folder:<dir>`), built from real Fashion-MNIST images: layout,
+labels from subfolders, splits, decoding of mixed files, the cache, bad input, class
+skew by name, unlabelled domains, and a tiny 128x128 run that trains and evaluates."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import helpers
+from jdbw import data, methods, train
+from jdbw.data import folder
+from jdbw.errors import ConfigError
+
+FASHION = "idx:/usr/share/datasets/fashion-mnist"
+SHOES, BAGS = (7, 9), (8,)   # sneakers + ankle boots, bags (the paper's Shoes & Bags)
+
+
+def _fashion(n_per_class=30):
+  src = data.load_source(FASHION, "test")
+  pick = lambda classes: np.concatenate([np.flatnonzero(src.labels == c)[:n_per_class]
+                                         for c in classes])
+  return src.images[pick(SHOES)], src.images[pick(BAGS)]
+
+
+def _write(path, image, fmt="png"):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  enc = tf.io.encode_png if fmt == "png" else tf.io.encode_jpeg
+  tf.io.write_file(path, enc(tf.constant(image)))
+
+
+def _shoes_and_bags(root, rgb_every=5):
+  """<root>/{bags,shoes}/*.png|jpg from real Fashion-MNIST images (some RGB / RGBA)."""
+  shoes, bags = _fashion()
+  for name, imgs in (("shoes", shoes), ("bags", bags)):
+    for i, im in enumerate(imgs):
+      if i % rgb_every == 1:
+        _write(f"{root}/{name}/{i:03d}.jpg", np.repeat(im, 3, -1), "jpg")
+      elif i % rgb_every == 2:
+        _write(f"{root}/{name}/{i:03d}.png", np.concatenate(
+            [np.repeat(im, 3, -1), np.full_like(im, 255)], -1))      # RGBA
+      else:
+        _write(f"{root}/{name}/{i:03d}.png", im)
+  return len(shoes), len(bags)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+  monkeypatch.setenv("JDBW_CACHE", str(tmp_path / "cache"))
+
+
+def test_labels_from_subfolders_and_the_hash_split(tmp_path):
+  n_shoes, n_bags = _shoes_and_bags(tmp_path / "sb")
+  spec = f"folder:{tmp_path / 'sb'}:size=32,test_fraction=0.25"
+  tr = data.load_source(spec, "train")
+  te = data.load_source(spec, "test")
+  assert tr.class_names == te.class_names == ("bags", "shoes") and tr.num_classes == 2
+  assert len(tr.labels) + len(te.labels) == n_shoes + n_bags
+  assert 0.1 < len(te.labels) / (n_shoes + n_bags) < 0.4
+  assert tr.images.shape[1:] == (32, 32, 3) and tr.images.dtype == np.uint8   # colour -> RGB
+  # The split is a function of the file names: the same on every load, and disjoint.
+  again = data.load_source(spec, "test")
+  np.testing.assert_array_equal(again.images, te.images)
+  root, paths_tr, _, _ = folder.scan(str(tmp_path / "sb"), "train", folder.parse(spec, "f")[1], "f")
+  _, paths_te, _, _ = folder.scan(str(tmp_path / "sb"), "test", folder.parse(spec, "f")[1], "f")
+  assert not set(paths_tr) & set(paths_te)
+  # A grey image keeps its pixels through PNG, decode and a same-size "resize".
+  shoes, _ = _fashion()
+  grey = data.load_source(f"folder:{tmp_path / 'sb'}:size=28,test_fraction=0", "train")
+  first_shoe = grey.images[np.flatnonzero(grey.labels == 1)[0]]
+  np.testing.assert_array_equal(first_shoe[..., 0], shoes[0][..., 0])
+  # Slices of a split, and class skew by name.
+  half = data.load_source(spec, "train[:50%]")
+  assert len(half.labels) == round(len(tr.labels) / 2)
+  dom = data.load_domain(data.DomainSpec(source=spec, classes="shoes:0.9", name="x"))
+  np.testing.assert_allclose(dom.probs, [0.1, 0.9])
+  with pytest.raises(ConfigError) as e:
+    data.load_domain(data.DomainSpec(source=spec, classes="boots:0.9", name="x"))
+  helpers.one_line(e, "--classes_x", "bags, shoes")
+
+
+def test_explicit_train_test_folders_and_unlabelled(tmp_path):
+  shoes, bags = _fashion(8)
+  for i, im in enumerate(shoes):
+    _write(f"{tmp_path}/tt/{'train' if i < 12 else 'test'}/shoes/{i}.png", im)
+  for i, im in enumerate(bags):
+    _write(f"{tmp_path}/tt/{'train' if i < 6 else 'test'}/bags/{i}.png", im)
+  tr = data.load_source(f"folder:{tmp_path / 'tt'}:size=28", "train")
+  te = data.load_source(f"folder:{tmp_path / 'tt'}:size=28", "test")
+  assert (len(tr.labels), len(te.labels)) == (18, 6) and tr.images.shape[-1] == 1
+  for i, im in enumerate(shoes):
+    _write(f"{tmp_path}/flat/{i}.png", im)
+  u = data.load_source(f"folder:{tmp_path / 'flat'}:size=28,test_fraction=0", "train")
+  assert not u.labelled and u.num_classes == 1 and len(u.labels) == len(shoes)
+
+
+def test_bad_folders_get_one_line_each(tmp_path):
+  what = "--source_x"
+  load = lambda d, **kw: data.load_source(f"folder:{d}" + (":" + ",".join(
+      f"{k}={v}" for k, v in kw.items()) if kw else ""), "train", what=what)
+  with pytest.raises(ConfigError) as e:
+    load(tmp_path / "missing")
+  helpers.one_line(e, what, "does not exist")
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(ConfigError) as e:
+    load(tmp_path / "empty")
+  helpers.one_line(e, what, "no .png")
+  (tmp_path / "cls" / "shoes").mkdir(parents=True)
+  (tmp_path / "cls" / "bags").mkdir()
+  shoes, _ = _fashion(3)
+  for i, im in enumerate(shoes):
+    _write(f"{tmp_path}/cls/shoes/{i}.png", im)
+  with pytest.raises(ConfigError) as e:
+    load(tmp_path / "cls")
+  helpers.one_line(e, what, "bags", "has no")
+  _write(f"{tmp_path}/mixed/a/0.png", shoes[0])
+  _write(f"{tmp_path}/mixed/1.png", shoes[1])
+  with pytest.raises(ConfigError) as e:
+    load(tmp_path / "mixed")
+  helpers.one_line(e, what, "both images")
+  # Undecodable files: skipped (warning) up to max_bad, refused above it.
+  for i, im in enumerate(shoes):
+    _write(f"{tmp_path}/bad/{i}.png", im)
+  (tmp_path / "bad" / "broken.png").write_bytes(b"not an image")
+  got = load(tmp_path / "bad", test_fraction=0, max_bad=0.5)
+  assert len(got.labels) == len(shoes)
+  with pytest.raises(ConfigError) as e:
+    load(tmp_path / "bad", test_fraction=0, max_bad=0.1)
+  helpers.one_line(e, what, "do not decode", "broken.png")
+  with pytest.raises(ConfigError) as e:
+    load(tmp_path / "bad", fit="stretch")
+  helpers.one_line(e, what, "fit")
+
+
+def test_mixed_sizes_crop_and_the_cache(tmp_path, monkeypatch):
+  shoes, _ = _fashion(4)
+  _write(f"{tmp_path}/sz/a.png", shoes[0])
+  wide = np.zeros((28, 56, 1), np.uint8)
+  wide[:, 14:42] = shoes[1]
+  _write(f"{tmp_path}/sz/b.png", wide)
+  spec = f"folder:{tmp_path / 'sz'}:size=28,fit=crop,test_fraction=0"
+  got = data.load_source(spec, "train")
+  assert got.images.shape == (2, 28, 28, 1)
+  # The centre crop of the wide image is the shoe it holds.
+  np.testing.assert_array_equal(got.images[1], shoes[1])
+  # Cached: a second load decodes nothing; a changed folder is decoded again.
+  monkeypatch.setattr(folder, "decode", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+  np.testing.assert_array_equal(data.load_source(spec, "train").images, got.images)
+  _write(f"{tmp_path}/sz/c.png", shoes[2])
+  with pytest.raises(AssertionError):
+    data.load_source(spec, "train")
+
+
+@pytest.mark.slow
+def test_a_folder_trains_at_128_and_evaluates_on_its_classes(tmp_path):
+  """Shoes & Bags with 90 % shoes (X) against an unskewed copy (Y), 128x128 networks,
+  a few iterations, then the evaluation with classifiers trained on the folder classes."""
+  _shoes_and_bags(tmp_path / "x")
+  _shoes_and_bags(tmp_path / "y", rgb_every=3)
+  assert folder.paired_names(str(tmp_path / "x"), str(tmp_path / "y")) > 0
+  specs = {"x": data.DomainSpec(source=f"folder:{tmp_path / 'x'}:size=128", classes="shoes:0.9",
+                                channels=3, name="x"),
+           "y": data.DomainSpec(source=f"folder:{tmp_path / 'y'}:size=128", channels=3, name="y")}
+  m = methods.build("jd", resolution=128, channels_x=3, channels_y=3, noise_dim=4, d_steps=1,
+                    g_features=4, d_features=4, w_features=4)
+  run = train.RunConfig(workdir=str(tmp_path / "run"), steps=1, batch_size=2,
+                        checkpoint_every=1, figure_every=1, log_every=1)
+  state = train.train(m, run, specs)
+  assert int(state.step) == 1
+  from jdbw.evaluation import classifier, evaluator, report
+  cfg = evaluator.EvalConfig(samples=20, batch_size=10, noise_sources=4, noise_draws=2,
+                             split="test", classifier_dir=str(tmp_path / "clf"),
+                             min_classifier_accuracy=0.5)
+  res = report.evaluate_workdir(str(tmp_path / "run"), cfg, classifier_config=(
+      classifier.ClassifierConfig(steps=40, train_draws=120, test_draws=40)))
+  assert res["classifier"]["x"]["test_accuracy"] >= 0.5
+  assert {"class_consistency_xy", "tv_weighted"} <= set(res["scalars"])
+  # An unlabelled Y trains (at 32x32, to keep the test short), and the evaluation says it
+  # needs labels.
+  flat = tmp_path / "flat"
+  for i, p in enumerate(sorted((tmp_path / "y" / "bags").iterdir())[:6]):
+    os.makedirs(flat, exist_ok=True)
+    (flat / f"{i}{p.suffix}").write_bytes(p.read_bytes())
+  unl = {"x": dataclasses.replace(specs["x"], source=f"folder:{tmp_path / 'x'}:size=32"),
+         "y": dataclasses.replace(specs["y"], source=f"folder:{flat}:size=32,test_fraction=0")}
+  small = methods.build("jd", channels_x=3, channels_y=3, noise_dim=4, d_steps=1,
+                        g_features=4, d_features=4, w_features=4)
+  train.train(small, dataclasses.replace(run, workdir=str(tmp_path / "unl"), steps=1), unl)
+  with pytest.raises(ConfigError) as e:
+    evaluator.Evaluator(small, unl, dataclasses.replace(cfg, split="train"),
+                        with_classifiers=False)
+  helpers.one_line(e, "--source_y", "unlabelled")
