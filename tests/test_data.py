@@ -194,7 +194,8 @@ def test_digits_slices_split_train_into_disjoint_training_and_validation_parts()
 def test_unknown_source():
   with pytest.raises(ConfigError) as e:
     data.load_domain(data.DomainSpec(source="mnist", name="y"))
-  _one_line(e, "--source_y", "'digits', 'tfds:<name>', 'idx:<dir>' or 'mixture2d[:key=value,...]'")
+  _one_line(e, "--source_y", "'digits', 'tfds:<name>', 'idx:<dir>', 'folder:<dir>' or",
+            "'mixture2d[:key=value,...]'")
 
 
 def test_missing_idx_dir(tmp_path):
