@@ -69,6 +69,11 @@ def pmean(x, axis_name: str | None):
   return jax.lax.pmean(x, axis_name) if axis_name else x
 
 
+def all_gather(x, axis_name: str | None):
+  """The global batch of a per-device array, in device order (tiled on axis 0)."""
+  return jax.lax.all_gather(x, axis_name, tiled=True) if axis_name else x
+
+
 def global_size(local: int, axis_name: str | None):
   """Global batch size from the local one."""
   return local * jax.lax.axis_size(axis_name) if axis_name else local

@@ -156,8 +156,8 @@ def pool_query(pool: dict, images, rel_weights, rng, axis_name):
   is shown: the result does not depend on the device count.
   """
   n = images.shape[0]
-  gather = lambda a: jax.lax.all_gather(a, axis_name, tiled=True) if axis_name else a
-  g_images, g_weights = gather(images), gather(rel_weights)
+  g_images = parallel.all_gather(images, axis_name)
+  g_weights = parallel.all_gather(rel_weights, axis_name)
   size = pool["images"].shape[0]
   coins, slots = image_pool.draws(rng, g_images.shape[0], size)
   state = image_pool.PoolState(pool["images"], pool["count"])
@@ -217,7 +217,6 @@ class CycleGAN:
     return (c.resolution, c.resolution, getattr(c, f"channels_{side}"))
 
   def init_state(self, rng) -> base.TrainState:
-    c = self.config
     x = jnp.zeros((2, *self.example_shape("x")))
     y = jnp.zeros((2, *self.example_shape("y")))
     # The state's own key first: with or without W networks the run draws the same

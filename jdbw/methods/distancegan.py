@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jdbw import config as config_lib
-from jdbw import losses, nets
+from jdbw import losses, nets, parallel
 from jdbw.methods import base, cyclegan
 
 DISTANCES = ("pairwise", "self", "both")
@@ -222,13 +222,13 @@ class DistanceGAN(cyclegan.CycleGAN):
     directions = [("x", "y", x, fy, w_x, c.distance_weight_x)]
     if not c.one_sided:
       directions.append(("y", "x", y, fx, w_y, c.distance_weight_y))
-    gather = lambda a: jax.lax.all_gather(a, axis_name, tiled=True) if axis_name else a
+    gather = lambda a: parallel.all_gather(a, axis_name)
+    st = lambda kind, side: ((stats[f"{kind}_{side}"]["mu"], stats[f"{kind}_{side}"]["sd"])
+                             if c.normalize_distances else (0.0, 1.0))
     total = 0.0
     for src_side, tgt_side, src, fake, w, weight in directions:
       if not weight:
         continue
-      st = lambda kind, side: ((stats[f"{kind}_{side}"]["mu"], stats[f"{kind}_{side}"]["sd"])
-                               if c.normalize_distances else (0.0, 1.0))
       w = jax.lax.stop_gradient(w)
       term = 0.0
       if c.distance in ("pairwise", "both"):
@@ -286,7 +286,7 @@ class DistanceGAN(cyclegan.CycleGAN):
     grads, (terms, w_x, spectral) = jax.grad(loss_fn, has_aux=True)(trainable)
     state = base.apply_grads(self.tx, state, grads, ("G", "W") if train_w else ("G",), axis_name)
     state = state.replace(spectral=spectral)
-    m = jax.lax.axis_size(axis_name) * x.shape[0] if axis_name else x.shape[0]
+    m = parallel.global_size(x.shape[0], axis_name)
     metrics = {f"g/{k}" if k != "w_loss" else "w/loss": v for k, v in terms.items()}
     return state, (metrics, {"w_x": w_x * m})
 
