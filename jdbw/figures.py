@@ -106,7 +106,8 @@ def noise_grid(path: str, panels: Sequence[dict]) -> str:
 
 def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict | None = None,
                   highlight: int | None = None, critic: dict | None = None,
-                  critic_names: dict | None = None) -> str:
+                  critic_names: dict | None = None, class_names: dict | None = None,
+                  unlabelled: Sequence[str] = ()) -> str:
   """Figure 3: moving averages of per-class combined weights over training.
 
   `curves` = {'x': [T, K], 'y': [T, K]}, one panel per domain, one colour per class;
@@ -115,6 +116,8 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
   `metrics.midpoint_target_weights`), dotted, the highlighted class's labelled.
   `critic` = {'x': [T, K], 'y': [T, K]}: per-class mean critic scores minus the batch
   mean, in a second row (why W moves: its gradient on a sample's weight is 2·gap·D_i).
+  `class_names` {'x': [K], ...} name the legend's classes; a side in `unlabelled` (a folder
+  without class subfolders) has no classes to split by: its panels say so.
   """
   rows = 2 if critic else 1
   fig, axes = plt.subplots(rows, 2, figsize=(12, 4.2 * rows), squeeze=False, sharex=True)
@@ -123,12 +126,21 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
   marker = "o" if len(steps) < 3 else None   # a run of one or two points: no line to see
   for col, side in enumerate(("x", "y")):
     ax = axes[0, col]
+    if side in unlabelled:
+      for a in axes[:, col]:
+        a.text(0.5, 0.5, f"{side.upper()} is unlabelled: per-class curves need class labels\n"
+               "(class subfolders in its folder)", ha="center", va="center", fontsize=9,
+               transform=a.transAxes)
+        a.set_yticks([])
+      continue
     vals = np.asarray(curves[side], np.float64)
+    names = (class_names or {}).get(side) or ()
     for k in range(vals.shape[1]):
       hl = k == highlight
       ax.plot(steps, vals[:, k], color=colors(k % 10), lw=2.6 if hl else 1.0, marker=marker,
               alpha=1.0 if hl or highlight is None else 0.75,
-              label=f"class {k}" + (" (over-represented)" if hl else ""))
+              label=f"class {k}" + (f" {names[k]}" if k < len(names) else "")
+              + (" (over-represented)" if hl else ""))
       if targets is not None:
         t = float(np.asarray(targets[side])[k])
         ax.axhline(t, color=colors(k % 10), ls=":", lw=1.8 if hl else 0.8)

@@ -57,7 +57,10 @@ def default_hooks(method, domains, *, ema: float, every: int, critic_names=None)
   refs = references(domains)
   return (TransferFigures(refs["centres"]),
           WeightMonitor({k: d.num_classes for k, d in domains.items()}, ema, every,
-                        refs["targets"], refs["highlight"], critic_names))
+                        refs["targets"], refs["highlight"], critic_names,
+                        class_names={k: d.data.class_names for k, d in domains.items()},
+                        unlabelled=tuple(k for k, d in domains.items()
+                                         if not d.data.labelled)))
 
 
 def references(domains) -> dict:
@@ -109,9 +112,13 @@ class WeightMonitor:
   `critic_names` {'x', 'y'} label the critic rows (None: the joint critic's)."""
 
   def __init__(self, num_classes: dict, ema: float, every: int, targets=None, highlight=None,
-               critic_names: dict | None = None):
+               critic_names: dict | None = None, class_names: dict | None = None,
+               unlabelled: tuple = ()):
     self.num_classes, self.ema, self.every = num_classes, ema, every
     self.targets, self.highlight, self.critic_names = targets, highlight, critic_names
+    self.class_names, self.unlabelled = class_names or {}, unlabelled
+    if unlabelled:   # per-class references are meaningless without classes
+      self.targets, self.highlight = None, None
 
   def new_history(self, n_steps: int = 0) -> dict:
     out = {"steps": []}
@@ -151,7 +158,9 @@ class WeightMonitor:
   def scalars(self, history, step) -> dict:
     out = {}
     if history["steps"] and history["steps"][-1] == step:
-      for series, *_ in SERIES:
+      for series, _, _, side in SERIES:
+        if side in self.unlabelled:
+          continue   # one "class": the side's mean, nothing per class to watch
         for c, w in enumerate(history[series][-1] or ()):
           if w is not None and np.isfinite(w):
             out[f"{series}/class_{c}"] = w
@@ -167,10 +176,13 @@ class WeightMonitor:
         os.path.join(out_dir, "figure3_weights.png"), history["steps"],
         {"x": series["weights_x"], "y": series["weights_y"]},
         "Figure 3: moving average of per-class combined weights", targets=self.targets,
-        highlight=self.highlight, critic=critic, critic_names=self.critic_names)]
+        highlight=self.highlight, critic=critic, critic_names=self.critic_names,
+        class_names=self.class_names, unlabelled=self.unlabelled)]
     record = {k: history.get(k) for k in ("steps", "weights_x", "weights_y", "critic_x",
                                           "critic_y")}
     record.update(targets=self.targets, highlight=self.highlight,
+                  class_names={k: list(v) for k, v in self.class_names.items() if v},
+                  unlabelled=list(self.unlabelled),
                   note="per-class moving averages (EMA) of the combined weight x m and of"
                        " the critic score minus its batch mean, at each logged step; targets:"
                        " midpoint weights")

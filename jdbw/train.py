@@ -135,8 +135,14 @@ def flat_per_sample(per_sample):
 # --- workdir bookkeeping ---
 
 def _config_record(method, domains) -> dict:
-  return {"method": type(method).__name__, "model": dataclasses.asdict(method.config),
-          "domains": {k: dataclasses.asdict(d.spec) for k, d in domains.items()}}
+  """config.json: the method, its model config, the domain specs and, for sources whose
+  classes have names (folder subfolders), those names by label."""
+  record = {"method": type(method).__name__, "model": dataclasses.asdict(method.config),
+            "domains": {k: dataclasses.asdict(d.spec) for k, d in domains.items()}}
+  names = {k: list(d.data.class_names) for k, d in domains.items() if d.data.class_names}
+  if names:
+    record["class_names"] = names
+  return record
 
 
 # How, not what, a run computes: a workdir may be resumed with another value.
@@ -167,6 +173,9 @@ def check_workdir_config(workdir: str, record: dict, defaults: dict | None = Non
                   and not (sec == "model" and k in EXECUTION_FIELDS))
     if old.get("method") != record["method"]:
       diff.insert(0, "method")
+    old_names, names = old.get("class_names", {}), record.get("class_names", {})
+    diff += [f"class_names.{k}" for k in sorted(set(old_names) & set(names))
+             if old_names[k] != names[k]]   # a folder's classes changed under the run
     if diff:
       raise ConfigError(
           f"--workdir: {workdir} was created with a different model configuration"

@@ -169,6 +169,9 @@ def test_a_folder_trains_at_128_and_evaluates_on_its_classes(tmp_path):
                         checkpoint_every=1, figure_every=1, log_every=1)
   state = train.train(m, run, specs)
   assert int(state.step) == 1
+  import json
+  with open(tmp_path / "run" / "config.json") as f:
+    assert json.load(f)["class_names"] == {"x": ["bags", "shoes"], "y": ["bags", "shoes"]}
   from jdbw.evaluation import classifier, evaluator, report
   cfg = evaluator.EvalConfig(samples=20, batch_size=10, noise_sources=4, noise_draws=2,
                              split="test", classifier_dir=str(tmp_path / "clf"),
@@ -188,6 +191,10 @@ def test_a_folder_trains_at_128_and_evaluates_on_its_classes(tmp_path):
   small = methods.build("jd", channels_x=3, channels_y=3, noise_dim=4, d_steps=1,
                         g_features=4, d_features=4, w_features=4)
   train.train(small, dataclasses.replace(run, workdir=str(tmp_path / "unl"), steps=1), unl)
+  with open(tmp_path / "unl" / "figures" / "figure3_weights.json") as f:
+    fig3 = json.load(f)   # Figure 3 names X's classes and says Y has none to split by
+  assert fig3["unlabelled"] == ["y"] and fig3["class_names"] == {"x": ["bags", "shoes"]}
+  assert fig3["targets"] is None
   with pytest.raises(ConfigError) as e:
     evaluator.Evaluator(small, unl, dataclasses.replace(cfg, split="train"),
                         with_classifiers=False)
@@ -209,3 +216,60 @@ def test_the_128_flagfiles_parse_and_ask_for_their_folders(flagfile, tmp_path):
   last = out.stderr.strip().splitlines()[-1]
   assert out.returncode == 2, out.stderr[-2000:]
   assert "--source_x" in last and "does not exist" in last and f"data/{flagfile}" in last
+
+
+def _draws(domain, n, process_index=0, seed=3):
+  ds = data.domain_dataset(domain, seed=seed, resolution=32, process_index=process_index)
+  out = list(ds.take(n).as_numpy_iterator())
+  return np.stack([e["image"] for e in out]), np.array([e["label"] for e in out])
+
+
+def test_a_streamed_folder_is_the_in_memory_stream_draw_for_draw(tmp_path, monkeypatch):
+  """stream=yes keeps no pixels in memory and reads the cache class by class; with each
+  class inside the shuffle buffer its draws equal the in-memory source's, for a slice of
+  the split and for each host's part of it."""
+  _shoes_and_bags(tmp_path / "sb")
+  base = f"folder:{tmp_path / 'sb'}:size=32,test_fraction=0.25"
+  for split, (pi, pc) in (("train", (0, 1)), ("train[10%:80%]", (1, 2))):
+    doms = [data.load_domain(data.DomainSpec(source=f"{base},stream={s}", split=split,
+                                             classes="shoes:0.9", channels=3, name="x"),
+                             process_index=pi, process_count=pc) for s in ("no", "yes")]
+    memory, streamed = doms
+    assert streamed.data.stream is not None and streamed.data.images.shape == (0, 32, 32, 3)
+    assert memory.data.stream is None and len(memory.data.images) == len(memory.data.labels)
+    np.testing.assert_array_equal(streamed.data.labels, memory.data.labels)
+    np.testing.assert_array_equal(streamed.probs, memory.probs)
+    (a, la), (b, lb) = (_draws(d, 60, pi) for d in doms)   # more than a pass of each class
+    np.testing.assert_array_equal(la, lb)
+    np.testing.assert_array_equal(a, b)
+  # The stream option does not change the cache: nothing is decoded again.
+  monkeypatch.setattr(folder, "decode", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+  data.load_source(f"{base},stream=yes", "train")
+  # auto streams above STREAM_BYTES.
+  monkeypatch.setattr(folder, "STREAM_BYTES", 1000)
+  assert data.load_source(base, "train").stream is not None
+
+
+def test_a_streamed_class_larger_than_its_buffer_still_shows_every_image_each_pass(tmp_path):
+  _shoes_and_bags(tmp_path / "sb")
+  src = data.load_source(f"folder:{tmp_path / 'sb'}:size=28,test_fraction=0,stream=yes",
+                         "train")
+  whole = data.load_source(f"folder:{tmp_path / 'sb'}:size=28,test_fraction=0,stream=no",
+                           "train")
+  small = dataclasses.replace(src.stream, shuffle_buffer=4)
+  n = int((src.labels == 1).sum())
+  got = [e["image"].tobytes() for e in
+         small.class_dataset(1, n, seed=0).take(2 * n).as_numpy_iterator()]
+  want = sorted(im.tobytes() for im in whole.images[whole.labels == 1])
+  assert sorted(got[:n]) == want and sorted(got[n:]) == want   # each pass a permutation
+  assert got[:n] != got[n:2 * n]                               # reshuffled between passes
+
+
+def test_a_workdir_refuses_a_folder_whose_classes_changed(tmp_path):
+  record = {"method": "JD", "model": {"a": 1}, "domains": {"x": {"source": "folder:d"}},
+            "class_names": {"x": ["bags", "shoes"]}}
+  train.check_workdir_config(str(tmp_path), record)
+  train.check_workdir_config(str(tmp_path), record)   # the same classes: resumes
+  with pytest.raises(ConfigError) as e:
+    train.check_workdir_config(str(tmp_path), {**record, "class_names": {"x": ["bags"]}})
+  helpers.one_line(e, "--workdir", "class_names.x")

@@ -14,11 +14,19 @@ Options: `size` (side of the stored images, default 128; the domain's transform 
 resizes to the model's resolution), `fit` ('resize': squash to a square, the default;
 'crop': centre-crop the largest square, then resize), `test_fraction`, `max_bad`
 (fraction of undecodable files skipped with a warning before the folder is refused,
-default 0.05). Grey, RGB and RGBA files mix freely (alpha dropped; a folder holding any
-colour image is stored as RGB, else grey); `--channels_*` converts at stream time.
-Images are decoded and resized once with tf.image and cached as a compressed `.npz`
-under `~/.cache/jdbw/folders` (or `$JDBW_CACHE`), keyed by the folder's file list,
-sizes and modification times and the options: a changed folder is decoded again.
+default 0.05), `stream` ('auto', the default: a split of more than 1 GiB decoded streams,
+a smaller one is read into memory; 'yes'; 'no'). Grey, RGB and RGBA files mix freely
+(alpha dropped; a folder holding any colour image, by its files' headers, is stored as
+RGB, else grey); `--channels_*` converts at stream time.
+
+Each split is decoded and resized once, file by file (one image in memory at a time),
+with tf.image into a cache of tf.data saved datasets (`tf.data.Dataset.save`, one per
+class) under `~/.cache/jdbw/folders` (or `$JDBW_CACHE`), keyed by the folder's file
+list, sizes and modification times and the options: a changed folder is decoded again.
+A streamed split is then read from that cache class by class (`FolderStream`), shuffled
+through a buffer of up to 4096 images per class; a small one is loaded from it whole and
+drawn exactly as the other in-memory sources are (with the whole class in the buffer the
+two are the same stream, draw for draw).
 """
 
 from __future__ import annotations
@@ -45,6 +53,12 @@ class FolderOptions:
   fit: str = "resize"
   test_fraction: float = 0.1
   max_bad: float = 0.05
+  stream: str = "auto"
+
+
+STREAMS = ("auto", "yes", "no")
+STREAM_BYTES = 2 ** 30   # stream=auto: a split above 1 GiB decoded is read as a stream
+CACHE_FORMAT = 2         # part of the cache key: bump when the cache layout changes
 
 
 def parse(spec: str, what: str) -> tuple[str, FolderOptions]:
@@ -62,15 +76,16 @@ def parse(spec: str, what: str) -> tuple[str, FolderOptions]:
       raise ConfigError(f"{what}: folder option {item!r}; expected key=value with keys"
                         f" {sorted(fields)}")
     try:
-      kw[key] = value if key == "fit" else (int(value) if key == "size" else float(value))
+      kw[key] = value if key in ("fit", "stream") else (int(value) if key == "size" else float(value))
     except ValueError:
       raise ConfigError(f"{what}: folder option {key}={value!r} is not a number") from None
   o = FolderOptions(**kw)
   if not directory:
     raise ConfigError(f"{what}: expected folder:<directory>, got {spec!r}")
-  if o.fit not in FITS or o.size < 8 or not 0 <= o.test_fraction < 1 or not 0 <= o.max_bad < 1:
-    raise ConfigError(f"{what}: folder options {o}: expected fit in {FITS}, size >= 8,"
-                      " 0 <= test_fraction < 1, 0 <= max_bad < 1")
+  if (o.fit not in FITS or o.stream not in STREAMS or o.size < 8
+      or not 0 <= o.test_fraction < 1 or not 0 <= o.max_bad < 1):
+    raise ConfigError(f"{what}: folder options {o}: expected fit in {FITS}, stream in"
+                      f" {STREAMS}, size >= 8, 0 <= test_fraction < 1, 0 <= max_bad < 1")
   return directory, o
 
 
@@ -127,74 +142,167 @@ def scan(directory: str, split: str, opts: FolderOptions, what: str):
   return root, paths, np.asarray(labels, np.int32), tuple(classes)
 
 
-def _cache_path(root, paths, opts) -> str:
-  h = hashlib.sha256(json.dumps([os.path.abspath(root), dataclasses.asdict(opts)]).encode())
+def _cache_dir(root, paths, opts) -> str:
+  """The cache of one split: keyed by the folder's file list, sizes and modification
+  times and the decoding options (not `stream`, which only says how it is read)."""
+  key = {k: v for k, v in dataclasses.asdict(opts).items() if k != "stream"}
+  h = hashlib.sha256(json.dumps([os.path.abspath(root), key, CACHE_FORMAT]).encode())
   for p in paths:
     st = os.stat(os.path.join(root, p))
     h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
   base = os.environ.get("JDBW_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "jdbw"))
-  return os.path.join(base, "folders", h.hexdigest()[:20] + ".npz")
+  return os.path.join(base, "folders", h.hexdigest()[:20])
 
 
-def decode(root, paths, opts, what):
-  """(uint8 images [N, size, size, C], kept indices); undecodable files skipped."""
+_GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+def _is_colour(path: str) -> bool:
+  """From the file's header only (Pillow reads no pixels here); False if unreadable."""
+  from PIL import Image
+  try:
+    with Image.open(path) as im:
+      return im.mode not in _GREY_MODES
+  except Exception:  # noqa: BLE001 -- an unreadable file is counted when it is decoded.
+    return False
+
+
+def _decode_one(path: str, opts: FolderOptions, channels: int):
+  """uint8 [size, size, channels] of one file, or None if it does not decode; also the
+  file's (height, width)."""
   import tensorflow as tf
-  out, kept, bad, shapes, colour = [], [], [], set(), False
-  for i, p in enumerate(paths):
-    try:
-      img = tf.io.decode_image(tf.io.read_file(os.path.join(root, p)), expand_animations=False)
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
-      bad.append(p)
-      continue
-    shapes.add(tuple(img.shape[:2]))
-    if img.shape[-1] == 4:
-      img = img[..., :3]
-    if img.shape[-1] == 2:   # grey + alpha
-      img = img[..., :1]
-    if opts.fit == "crop":
-      h, w = img.shape[:2]
-      s = min(h, w)
-      img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-    img = tf.image.resize(tf.cast(img, tf.float32), (opts.size, opts.size), antialias=True)
-    out.append(np.clip(np.rint(img.numpy()), 0, 255).astype(np.uint8))
-    colour |= out[-1].shape[-1] == 3
-    kept.append(i)
+  try:
+    img = tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
+  except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+    return None, None
+  shape = tuple(img.shape[:2])
+  if img.shape[-1] == 4:
+    img = img[..., :3]
+  if img.shape[-1] == 2:   # grey + alpha
+    img = img[..., :1]
+  if opts.fit == "crop":
+    h, w = img.shape[:2]
+    s = min(h, w)
+    img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+  img = tf.image.resize(tf.cast(img, tf.float32), (opts.size, opts.size), antialias=True)
+  out = np.clip(np.rint(img.numpy()), 0, 255).astype(np.uint8)
+  if out.shape[-1] != channels:   # a grey file in a colour folder
+    out = np.repeat(out, channels, -1)
+  return out, shape
+
+
+def decode(root, paths, labels, classes, opts, what, cache):
+  """Decodes a split file by file into `cache` (one tf.data saved dataset per class,
+  elements {'image': uint8 [size, size, C], 'index': int64 position among the kept
+  files}, and meta.json with the kept files' labels); memory holds one image at a time.
+  Undecodable files are skipped up to `max_bad` of them, else the folder is refused."""
+  import shutil
+  import tensorflow as tf
+  channels = 3 if any(_is_colour(os.path.join(root, p)) for p in paths) else 1
+  tmp = f"{cache}.tmp{os.getpid()}"
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  bad, shapes, kept_labels, limit = [], set(), [], opts.max_bad * len(paths)
+  spec = {"image": tf.TensorSpec((opts.size, opts.size, channels), tf.uint8),
+          "index": tf.TensorSpec((), tf.int64)}
+  try:
+    for k in range(max(len(classes), 1)):
+      mine = [p for p, lab in zip(paths, labels) if lab == k]
+
+      def images(mine=mine, k=k):
+        for p in mine:
+          if len(bad) > limit:
+            return
+          img, shape = _decode_one(os.path.join(root, p), opts, channels)
+          if img is None:
+            bad.append(p)
+            continue
+          shapes.add(shape)
+          kept_labels.append(k)
+          yield {"image": img, "index": np.int64(len(kept_labels) - 1)}
+
+      before = len(kept_labels)
+      tf.data.Dataset.from_generator(images, output_signature=spec).save(
+          os.path.join(tmp, f"class_{k}"), shard_func=lambda e: tf.constant(0, tf.int64))
+      if len(bad) > limit:
+        raise ConfigError(f"{what}: {len(bad)} of {len(paths)} files in {root} do not decode"
+                          f" (e.g. {bad[0]}); more than max_bad={opts.max_bad:g} of them")
+      if len(kept_labels) == before:
+        where = os.path.join(root, classes[k]) if classes else root
+        raise ConfigError(f"{what}: no image in {where} decodes")
+    with open(os.path.join(tmp, "meta.json"), "w") as f:
+      json.dump({"labels": kept_labels, "channels": channels, "size": opts.size,
+                 "classes": list(classes)}, f)
+    os.replace(tmp, cache)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
   if bad:
-    if len(bad) > opts.max_bad * len(paths):
-      raise ConfigError(f"{what}: {len(bad)} of {len(paths)} files in {root} do not decode"
-                        f" (e.g. {bad[0]}); more than max_bad={opts.max_bad:g} of them")
     logging.warning("%s: skipped %d undecodable file(s) of %d in %s (e.g. %s)", what,
                     len(bad), len(paths), root, bad[0])
-  if not out:
-    raise ConfigError(f"{what}: no image in {root} decodes")
   if len(shapes) > 1:
     logging.info("%s: %d image sizes in %s (e.g. %s); all %s to %dx%d", what, len(shapes),
                  root, sorted(shapes)[:3], "resized" if opts.fit == "resize" else
                  "centre-cropped and resized", opts.size, opts.size)
-  if colour:
-    out = [np.repeat(a, 3, -1) if a.shape[-1] == 1 else a for a in out]
-  return np.stack(out), np.asarray(kept)
+  logging.info("%s: %d images of %s (%s) decoded to %dx%dx%d, cached in %s", what,
+               len(kept_labels), root,
+               f"classes {', '.join(classes)}" if classes else "unlabelled",
+               opts.size, opts.size, channels, cache)
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderStream:
+  """A cached folder split read as tf.data streams, one per class, instead of arrays in
+  memory. `start`/`stop`/`process_*`: which kept files (by index) this host's slice holds,
+  in the order an in-memory slice `[start:stop][process_index::process_count]` has."""
+  cache: str
+  start: int
+  stop: int
+  process_index: int = 0
+  process_count: int = 1
+  shuffle_buffer: int = 4096
+
+  def class_dataset(self, label: int, count: int, seed: int):
+    """Class `label`'s images {'image': uint8, 'label': int32} ({count} of them on this
+    host), reshuffled each pass (a buffer of min(count, shuffle_buffer) images; with the
+    whole class in it this is the in-memory stream, draw for draw), repeated."""
+    import tensorflow as tf
+    lo, hi, pi, pc = self.start, self.stop, self.process_index, self.process_count
+
+    def mine(e):
+      i = e["index"]
+      return (i >= lo) & (i < hi) & ((i - lo) % pc == pi)
+
+    ds = tf.data.Dataset.load(os.path.join(self.cache, f"class_{label}")).filter(mine)
+    ds = ds.map(lambda e: {"image": e["image"], "label": tf.constant(label, tf.int32)})
+    ds = ds.shuffle(max(1, min(count, self.shuffle_buffer)), seed=seed,
+                    reshuffle_each_iteration=True)
+    return ds.repeat()
 
 
 def load(spec: str, split: str, what: str):
-  """(uint8 images, int32 labels, class names) of a folder split (whole split; the
-  caller slices it), decoded once and cached."""
+  """(meta, images or None, class names) of a folder split (the whole split; the caller
+  slices it), decoded once into the cache. `meta`: {'labels': int32 [N], 'channels',
+  'size', 'cache'}. Images are None when the split streams (`stream=yes`, or `auto` and
+  more than STREAM_BYTES decoded); else uint8 [N, size, size, C] read from the cache."""
+  import tensorflow as tf
   directory, opts = parse(spec, what)
   root, paths, labels, classes = scan(directory, split.split("[")[0], opts, what)
-  cache = _cache_path(root, paths, opts)
-  if os.path.isfile(cache):
-    with np.load(cache) as z:
-      return z["images"], z["labels"], classes
-  images, kept = decode(root, paths, opts, what)
-  labels = labels[kept]
-  os.makedirs(os.path.dirname(cache), exist_ok=True)
-  tmp = cache + f".tmp{os.getpid()}.npz"
-  np.savez_compressed(tmp, images=images, labels=labels)
-  os.replace(tmp, cache)
-  logging.info("%s: %d images of %s (%s) decoded to %dx%dx%d, cached in %s", what,
-               len(images), root, f"classes {', '.join(classes)}" if classes else "unlabelled",
-               opts.size, opts.size, images.shape[-1], cache)
-  return images, labels, classes
+  cache = _cache_dir(root, paths, opts)
+  if not os.path.isfile(os.path.join(cache, "meta.json")):
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    decode(root, paths, labels, classes, opts, what, cache)
+  with open(os.path.join(cache, "meta.json")) as f:
+    meta = json.load(f)
+  meta = {**meta, "labels": np.asarray(meta["labels"], np.int32), "cache": cache}
+  n, c = len(meta["labels"]), meta["channels"]
+  stream = opts.stream == "yes" or (opts.stream == "auto"
+                                    and n * opts.size ** 2 * c > STREAM_BYTES)
+  if stream:
+    return meta, None, classes
+  parts = [np.concatenate(list(tf.data.Dataset.load(os.path.join(cache, f"class_{k}"))
+                               .map(lambda e: e["image"]).batch(1024).as_numpy_iterator()))
+           for k in range(max(len(classes), 1))]
+  return meta, np.concatenate(parts), classes
 
 
 def paired_names(a: str, b: str) -> int:

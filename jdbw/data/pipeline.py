@@ -109,6 +109,10 @@ def domain_dataset(domain: Domain, *, seed: int, resolution: int = 32,
   per_class = []
   for c in classes:
     idx = np.flatnonzero(labels == c)
+    if domain.data.stream is not None:   # a large folder: read from its cache
+      per_class.append(domain.data.stream.class_dataset(int(c), len(idx),
+                                                        shuffle_seed + int(c)))
+      continue
     ds = tf.data.Dataset.from_tensor_slices(
         {"image": domain.data.images[idx], "label": labels[idx]})
     ds = ds.shuffle(len(idx), seed=shuffle_seed + int(c), reshuffle_each_iteration=True)

@@ -3,7 +3,8 @@ images, `jdbw.data.folder`), all as uint8 arrays with labels, and `mixture2d[:..
 2-D Gaussian mixture drawn on the fly (`jdbw.data.mixture`).
 
 An image source is loaded whole into host memory (the paper's data sets are at most a
-few hundred MB), already restricted to this host's slice of the split on multi-host
+few hundred MB; a folder above `jdbw.data.folder.STREAM_BYTES` streams from its cache
+instead), already restricted to this host's slice of the split on multi-host
 runs, so every host reads only its own part.
 """
 
@@ -29,6 +30,10 @@ OFFLINE_ALTERNATIVES = (
 class SourceData:
   """One split of a labelled image data set, this host's slice of it.
 
+  A large folder source streams (`stream` set): its pixels stay in the on-disk cache,
+  `images` is empty (its shape gives the image size and channels) and `labels` holds
+  every file's label, in the order the stream's indices follow.
+
   For a `mixture2d` source `mixture` is set and `images`/`labels` are empty: points are
   drawn on the fly, and the modes' natural frequencies are equal.
   """
@@ -39,6 +44,7 @@ class SourceData:
   mixture: mixture_lib.Mixture2D | None = None
   class_names: tuple = ()     # folder sources: the class subfolders' names
   labelled: bool = True       # False: an unlabelled folder (one class, label 0)
+  stream: folder_lib.FolderStream | None = None   # a streamed folder: `images` is empty
 
   @property
   def mixture_dim(self) -> int | None:
@@ -199,14 +205,23 @@ def load_source(spec: str, split: str = "train", *, data_dir: str | None = None,
   elif kind == "idx" and arg:
     images, labels, k = _load_idx(arg, split, data_dir, what, process_index, process_count)
   elif kind == folder_lib.NAME and arg:
-    images, labels, names = folder_lib.load(spec, split, what)
+    meta, images, names = folder_lib.load(spec, split, what)
+    labels = meta["labels"]
     _, sl = _slice(split, {split.split("[")[0]: len(labels)}, what, spec)
-    images = images[sl][process_index::process_count]
     labels = labels[sl][process_index::process_count]
     if len(labels) == 0:
       raise ConfigError(f"{what}: source {spec!r} split {split!r} is empty on this host")
+    stream = None
+    if images is None:   # streamed from the cache: no pixels in memory
+      start, stop, _ = sl.indices(len(meta["labels"]))
+      stream = folder_lib.FolderStream(meta["cache"], start, stop, process_index,
+                                       process_count)
+      size = meta["size"]
+      images = np.zeros((0, size, size, meta["channels"]), np.uint8)
+    else:
+      images = images[sl][process_index::process_count]
     return SourceData(spec, images, labels, max(len(names), 1), class_names=names,
-                      labelled=bool(names))
+                      labelled=bool(names), stream=stream)
   else:
     raise ConfigError(
         f"{what}: unknown source {spec!r}; expected 'digits', 'tfds:<name>', 'idx:<dir>',"
