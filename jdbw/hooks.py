@@ -167,6 +167,7 @@ class WeightMonitor:
     return out
 
   def figures(self, method, state, eval_batch, history, out_dir, seed) -> list:
+    history = self.with_last_step(history, int(state.step))
     if not history["steps"]:
       return []
     series = {k: as_rows(history[k]) for k, *_ in SERIES}
@@ -190,6 +191,20 @@ class WeightMonitor:
       json.dump(record, f)
     paths.append(os.path.join(out_dir, "figure3_weights.json"))
     return paths
+
+
+  @staticmethod
+  def with_last_step(history: dict, step: int) -> dict:
+    """`history` with the moving averages at `step` appended when the last recorded point
+    is older (a run whose --steps is no multiple of --log_every): a copy for the figure
+    and its data file, so the checkpointed history, and a resumed run, are unchanged."""
+    steps = history["steps"]
+    if history.get("ema_x") is None or (steps and steps[-1] >= step):
+      return history
+    out = {**history, "steps": steps + [step]}
+    for series, _, ema_key, _ in SERIES:
+      out[series] = history[series] + [history[ema_key]]
+    return out
 
 
 def as_rows(values):

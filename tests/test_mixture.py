@@ -268,3 +268,18 @@ def test_history_of_an_older_checkpoint_is_padded_and_critic_scores_are_centred(
   assert monitor.scalars(h, 30)["critic_x/class_0"] == 2.0 and not monitor.scalars(h, 25)
   rows = hooks.as_rows(h["critic_x"])
   assert np.isnan(rows[0, 0]) and rows[2, 0] == 2.0
+
+
+def test_figure_3_gets_the_last_step_without_changing_the_saved_history():
+  """A run whose --steps is no multiple of --log_every still ends Figure 3 (and its data
+  file) at its last step; the history the checkpoint keeps is left as recorded."""
+  monitor = hooks.WeightMonitor({"x": 2, "y": 2}, ema=0.0, every=10)
+  h = hooks.new_history([monitor])
+  labels = {"x": np.array([0, 1]), "y": np.array([0, 1])}
+  for step, w in ((10, [1.0, 1.0]), (15, [1.5, 0.5])):
+    monitor.observe(h, step, {"w_x": np.array(w), "w_y": np.array(w)}, labels)
+  assert h["steps"] == [10]
+  out = monitor.with_last_step(h, 15)
+  assert out["steps"] == [10, 15] and out["weights_x"][-1] == [1.5, 0.5]
+  assert h["steps"] == [10] and len(h["weights_x"]) == 1
+  assert monitor.with_last_step(h, 10) is h
