@@ -25,6 +25,11 @@ def weighted_sum(values, omega, axis_name: str | None = None):
   return parallel.psum(jnp.sum(omega * values.astype(jnp.float32)), axis_name)
 
 
+def batch_mean(values, axis_name: str | None = None):
+  """Mean of per-sample values over the global batch (the uniform-weight sum)."""
+  return weighted_sum(values, uniform_weights(values.shape[0], axis_name), axis_name)
+
+
 def critic_terms(d_minus, d_plus, omega_minus, omega_plus, axis_name: str | None = None):
   """Algorithm 1: L⁻ = Σ D(x_i, G_xy(x_i)) ω_i and L⁺ = Σ D(G_yx(y_i), y_i) ν_i.
 

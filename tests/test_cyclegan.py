@@ -252,9 +252,13 @@ def test_devices_match_one_device(name, kw, modes):
     chex.assert_trees_all_close(train.flat_per_sample(got_w), train.flat_per_sample(ref_w),
                                 rtol=1e-4, atol=1e-6)
     chex.assert_trees_all_close(got.extras, jax.device_get(ref.extras), rtol=1e-4, atol=1e-5)
-    chex.assert_trees_all_close(got.spectral, jax.device_get(ref.spectral), rtol=1e-4, atol=1e-5)
-    chex.assert_trees_all_close(got.params, jax.device_get(ref.params), rtol=1e-4,
-                                atol=2 * m.config.lr * 2)
+    # Adam can turn a rounding-level gradient difference near 0 into a step of ±lr, so after
+    # two iterations params may differ by up to 2·lr·2, and the batch-norm statistics of
+    # the second iteration (computed with those params) by as much (5.7e-5 seen on a
+    # machine whose reductions round differently).
+    tol = 2 * m.config.lr * 2
+    chex.assert_trees_all_close(got.spectral, jax.device_get(ref.spectral), rtol=1e-4, atol=tol)
+    chex.assert_trees_all_close(got.params, jax.device_get(ref.params), rtol=1e-4, atol=tol)
 
 
 @pytest.mark.parametrize("name,kw", [("cyclegan", dict(batch_weight="two_sided", **TINY_CG)),

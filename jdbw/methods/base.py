@@ -84,6 +84,32 @@ class Method(Protocol):
     ...
 
 
+class MarginalTranslator:
+  """Members shared by the translators with one critic per domain and composite batch
+  weight (MUNIT, CycleGAN, DistanceGAN): `config` has resolution, channels_x/y and
+  d_steps; `self.bw` is their `jdbw.batch_weight.BatchWeight`."""
+
+  @property
+  def batches_per_iteration(self) -> int:
+    return 1 + self.config.d_steps
+
+  def hooks(self, domains, *, ema: float, every: int) -> tuple:
+    """Figures 2-4; no joint critic, so Figure 3 shows the weights only."""
+    from jdbw import hooks as hooks_lib   # figures (matplotlib) only where hooks are asked
+    return hooks_lib.default_hooks(self, domains, ema=ema, every=every)
+
+  def example_shape(self, side: str) -> tuple:
+    c = self.config
+    return (c.resolution, c.resolution, getattr(c, f"channels_{side}"))
+
+  def weight_logits(self, params, x, fx, fy, y) -> dict:
+    """Composite weight logits (as JD-BW's), {} without batch weight."""
+    return self.bw.logits(params["W"], x, fx, fy, y)
+
+  def normalise_weights(self, logits: dict, n: int, step, axis_name=None):
+    return self.bw.normalise(logits, n, step, axis_name)
+
+
 def empty_parts() -> dict:
   return {"G": {}, "D": {}, "W": {}}
 

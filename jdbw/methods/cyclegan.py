@@ -40,7 +40,6 @@ import jax.numpy as jnp
 
 from jdbw import batch_weight, image_pool, losses, nets, parallel
 from jdbw import config as config_lib
-from jdbw import hooks as hooks_lib
 from jdbw.methods import base
 from jdbw.nets import layers
 
@@ -170,7 +169,7 @@ def pool_query(pool: dict, images, rel_weights, rng, axis_name):
   return pool, local(shown), local(shown_w[:, 0])
 
 
-class CycleGAN:
+class CycleGAN(base.MarginalTranslator):
   """CycleGAN; `batch_weight='two_sided'` is CycleGAN + batch weight."""
 
   name = "cyclegan"
@@ -204,17 +203,6 @@ class CycleGAN:
   def _input(self, name: str, x, y):
     """The example input of network `name`: G_xy and D_x take X images."""
     return x if name in ("G_xy", "D_x") else y
-
-  @property
-  def batches_per_iteration(self) -> int:
-    return 1 + self.config.d_steps
-
-  def hooks(self, domains, *, ema: float, every: int) -> tuple:
-    return hooks_lib.default_hooks(self, domains, ema=ema, every=every)
-
-  def example_shape(self, side: str) -> tuple:
-    c = self.config
-    return (c.resolution, c.resolution, getattr(c, f"channels_{side}"))
 
   def init_state(self, rng) -> base.TrainState:
     x = jnp.zeros((2, *self.example_shape("x")))
@@ -252,16 +240,6 @@ class CycleGAN:
     name = {"xy": "G_xy", "yx": "G_yx"}[direction]
     return Runner(self, params, spectral, None, train=False)("G", name, images)
 
-  def weight_logits(self, params, x, fx, fy, y) -> dict:
-    return self.bw.logits(params["W"], x, fx, fy, y)
-
-  def normalise_weights(self, logits: dict, n: int, step, axis_name=None):
-    return self.bw.normalise(logits, n, step, axis_name)
-
-  def _mean(self, values, axis_name):
-    n = values.shape[0]
-    return losses.weighted_sum(values, batch_weight.uniform_weights(n, axis_name), axis_name)
-
   # --- loss pieces ---
 
   def reconstruction_terms(self, run, x, y, fy, fx, w_x, w_y, state, axis_name) -> dict:
@@ -269,15 +247,15 @@ class CycleGAN:
     c = self.config
     per = l1_per_sample
     mean = lambda v, w: (losses.weighted_sum(v, jax.lax.stop_gradient(w), axis_name)
-                         if c.bw_reconstruction else self._mean(v, axis_name))
+                         if c.bw_reconstruction else losses.batch_mean(v, axis_name))
     terms = {}
     if c.cycle_weight:
       terms["cycle"] = c.cycle_weight * (mean(per(run("G", "G_yx", fy), x), w_x)
                                          + mean(per(run("G", "G_xy", fx), y), w_y))
     if c.identity_weight and c.cycle_weight:
       terms["identity"] = c.cycle_weight * c.identity_weight * (
-          self._mean(per(run("G", "G_xy", y), y), axis_name)
-          + self._mean(per(run("G", "G_yx", x), x), axis_name))
+          losses.batch_mean(per(run("G", "G_xy", y), y), axis_name)
+          + losses.batch_mean(per(run("G", "G_yx", x), x), axis_name))
     return terms
 
   # --- steps: (state, batch, rng) -> (state, metrics) ---
@@ -301,9 +279,9 @@ class CycleGAN:
       loss = sum(terms.values())
       if train_w:
         gap_y = (losses.weighted_sum(sg(score_per_sample(d_fy)), w_x, axis_name)
-                 - self._mean(sg(score_per_sample(run("D", "D_y", y))), axis_name))
+                 - losses.batch_mean(sg(score_per_sample(run("D", "D_y", y))), axis_name))
         gap_x = (losses.weighted_sum(sg(score_per_sample(d_fx)), w_y, axis_name)
-                 - self._mean(sg(score_per_sample(run("D", "D_x", x))), axis_name))
+                 - losses.batch_mean(sg(score_per_sample(run("D", "D_x", x))), axis_name))
         terms["w_loss"] = self.bw.squared_gap(gap_x, gap_y)
         loss = loss + terms["w_loss"]
       return loss, (terms, w_x, w_y, run.spectral)
@@ -346,7 +324,7 @@ class CycleGAN:
       for side, real in (("x", x), ("y", y)):
         shown, w = fakes[side]
         name = f"D_{side}"
-        real_term = self._mean(lsgan_per_sample(d_run("D", name, real), 1.0), axis_name)
+        real_term = losses.batch_mean(lsgan_per_sample(d_run("D", name, real), 1.0), axis_name)
         fake_term = losses.weighted_sum(lsgan_per_sample(d_run("D", name, shown), 0.0), w,
                                         axis_name)
         total = total + c.d_loss_scale * (real_term + fake_term)

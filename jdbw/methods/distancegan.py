@@ -214,7 +214,7 @@ class DistanceGAN(cyclegan.CycleGAN):
     terms = {}
     if c.cycle_weight:
       mean = lambda v, w: (losses.weighted_sum(v, jax.lax.stop_gradient(w), axis_name)
-                           if c.bw_reconstruction else self._mean(v, axis_name))
+                           if c.bw_reconstruction else losses.batch_mean(v, axis_name))
       terms["cycle"] = c.cycle_weight * (
           mean(cyclegan.l2_per_sample(run("G", "G_yx", fy), x), w_x)
           + mean(cyclegan.l2_per_sample(run("G", "G_xy", fx), y), w_y))
@@ -242,7 +242,7 @@ class DistanceGAN(cyclegan.CycleGAN):
       if c.distance in ("self", "both"):
         per = self_loss_per_sample(src, fake, st("self", src_side), st("self", tgt_side))
         term = term + (losses.weighted_sum(per, w, axis_name) if c.bw_reconstruction
-                       else self._mean(per, axis_name))
+                       else losses.batch_mean(per, axis_name))
       total = total + weight * term
     terms["distance"] = total
     return terms
@@ -277,7 +277,7 @@ class DistanceGAN(cyclegan.CycleGAN):
       loss = sum(terms.values())
       if train_w:
         gap_y = (losses.weighted_sum(sg(cyclegan.score_per_sample(d_fy)), w_x, axis_name)
-                 - self._mean(sg(cyclegan.score_per_sample(run("D", "D_y", y))), axis_name))
+                 - losses.batch_mean(sg(cyclegan.score_per_sample(run("D", "D_y", y))), axis_name))
         terms["w_loss"] = self.bw.squared_gap(gap_y)
         loss = loss + terms["w_loss"]
       return loss, (terms, w_x, run.spectral)
@@ -300,7 +300,7 @@ class DistanceGAN(cyclegan.CycleGAN):
     def loss_fn(d_params):
       params = {**state.params, "D": d_params}
       d_run = cyclegan.Runner(self, params, run.spectral, axis_name, train=True)
-      real = self._mean(cyclegan.lsgan_per_sample(d_run("D", "D_y", y), 1.0), axis_name)
+      real = losses.batch_mean(cyclegan.lsgan_per_sample(d_run("D", "D_y", y), 1.0), axis_name)
       fake = losses.weighted_sum(cyclegan.lsgan_per_sample(d_run("D", "D_y", fy), 0.0), w_x,
                                  axis_name)
       return c.d_loss_scale * (real + fake), d_run.spectral

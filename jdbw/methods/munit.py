@@ -35,7 +35,6 @@ import jax.numpy as jnp
 from jdbw import batch_weight, losses, nets, parallel
 from jdbw.nets import layers
 from jdbw import config as config_lib
-from jdbw import hooks as hooks_lib
 from jdbw.methods import base
 
 BATCH_WEIGHTS = ("none", "two_sided")
@@ -94,7 +93,7 @@ def score_per_sample(outputs):
   return sum(jnp.mean(o.astype(jnp.float32), axis=(1, 2)) for o in outputs)
 
 
-class MUNIT:
+class MUNIT(base.MarginalTranslator):
   """MUNIT; `batch_weight='two_sided'` is MUNIT + batch weight (the paper's ablation)."""
 
   name = "munit"
@@ -118,18 +117,6 @@ class MUNIT:
   directions = ("xy", "yx")
   unroll_d_steps = True
   point_domains = False
-
-  @property
-  def batches_per_iteration(self) -> int:
-    return 1 + self.config.d_steps
-
-  def hooks(self, domains, *, ema: float, every: int) -> tuple:
-    """Figures 2-4; no joint critic, so Figure 3 shows the weights only."""
-    return hooks_lib.default_hooks(self, domains, ema=ema, every=every)
-
-  def example_shape(self, side: str) -> tuple:
-    c = self.config
-    return (c.resolution, c.resolution, getattr(c, f"channels_{side}"))
 
   def init_state(self, rng) -> base.TrainState:
     c = self.config
@@ -167,13 +154,6 @@ class MUNIT:
     content, _ = self.encode(params, src, images)
     return self.decode(params, tgt, content, style_from_noise(z))
 
-  def weight_logits(self, params, x, fx, fy, y) -> dict:
-    """Composite weight logits (as JD-BW's), {} without batch weight."""
-    return self.bw.logits(params["W"], x, fx, fy, y)
-
-  def normalise_weights(self, logits: dict, n: int, step, axis_name=None):
-    return self.bw.normalise(logits, n, step, axis_name)
-
   def _styles(self, key, n, axis_name):
     """Prior style codes s_x, s_y ~ N(0, I), one per sample keyed by its global index."""
     idx = base.global_index(n, axis_name)
@@ -189,14 +169,9 @@ class MUNIT:
             "xy": self.decode(params, "G_y", c_x, s_y),   # x -> y with a prior style
             "yx": self.decode(params, "G_x", c_y, s_x)}   # y -> x
 
-  def _mean(self, values, axis_name):
-    """Global batch mean of per-sample values."""
-    n = values.shape[0]
-    return losses.weighted_sum(values, batch_weight.uniform_weights(n, axis_name), axis_name)
-
   def _l1(self, a, b, axis_name):
     per_sample = jnp.mean(jnp.abs(a - b).reshape(a.shape[0], -1), -1)
-    return self._mean(per_sample, axis_name)
+    return losses.batch_mean(per_sample, axis_name)
 
   # --- steps: (state, batch, rng) -> (state, metrics) ---
 
@@ -236,9 +211,9 @@ class MUNIT:
         real_y = score_per_sample(self.discriminate(params, "D_y", y))
         real_x = score_per_sample(self.discriminate(params, "D_x", x))
         gap_y = (losses.weighted_sum(sg(score_per_sample(d_xy)), w_x, axis_name)
-                 - self._mean(sg(real_y), axis_name))
+                 - losses.batch_mean(sg(real_y), axis_name))
         gap_x = (losses.weighted_sum(sg(score_per_sample(d_yx)), w_y, axis_name)
-                 - self._mean(sg(real_x), axis_name))
+                 - losses.batch_mean(sg(real_x), axis_name))
         terms["w_loss"] = self.bw.squared_gap(gap_x, gap_y)
         loss = loss + terms["w_loss"]
       return loss, (terms, w_x, w_y)
@@ -265,8 +240,8 @@ class MUNIT:
                                   w_x, axis_name)
               + losses.weighted_sum(lsgan_per_sample(self.discriminate(params, "D_x", t["yx"]), 0.0),
                                     w_y, axis_name))
-      real = (self._mean(lsgan_per_sample(self.discriminate(params, "D_y", y), 1.0), axis_name)
-              + self._mean(lsgan_per_sample(self.discriminate(params, "D_x", x), 1.0), axis_name))
+      real = (losses.batch_mean(lsgan_per_sample(self.discriminate(params, "D_y", y), 1.0), axis_name)
+              + losses.batch_mean(lsgan_per_sample(self.discriminate(params, "D_x", x), 1.0), axis_name))
       return c.gan_w * (fake + real)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params["D"])
