@@ -49,7 +49,9 @@ def define_domain_flags() -> None:
     flags.DEFINE_string(
         f"source_{name}", d["source"],
         f"Domain {name.upper()} source: 'digits', 'tfds:<name>' (e.g. tfds:mnist),"
-        " 'idx:<dir>' (MNIST-format IDX .gz files) or 'mixture2d[:key=value,...]' (2-D"
+        " 'idx:<dir>' (MNIST-format IDX .gz files), 'folder:<dir>[:key=value,...]' (your"
+        " PNG/JPEG images; keys size, fit, test_fraction, max_bad, stream; README 'Your own"
+        " data') or 'mixture2d[:key=value,...]' (2-D"
         " Gaussian modes; keys modes, radius, sigma, rotate, scale, dx, dy; needs"
         " --networks=mlp).")
     flags.DEFINE_string(f"split_{name}", "train", f"Domain {name.upper()} split.")
@@ -168,6 +170,30 @@ def check_eval_split(specs: dict, split: str) -> None:
     raise ConfigError(f"--eval_split: {split!r} shares examples with --split_{name}"
                       f"={specs[name].split!r}, which the run trains on; e.g. --split_{name}="
                       "train[:90%] with --eval_split=train[90%:] for validation")
+
+
+def check_evaluable(specs: dict, min_classifier_accuracy: float | None) -> None:
+  """One line, before anything trains, if a domain cannot be evaluated by class: no
+  classifier threshold for its data set (a folder needs --min_classifier_accuracy), an
+  unlabelled folder, or two folders whose class subfolder names differ (the Evaluator
+  checks the same on the loaded data; this reads only the file lists)."""
+  from jdbw.data import folder, mixture
+  from jdbw.evaluation import classifier
+  names = {}
+  for k, s in specs.items():
+    if not mixture.is_mixture(s.source):   # a mixture's classifier is exact
+      classifier.threshold_for(s, min_classifier_accuracy)
+    if s.source.startswith(folder.NAME + ":"):
+      directory, opts = folder.parse(s.source, s.flag("source"))
+      names[k] = folder.scan(directory, "train", opts, s.flag("source"))[3]
+      if not names[k]:
+        raise ConfigError(f"--source_{k}: {s.source} is an unlabelled folder; the evaluation"
+                          " (class consistency, weight calibration per class) needs labels:"
+                          " put the images in class subfolders")
+  if len(names) == 2 and names["x"] != names["y"]:
+    raise ConfigError("--source_x/--source_y: the folders' classes differ"
+                      f" ({', '.join(names['x'])} vs {', '.join(names['y'])}); class"
+                      " consistency compares labels, so both need the same class names")
 
 
 def classifier_config():

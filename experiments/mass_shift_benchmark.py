@@ -104,6 +104,7 @@ def main(argv):
   specs = common.domain_specs()
   eval_config = common.eval_config().validate()
   common.check_eval_split(specs, eval_config.split)
+  common.check_evaluable(specs, eval_config.min_classifier_accuracy)
   classifier_config = common.classifier_config()   # checked before anything trains
   root = base_run.workdir
   results = {}

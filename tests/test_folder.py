@@ -68,12 +68,30 @@ def test_labels_from_subfolders_and_the_hash_split(tmp_path):
   assert not set(paths_tr) & set(paths_te)
   # A grey image keeps its pixels through PNG, decode and a same-size "resize".
   shoes, _ = _fashion()
-  grey = data.load_source(f"folder:{tmp_path / 'sb'}:size=28,test_fraction=0", "train")
-  first_shoe = grey.images[np.flatnonzero(grey.labels == 1)[0]]
+  grey_spec = f"folder:{tmp_path / 'sb'}:size=28,test_fraction=0"
+  grey = data.load_source(grey_spec, "train")
+  _, all_paths, all_labels, _ = folder.scan(str(tmp_path / "sb"), "train",
+                                            folder.parse(grey_spec, "f")[1], "f")
+  first_shoe = grey.images[all_paths.index(os.path.join("shoes", "000.png"))]
   np.testing.assert_array_equal(first_shoe[..., 0], shoes[0][..., 0])
-  # Slices of a split, and class skew by name.
+  np.testing.assert_array_equal(grey.labels, all_labels)
+  # Within a class the files are in a hash order, not by name (slices sample a class).
+  shoe_paths = [q for q in all_paths if q.startswith("shoes")]
+  assert sorted(shoe_paths) == sorted(os.path.join("shoes", f) for f in
+                                      os.listdir(tmp_path / "sb" / "shoes"))
+  assert shoe_paths != sorted(shoe_paths)
+  # Slices of a split are cut from every class alike: a validation slice at the end of
+  # the split holds both classes at their shares (not only the last class).
   half = data.load_source(spec, "train[:50%]")
-  assert len(half.labels) == round(len(tr.labels) / 2)
+  counts = np.bincount(tr.labels, minlength=2)
+  assert abs(len(half.labels) - len(tr.labels) / 2) <= 2
+  val = data.load_source(spec, "train[80%:]")
+  np.testing.assert_array_equal(np.bincount(val.labels, minlength=2),
+                                counts - np.round(counts * 0.8).astype(int))
+  rest = data.load_source(spec, "train[:80%]")
+  seen = {im.tobytes() for im in rest.images}
+  assert not any(im.tobytes() in seen for im in val.images)   # disjoint slices
+  # Class skew by name.
   dom = data.load_domain(data.DomainSpec(source=spec, classes="shoes:0.9", name="x"))
   np.testing.assert_allclose(dom.probs, [0.1, 0.9])
   with pytest.raises(ConfigError) as e:
@@ -132,6 +150,26 @@ def test_bad_folders_get_one_line_each(tmp_path):
   with pytest.raises(ConfigError) as e:
     load(tmp_path / "bad", fit="stretch")
   helpers.one_line(e, what, "fit")
+  # A train/ without test/ (it would be read as a class named 'train').
+  _write(f"{tmp_path}/half/train/shoes/0.png", shoes[0])
+  _write(f"{tmp_path}/half/shoes/0.png", shoes[0])
+  with pytest.raises(ConfigError) as e:
+    load(tmp_path / "half")
+  helpers.one_line(e, what, "train/", "no test/")
+  # Explicit splits with different classes (labels would shift silently).
+  _write(f"{tmp_path}/tt/train/shoes/0.png", shoes[0])
+  _write(f"{tmp_path}/tt/train/bags/0.png", shoes[1])
+  _write(f"{tmp_path}/tt/test/shoes/0.png", shoes[2])
+  with pytest.raises(ConfigError) as e:
+    load(tmp_path / "tt")
+  helpers.one_line(e, what, "different class", "train only: ['bags']")
+  # A class too small for the hash split to leave it an image in the split asked for.
+  _write(f"{tmp_path}/tiny/shoes/0.png", shoes[0])
+  for i, im in enumerate(shoes):
+    _write(f"{tmp_path}/tiny/bags/{i}.png", im)
+  with pytest.raises(ConfigError) as e:
+    load(tmp_path / "tiny", test_fraction=0.999)
+  helpers.one_line(e, what, "hash split", "test_fraction")
 
 
 def test_mixed_sizes_crop_and_the_cache(tmp_path, monkeypatch):
@@ -144,7 +182,8 @@ def test_mixed_sizes_crop_and_the_cache(tmp_path, monkeypatch):
   got = data.load_source(spec, "train")
   assert got.images.shape == (2, 28, 28, 1)
   # The centre crop of the wide image is the shoe it holds.
-  np.testing.assert_array_equal(got.images[1], shoes[1])
+  paths = folder.scan(str(tmp_path / "sz"), "train", folder.parse(spec, "f")[1], "f")[1]
+  np.testing.assert_array_equal(got.images[paths.index("b.png")], shoes[1])
   # Cached: a second load decodes nothing; a changed folder is decoded again.
   monkeypatch.setattr(folder, "decode", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
   np.testing.assert_array_equal(data.load_source(spec, "train").images, got.images)
@@ -165,10 +204,10 @@ def test_a_folder_trains_at_128_and_evaluates_on_its_classes(tmp_path):
            "y": data.DomainSpec(source=f"folder:{tmp_path / 'y'}:size=128", channels=3, name="y")}
   m = methods.build("jd", resolution=128, channels_x=3, channels_y=3, noise_dim=4, d_steps=1,
                     g_features=4, d_features=4, w_features=4)
-  run = train.RunConfig(workdir=str(tmp_path / "run"), steps=1, batch_size=2,
-                        checkpoint_every=1, figure_every=1, log_every=1)
+  run = train.RunConfig(workdir=str(tmp_path / "run"), steps=3, batch_size=2,
+                        checkpoint_every=3, figure_every=3, log_every=1)
   state = train.train(m, run, specs)
-  assert int(state.step) == 1
+  assert int(state.step) == 3
   import json
   with open(tmp_path / "run" / "config.json") as f:
     assert json.load(f)["class_names"] == {"x": ["bags", "shoes"], "y": ["bags", "shoes"]}
@@ -273,3 +312,37 @@ def test_a_workdir_refuses_a_folder_whose_classes_changed(tmp_path):
   with pytest.raises(ConfigError) as e:
     train.check_workdir_config(str(tmp_path), {**record, "class_names": {"x": ["bags"]}})
   helpers.one_line(e, "--workdir", "class_names.x")
+
+
+def test_evaluation_keys_and_start_up_checks_of_folder_domains(tmp_path):
+  """An evaluation classifier of a folder is keyed by the folder's contents (a changed
+  folder trains a new one); the benchmark refuses, before anything trains, an unlabelled
+  folder, folders with different classes, and a folder with no classifier threshold."""
+  from experiments import common
+  from jdbw.evaluation import classifier
+  _shoes_and_bags(tmp_path / "sb")
+  spec = data.DomainSpec(source=f"folder:{tmp_path / 'sb'}:size=32", channels=3, name="x")
+  cfg = classifier.ClassifierConfig()
+  key = lambda: classifier.cache_key(spec, np.ones(2), 32, cfg)
+  before = key()
+  assert key() == before
+  shoes, _ = _fashion(1)
+  _write(f"{tmp_path}/sb/shoes/new.png", shoes[0])
+  assert key() != before
+  y = dataclasses.replace(spec, name="y")
+  common.check_evaluable({"x": spec, "y": y}, 0.5)
+  with pytest.raises(ConfigError) as e:
+    common.check_evaluable({"x": spec, "y": y}, None)
+  helpers.one_line(e, "--min_classifier_accuracy", "set one explicitly")
+  for i, im in enumerate(shoes):
+    _write(f"{tmp_path}/flat/{i}.png", im)
+  flat = dataclasses.replace(y, source=f"folder:{tmp_path / 'flat'}:size=32")
+  with pytest.raises(ConfigError) as e:
+    common.check_evaluable({"x": spec, "y": flat}, 0.5)
+  helpers.one_line(e, "--source_y", "unlabelled")
+  _write(f"{tmp_path}/other/boots/0.png", shoes[0])
+  _write(f"{tmp_path}/other/shoes/0.png", shoes[0])
+  other = dataclasses.replace(y, source=f"folder:{tmp_path / 'other'}:size=32,test_fraction=0")
+  with pytest.raises(ConfigError) as e:
+    common.check_evaluable({"x": spec, "y": other}, 0.5)
+  helpers.one_line(e, "--source_x/--source_y", "bags, shoes vs boots, shoes")

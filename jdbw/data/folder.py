@@ -8,7 +8,10 @@ Layout (immediate subfolders of `<dir>`, or of `<dir>/train` and `<dir>/test`):
 
 Without `train/` and `test/` subfolders the split is a deterministic hash of each file's
 path relative to the split root: a file is in 'test' when crc32(path) / 2^32 <
-`test_fraction` (default 0.1), else in 'train'; slices ('train[:90%]') work on either.
+`test_fraction` (default 0.1), else in 'train'. Slices ('train[:90%]') work on either and
+cut every class alike (`select`): within a class, files are in a fixed hash order (not by
+name), and `train[90%:]` is the last tenth of each class, so a validation slice holds
+every class at its share.
 
 Options: `size` (side of the stored images, default 128; the domain's transform then
 resizes to the model's resolution), `fit` ('resize': squash to a square, the default;
@@ -58,7 +61,7 @@ class FolderOptions:
 
 STREAMS = ("auto", "yes", "no")
 STREAM_BYTES = 2 ** 30   # stream=auto: a split above 1 GiB decoded is read as a stream
-CACHE_FORMAT = 2         # part of the cache key: bump when the cache layout changes
+CACHE_FORMAT = 3         # part of the cache key: bump when the cache layout changes
 
 
 def parse(spec: str, what: str) -> tuple[str, FolderOptions]:
@@ -111,8 +114,19 @@ def scan(directory: str, split: str, opts: FolderOptions, what: str):
     raise ConfigError(f"{what}: folder sources have splits 'train' and 'test', not {split!r}")
   subs = _subfolders(directory)
   explicit = "train" in subs and "test" in subs
+  if not explicit and ("train" in subs or "test" in subs):
+    have, missing = ("train", "test") if "train" in subs else ("test", "train")
+    raise ConfigError(f"{what}: folder {directory} has a {have}/ subfolder but no {missing}/;"
+                      " give both (explicit splits) or neither (a hash split)")
   root = os.path.join(directory, name) if explicit else directory
   classes = _subfolders(root)
+  if explicit:
+    train_c, test_c = (set(_subfolders(os.path.join(directory, s))) for s in ("train", "test"))
+    if train_c != test_c:
+      raise ConfigError(
+          f"{what}: {directory}/train and {directory}/test hold different class subfolders"
+          f" (train only: {sorted(train_c - test_c)}, test only: {sorted(test_c - train_c)});"
+          " labels are the sorted names, so both must have the same classes")
   loose = _images_in(root)
   if classes and loose:
     raise ConfigError(f"{what}: {root} holds both images ({len(loose)}) and subfolders"
@@ -134,12 +148,41 @@ def scan(directory: str, split: str, opts: FolderOptions, what: str):
   if not explicit:
     test = [zlib.crc32(p.encode()) / 2 ** 32 < opts.test_fraction for p in paths]
     keep = [t == (name == "test") for t in test]
+    kept = [lab for lab, k in zip(labels, keep) if k]
+    for k, c in enumerate(classes or ("",)):
+      if k not in kept:
+        n = labels.count(k)
+        raise ConfigError(f"{what}: the hash split (test_fraction={opts.test_fraction:g})"
+                          f" leaves no image of {os.path.join(root, c)} ({n} image(s)) in"
+                          f" {name!r}; add images, change test_fraction, or give train/ and"
+                          " test/ subfolders")
     paths = [p for p, k in zip(paths, keep) if k]
-    labels = [lab for lab, k in zip(labels, keep) if k]
-    if not paths:
-      raise ConfigError(f"{what}: the hash split leaves no images in {name!r} of {root}"
-                        f" (test_fraction={opts.test_fraction}); add images or change it")
+    labels = kept
+  # Class by class (labels ascending), each class in a fixed hash order of its paths, so
+  # that a slice cut per class (`select`) is a deterministic sample of it, not its
+  # alphabetically last files.
+  order = sorted(range(len(paths)),
+                 key=lambda i: (labels[i], zlib.crc32(b"order:" + paths[i].encode()), paths[i]))
+  paths = [paths[i] for i in order]
+  labels = [labels[i] for i in order]
   return root, paths, np.asarray(labels, np.int32), tuple(classes)
+
+
+def select(labels: np.ndarray, num_classes: int, split: str, slice_of, process_index: int = 0,
+           process_count: int = 1) -> tuple[np.ndarray, tuple]:
+  """(indices, ranges) of this host's part of a slice of a split, the slice cut from each
+  class alike: `slice_of(split, n)` is the python slice of a split of n examples (TFDS's
+  rounding), applied to every class's run of the class-sorted `labels`; each host then
+  takes every `process_count`-th file of each class's part. `ranges[k]` = (lo, hi) of class
+  k's part among all indices (for `FolderStream`)."""
+  out, ranges = [], []
+  for k in range(num_classes):
+    idx = np.flatnonzero(labels == k)
+    lo, hi, _ = slice_of(split, len(idx)).indices(len(idx))
+    base = int(idx[0]) if len(idx) else 0
+    ranges.append((base + lo, base + max(lo, hi)))
+    out.append(idx[lo:hi][process_index::process_count])
+  return np.concatenate(out).astype(np.int64), tuple(ranges)
 
 
 def _cache_dir(root, paths, opts) -> str:
@@ -233,7 +276,13 @@ def decode(root, paths, labels, classes, opts, what, cache):
     with open(os.path.join(tmp, "meta.json"), "w") as f:
       json.dump({"labels": kept_labels, "channels": channels, "size": opts.size,
                  "classes": list(classes)}, f)
-    os.replace(tmp, cache)
+    try:
+      os.replace(tmp, cache)
+    except OSError:
+      # Another process (or host, on a shared cache) decoded the same folder meanwhile:
+      # its cache has the same key, so it is the same content; use it.
+      if not os.path.isfile(os.path.join(cache, "meta.json")):
+        raise
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   if bad:
@@ -252,11 +301,10 @@ def decode(root, paths, labels, classes, opts, what, cache):
 @dataclasses.dataclass(frozen=True)
 class FolderStream:
   """A cached folder split read as tf.data streams, one per class, instead of arrays in
-  memory. `start`/`stop`/`process_*`: which kept files (by index) this host's slice holds,
-  in the order an in-memory slice `[start:stop][process_index::process_count]` has."""
+  memory. `ranges[k]` = (lo, hi) and `process_*`: which kept files (by index) of class k
+  this host's slice holds, in the order the in-memory `select` gives them."""
   cache: str
-  start: int
-  stop: int
+  ranges: tuple
   process_index: int = 0
   process_count: int = 1
   shuffle_buffer: int = 4096
@@ -266,7 +314,7 @@ class FolderStream:
     host), reshuffled each pass (a buffer of min(count, shuffle_buffer) images; with the
     whole class in it this is the in-memory stream, draw for draw), repeated."""
     import tensorflow as tf
-    lo, hi, pi, pc = self.start, self.stop, self.process_index, self.process_count
+    (lo, hi), pi, pc = self.ranges[label], self.process_index, self.process_count
 
     def mine(e):
       i = e["index"]
@@ -303,6 +351,16 @@ def load(spec: str, split: str, what: str):
                                .map(lambda e: e["image"]).batch(1024).as_numpy_iterator()))
            for k in range(max(len(classes), 1))]
   return meta, np.concatenate(parts), classes
+
+
+def fingerprint(spec: str, what: str) -> str:
+  """A short key of a folder source's contents (both splits' file lists, sizes,
+  modification times and the decoding options): what a cache built from the folder,
+  such as an evaluation classifier's, must be keyed by."""
+  directory, opts = parse(spec, what)
+  keys = [os.path.basename(_cache_dir(*scan(directory, s, opts, what)[:2], opts))
+          for s in ("train", "test")]
+  return hashlib.sha256("|".join(keys).encode()).hexdigest()[:12]
 
 
 def paired_names(a: str, b: str) -> int:

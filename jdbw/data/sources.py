@@ -206,20 +206,21 @@ def load_source(spec: str, split: str = "train", *, data_dir: str | None = None,
     images, labels, k = _load_idx(arg, split, data_dir, what, process_index, process_count)
   elif kind == folder_lib.NAME and arg:
     meta, images, names = folder_lib.load(spec, split, what)
-    labels = meta["labels"]
-    _, sl = _slice(split, {split.split("[")[0]: len(labels)}, what, spec)
-    labels = labels[sl][process_index::process_count]
+    name = split.split("[")[0]
+    # The slice is cut from every class alike (a validation slice holds every class).
+    keep, ranges = folder_lib.select(
+        meta["labels"], max(len(names), 1), split,
+        lambda sp, n: _slice(sp, {name: n}, what, spec)[1], process_index, process_count)
+    labels = meta["labels"][keep]
     if len(labels) == 0:
       raise ConfigError(f"{what}: source {spec!r} split {split!r} is empty on this host")
     stream = None
     if images is None:   # streamed from the cache: no pixels in memory
-      start, stop, _ = sl.indices(len(meta["labels"]))
-      stream = folder_lib.FolderStream(meta["cache"], start, stop, process_index,
-                                       process_count)
+      stream = folder_lib.FolderStream(meta["cache"], ranges, process_index, process_count)
       size = meta["size"]
       images = np.zeros((0, size, size, meta["channels"]), np.uint8)
     else:
-      images = images[sl][process_index::process_count]
+      images = images[keep]
     return SourceData(spec, images, labels, max(len(names), 1), class_names=names,
                       labelled=bool(names), stream=stream)
   else:

@@ -28,6 +28,7 @@ from absl import logging
 from flax import serialization
 
 from jdbw import data
+from jdbw.data import folder as folder_lib
 from jdbw.errors import ConfigError
 
 # Minimum balanced test accuracy per (data set, transform); the evaluation refuses a
@@ -103,8 +104,11 @@ def _balanced(domain: data.Domain) -> data.Domain:
 
 def cache_key(spec: data.DomainSpec, classes: np.ndarray, resolution: int,
               config: ClassifierConfig) -> str:
-  text = json.dumps([spec.source, spec.transform, spec.channels, resolution,
-                     np.flatnonzero(classes).tolist(), dataclasses.asdict(config)])
+  fields = [spec.source, spec.transform, spec.channels, resolution,
+            np.flatnonzero(classes).tolist(), dataclasses.asdict(config)]
+  if spec.source.startswith(folder_lib.NAME + ":"):   # a changed folder trains a new one
+    fields.append(folder_lib.fingerprint(spec.source, spec.flag("source")))
+  text = json.dumps(fields)
   return f"{dataset_name(spec.source)}-{spec.transform}-{zlib.crc32(text.encode()):08x}"
 
 

@@ -85,6 +85,11 @@ class Evaluator:
       raise ConfigError("--source_x/--source_y: the domains have different class sets"
                         f" ({domains['x'].num_classes} vs {domains['y'].num_classes} classes);"
                         " class consistency needs shared classes")
+    names = [d.data.class_names for d in domains.values()]
+    if all(names) and names[0] != names[1]:
+      raise ConfigError("--source_x/--source_y: the folders' classes differ"
+                        f" ({', '.join(names[0])} vs {', '.join(names[1])}); class consistency"
+                        " compares labels, so both need the same class subfolder names")
     self.num_classes = domains["x"].num_classes
     self.mode = metrics.over_represented_class(domains["x"].probs, domains["y"].probs)
     self.targets = metrics.midpoint_target_weights(domains["x"].probs, domains["y"].probs)
