@@ -150,26 +150,24 @@ def test_bad_folders_get_one_line_each(tmp_path):
   with pytest.raises(ConfigError) as e:
     load(tmp_path / "bad", fit="stretch")
   helpers.one_line(e, what, "fit")
+  def refused(d, *needles, **kw):
+    with pytest.raises(ConfigError) as e:
+      load(d, **kw)
+    helpers.one_line(e, what, *needles)
+
   # A train/ without test/ (it would be read as a class named 'train').
   _write(f"{tmp_path}/half/train/shoes/0.png", shoes[0])
   _write(f"{tmp_path}/half/shoes/0.png", shoes[0])
-  with pytest.raises(ConfigError) as e:
-    load(tmp_path / "half")
-  helpers.one_line(e, what, "train/", "no test/")
+  refused(tmp_path / "half", "train/", "no test/")
   # Explicit splits with different classes (labels would shift silently).
-  _write(f"{tmp_path}/tt/train/shoes/0.png", shoes[0])
-  _write(f"{tmp_path}/tt/train/bags/0.png", shoes[1])
-  _write(f"{tmp_path}/tt/test/shoes/0.png", shoes[2])
-  with pytest.raises(ConfigError) as e:
-    load(tmp_path / "tt")
-  helpers.one_line(e, what, "different class", "train only: ['bags']")
+  for i, part in enumerate(("train/shoes", "train/bags", "test/shoes")):
+    _write(f"{tmp_path}/tt/{part}/0.png", shoes[i])
+  refused(tmp_path / "tt", "different class", "train only: ['bags']")
   # A class too small for the hash split to leave it an image in the split asked for.
   _write(f"{tmp_path}/tiny/shoes/0.png", shoes[0])
   for i, im in enumerate(shoes):
     _write(f"{tmp_path}/tiny/bags/{i}.png", im)
-  with pytest.raises(ConfigError) as e:
-    load(tmp_path / "tiny", test_fraction=0.999)
-  helpers.one_line(e, what, "hash split", "test_fraction")
+  refused(tmp_path / "tiny", "hash split", "test_fraction", test_fraction=0.999)
 
 
 def test_mixed_sizes_crop_and_the_cache(tmp_path, monkeypatch):
