@@ -344,3 +344,27 @@ def test_evaluation_keys_and_start_up_checks_of_folder_domains(tmp_path):
   with pytest.raises(ConfigError) as e:
     common.check_evaluable({"x": spec, "y": other}, 0.5)
   helpers.one_line(e, "--source_x/--source_y", "bags, shoes vs boots, shoes")
+
+
+def test_a_concurrent_decode_of_the_same_folder_uses_the_other_processes_cache(tmp_path,
+                                                                              monkeypatch):
+  """Two processes decoding one folder into a shared cache: the one that finishes second
+  finds the cache in place (os.replace onto a non-empty directory fails) and reads it."""
+  import shutil
+  _shoes_and_bags(tmp_path / "sb")
+  spec = f"folder:{tmp_path / 'sb'}:size=28,test_fraction=0"
+  want = data.load_source(spec, "train")   # the first process's cache
+  cache = folder.load(spec, "train", "f")[0]["cache"]
+  shutil.copytree(cache, tmp_path / "other")
+  shutil.rmtree(cache)
+  real = os.replace
+
+  def replace(src, dst):   # the other process lands its copy first
+    if os.path.abspath(dst) == os.path.abspath(cache):
+      shutil.copytree(tmp_path / "other", dst)
+    return real(src, dst)
+
+  monkeypatch.setattr(os, "replace", replace)
+  got = data.load_source(spec, "train")
+  np.testing.assert_array_equal(got.images, want.images)
+  assert not [p for p in os.listdir(os.path.dirname(cache)) if ".tmp" in p]
