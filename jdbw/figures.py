@@ -133,6 +133,12 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
                transform=a.transAxes)
         a.set_yticks([])
       continue
+    if curves.get(side) is None:   # e.g. one-sided: no weights on this side
+      for a in axes[:, col]:
+        a.text(0.5, 0.5, f"{side.upper()} is not weighted (uniform weights)", ha="center",
+               va="center", fontsize=9, transform=a.transAxes)
+        a.set_yticks([])
+      continue
     vals = np.asarray(curves[side], np.float64)
     names = (class_names or {}).get(side) or ()
     for k in range(vals.shape[1]):

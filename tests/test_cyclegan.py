@@ -223,12 +223,27 @@ def test_distancegan_one_sided_trains_g_xy_and_d_y_alone():
   assert set(per_sample) == {"w_x"} and np.isfinite(float(metrics["g/distance"]))
   with pytest.raises(Exception, match="--one_sided"):
     methods.build("distancegan", one_sided=True, cycle_weight=1.0, **TINY_DG)
+  with pytest.raises(Exception, match="--pool_size"):
+    methods.build("distancegan", one_sided=True, batch_weight="one_sided", pool_size=5,
+                  **TINY_DG)
+
+
+def test_figure3_draws_a_side_without_weights(tmp_path):
+  """One-sided DistanceGAN records weights of X only: Figure 3 says Y is not weighted
+  (a never-recorded series is None) instead of failing."""
+  from jdbw import figures, hooks
+  assert hooks.as_rows([None, None]) is None
+  path = figures.weight_curves(str(tmp_path / "f3.png"), [10, 20],
+                               {"x": np.ones((2, 3)), "y": hooks.as_rows([None, None])},
+                               "Figure 3", targets={"x": np.ones(3), "y": np.ones(3)},
+                               highlight=0)
+  assert os.path.getsize(path) > 0
 
 
 @pytest.mark.parametrize("name,kw,modes", [
     ("cyclegan", dict(batch_weight="two_sided", pool_size=3, **TINY_CG), ("shard_map", "pmap")),
     ("distancegan", dict(batch_weight="two_sided", distance="both", cycle_weight=1.0,
-                         bw_reconstruction=True, **TINY_DG), ("shard_map",))])
+                         bw_reconstruction=True, **TINY_DG), ("shard_map", "pmap"))])
 def test_devices_match_one_device(name, kw, modes):
   """Two devices: the shared pool, batch norm over the global batch and distances over
   global pairs give the one-device iteration."""
@@ -315,7 +330,8 @@ def test_tiny_runs_resume_exactly_translate_and_evaluate(tmp_path):
   assert "not_applicable" in res["noise_xy"]
   assert not any(k.startswith("noise_") for k in res["scalars"])
   assert {"class_consistency_xy", "class_consistency_yx", "tv_weighted"} <= set(res["scalars"])
-  # DistanceGAN: the statistics are drawn once, on the fresh run, and resume keeps them.
+  # DistanceGAN: the statistics are drawn once, on the fresh run, and resume keeps them;
+  # the resumed run is the straight one, bit for bit.
   d = methods.build("distancegan", distance_batches=3, **TINY_DG)
   drun = dataclasses.replace(run, workdir=str(tmp_path / "d"), steps=1)
   first = train.train(d, drun, specs)
@@ -323,6 +339,9 @@ def test_tiny_runs_resume_exactly_translate_and_evaluate(tmp_path):
   st = jax.tree.map(float, first.extras["distance_stats"])
   assert st["pairwise_x"]["sd"] != 1.0
   assert jax.tree.map(float, again.extras["distance_stats"]) == st
+  dstraight = train.train(d, dataclasses.replace(drun, steps=2, workdir=str(tmp_path / "e")),
+                          specs)
+  chex.assert_trees_all_equal(jax.device_get(again), jax.device_get(dstraight))
 
 
 def test_svhn_mnist_flagfile_validates_every_variant_offline(tmp_path):
@@ -342,6 +361,10 @@ def test_svhn_mnist_flagfile_validates_every_variant_offline(tmp_path):
                   "distancegan_bw"):
     assert f"dry run: {variant} = --model=" in out.stderr
   assert "tfds:svhn_cropped (3 ch" in out.stderr and "tfds:mnist (1 ch" in out.stderr
+  # JD's MNIST-SVHN setting (Table 2 and the paper's d_z = 16 outside MNIST-SRMNIST).
+  with open("experiments/configs/svhn_mnist.flags") as f:
+    lines = set(f.read().split())
+  assert {"--noise_dim=16", "--g_kernel=1", "--g_stride=1"} <= lines
   assert not os.listdir(tmp_path)   # nothing trained, nothing written
   bad = subprocess.run(cmd + ["--identity_weight=0.5"], capture_output=True, text=True,
                        env=env, timeout=300)

@@ -10,7 +10,7 @@ Generator loss (the reference's `backward_G`):
 
 and each discriminator minimises ½ [(D(real) − 1)² + D(fake)²], its fakes drawn through a
 50-image history (`jdbw.image_pool`; Shrivastava et al. 2017). Adam 2e-4, β1 0.5; the
-learning rate held, then decayed linearly to 0 (`lr_hold_steps`, `lr_decay_steps`).
+learning rate held, then decayed linearly to 0 (`lr_hold_steps`, `lr_linear_decay`).
 
 Batch weight (`batch_weight='two_sided'`), as MUNIT + BW (`jdbw.methods.munit`): the
 composite weights ω_x of the sources x weight the fake side of D_y's loss and of G's

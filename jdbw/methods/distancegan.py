@@ -74,6 +74,9 @@ class DistanceGANConfig(cyclegan.CycleGANConfig):
     if self.one_sided and (self.cycle_weight or self.identity_weight):
       raise ConfigError("--one_sided: trains G_xy alone; set --cycle_weight=0 and"
                         " --identity_weight=0")
+    if self.one_sided and self.pool_size:
+      raise ConfigError(f"--pool_size: the one-sided step has no history pool; got"
+                        f" {self.pool_size}, expected 0 with --one_sided")
     if (self.batch_weight == "one_sided") != self.one_sided and self.batch_weight != "none":
       raise ConfigError(f"--batch_weight={self.batch_weight}: with --one_sided use"
                         " one_sided (W(x) alone), otherwise two_sided")
