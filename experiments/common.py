@@ -178,22 +178,17 @@ def check_evaluable(specs: dict, min_classifier_accuracy: float | None) -> None:
   unlabelled folder, or two folders whose class subfolder names differ (the Evaluator
   checks the same on the loaded data; this reads only the file lists)."""
   from jdbw.data import folder, mixture
-  from jdbw.evaluation import classifier
-  names = {}
+  from jdbw.evaluation import classifier, evaluator
+  sides = {}
   for k, s in specs.items():
     if not mixture.is_mixture(s.source):   # a mixture's classifier is exact
       classifier.threshold_for(s, min_classifier_accuracy)
+    names = ()
     if s.source.startswith(folder.NAME + ":"):
       directory, opts = folder.parse(s.source, s.flag("source"))
-      names[k] = folder.scan(directory, "train", opts, s.flag("source"))[3]
-      if not names[k]:
-        raise ConfigError(f"--source_{k}: {s.source} is an unlabelled folder; the evaluation"
-                          " (class consistency, weight calibration per class) needs labels:"
-                          " put the images in class subfolders")
-  if len(names) == 2 and names["x"] != names["y"]:
-    raise ConfigError("--source_x/--source_y: the folders' classes differ"
-                      f" ({', '.join(names['x'])} vs {', '.join(names['y'])}); class"
-                      " consistency compares labels, so both need the same class names")
+      names = folder.scan(directory, "train", opts, s.flag("source"))[3]
+    sides[k] = (s.source, bool(names) or not s.source.startswith(folder.NAME + ":"), names)
+  evaluator.check_labels(sides)
 
 
 def classifier_config():

@@ -126,17 +126,13 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
   marker = "o" if len(steps) < 3 else None   # a run of one or two points: no line to see
   for col, side in enumerate(("x", "y")):
     ax = axes[0, col]
-    if side in unlabelled:
+    note = (f"{side.upper()} is unlabelled: per-class curves need class labels\n"
+            "(class subfolders in its folder)" if side in unlabelled else
+            f"{side.upper()} is not weighted (uniform weights)"
+            if curves.get(side) is None else None)   # None weights: e.g. one-sided
+    if note:
       for a in axes[:, col]:
-        a.text(0.5, 0.5, f"{side.upper()} is unlabelled: per-class curves need class labels\n"
-               "(class subfolders in its folder)", ha="center", va="center", fontsize=9,
-               transform=a.transAxes)
-        a.set_yticks([])
-      continue
-    if curves.get(side) is None:   # e.g. one-sided: no weights on this side
-      for a in axes[:, col]:
-        a.text(0.5, 0.5, f"{side.upper()} is not weighted (uniform weights)", ha="center",
-               va="center", fontsize=9, transform=a.transAxes)
+        a.text(0.5, 0.5, note, ha="center", va="center", fontsize=9, transform=a.transAxes)
         a.set_yticks([])
       continue
     vals = np.asarray(curves[side], np.float64)

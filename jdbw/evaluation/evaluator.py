@@ -58,6 +58,21 @@ def _source(direction):
   return direction[0]
 
 
+def check_labels(sides: dict) -> None:
+  """One line if the domains cannot be evaluated by class: {side: (source, labelled,
+  class names)}; an unlabelled folder, or two named class sets that differ."""
+  for k, (source, labelled, _) in sides.items():
+    if not labelled:
+      raise ConfigError(f"--source_{k}: {source} is an unlabelled folder; the evaluation"
+                        " (class consistency, weight calibration per class) needs labels:"
+                        " put the images in class subfolders")
+  names = [n for _, _, n in sides.values()]
+  if len(names) == 2 and all(names) and names[0] != names[1]:
+    raise ConfigError("--source_x/--source_y: the folders' classes differ"
+                      f" ({', '.join(names[0])} vs {', '.join(names[1])}); class consistency"
+                      " compares labels, so both need the same class subfolder names")
+
+
 class Evaluator:
   """Holds the classifiers and the fixed evaluation sample; call it with a state."""
 
@@ -72,11 +87,8 @@ class Evaluator:
     cache = os.path.expanduser(config.classifier_dir)
     domains = {k: data.load_domain(dataclasses.replace(s, split=config.split), data_dir=data_dir)
                for k, s in domain_specs.items()}
-    for k, d in domains.items():
-      if not d.data.labelled:
-        raise ConfigError(f"--source_{k}: {d.spec.source} is an unlabelled folder; the"
-                          " evaluation (class consistency, weight calibration per class)"
-                          " needs labels: put the images in class subfolders")
+    check_labels({k: (d.spec.source, d.data.labelled, d.data.class_names)
+                  for k, d in domains.items()})
     self.classifiers = {
         k: clf_lib.load_or_train(s, cache, resolution=resolution, config=classifier_config,
                                  data_dir=data_dir, min_accuracy=config.min_classifier_accuracy)
@@ -85,11 +97,6 @@ class Evaluator:
       raise ConfigError("--source_x/--source_y: the domains have different class sets"
                         f" ({domains['x'].num_classes} vs {domains['y'].num_classes} classes);"
                         " class consistency needs shared classes")
-    names = [d.data.class_names for d in domains.values()]
-    if all(names) and names[0] != names[1]:
-      raise ConfigError("--source_x/--source_y: the folders' classes differ"
-                        f" ({', '.join(names[0])} vs {', '.join(names[1])}); class consistency"
-                        " compares labels, so both need the same class subfolder names")
     self.num_classes = domains["x"].num_classes
     self.mode = metrics.over_represented_class(domains["x"].probs, domains["y"].probs)
     self.targets = metrics.midpoint_target_weights(domains["x"].probs, domains["y"].probs)
