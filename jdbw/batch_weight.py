@@ -161,6 +161,12 @@ class BatchWeight:
   def active(self) -> bool:
     return self.mode != "none"
 
+  @property
+  def weighted_sides(self) -> tuple[str, ...]:
+    """The domains whose samples get non-uniform weights: () without batch weight, ('x',)
+    one-sided (Algorithm 2), ('x', 'y') two-sided (Algorithm 1)."""
+    return {"none": (), "one_sided": ("x",)}.get(self.mode, ("x", "y"))
+
   def _inputs(self, name, x, y):
     if name == "W_y":
       return (y,)

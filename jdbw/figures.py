@@ -104,6 +104,12 @@ def noise_grid(path: str, panels: Sequence[dict]) -> str:
   return save(fig, path)
 
 
+def _note(ax, text: str) -> None:
+  """A panel with nothing to draw says why."""
+  ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, transform=ax.transAxes)
+  ax.set_yticks([])
+
+
 def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict | None = None,
                   highlight: int | None = None, critic: dict | None = None,
                   critic_names: dict | None = None, class_names: dict | None = None,
@@ -117,7 +123,9 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
   `critic` = {'x': [T, K], 'y': [T, K]}: per-class mean critic scores minus the batch
   mean, in a second row (why W moves: its gradient on a sample's weight is 2·gap·D_i).
   `class_names` {'x': [K], ...} name the legend's classes; a side in `unlabelled` (a folder
-  without class subfolders) has no classes to split by: its panels say so.
+  without class subfolders) has no classes to split by: its panels say so. A side whose
+  curve is None has no batch weight (JD or CycleGAN without it, the Y side of one-sided
+  runs): its weight panel says so, its critic row (if any) is still drawn.
   """
   rows = 2 if critic else 1
   fig, axes = plt.subplots(rows, 2, figsize=(12, 4.2 * rows), squeeze=False, sharex=True)
@@ -126,48 +134,54 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
   marker = "o" if len(steps) < 3 else None   # a run of one or two points: no line to see
   for col, side in enumerate(("x", "y")):
     ax = axes[0, col]
-    note = (f"{side.upper()} is unlabelled: per-class curves need class labels\n"
-            "(class subfolders in its folder)" if side in unlabelled else
-            f"{side.upper()} is not weighted (uniform weights)"
-            if curves.get(side) is None else None)   # None weights: e.g. one-sided
-    if note:
+    if side in unlabelled:   # no classes to split by: both rows say so
       for a in axes[:, col]:
-        a.text(0.5, 0.5, note, ha="center", va="center", fontsize=9, transform=a.transAxes)
-        a.set_yticks([])
+        _note(a, f"{side.upper()} is unlabelled: per-class curves need class labels\n"
+                 "(class subfolders in its folder)")
       continue
-    vals = np.asarray(curves[side], np.float64)
-    names = (class_names or {}).get(side) or ()
-    for k in range(vals.shape[1]):
-      hl = k == highlight
-      ax.plot(steps, vals[:, k], color=colors(k % 10), lw=2.6 if hl else 1.0, marker=marker,
-              alpha=1.0 if hl or highlight is None else 0.75,
-              label=f"class {k}" + (f" {names[k]}" if k < len(names) else "")
-              + (" (over-represented)" if hl else ""))
-      if targets is not None:
-        t = float(np.asarray(targets[side])[k])
-        ax.axhline(t, color=colors(k % 10), ls=":", lw=1.8 if hl else 0.8)
-        if hl:
-          ax.annotate(f"target {t:.2f}", (steps[-1] if len(steps) else 0, t), fontsize=7,
-                      color=colors(k % 10), xytext=(2, 3), textcoords="offset points",
-                      ha="right")
-    ax.axhline(1.0, color="grey", lw=0.5)
-    ax.set_title(f"{side.upper()}: mean combined weight x m per class (1 = uniform)",
-                 fontsize=9)
-    ax.set_ylabel("mean weight x m")
-    ax.legend(ncol=2, fontsize=6)
+    if curves.get(side) is None:   # a side without batch weight: its critic row still shows
+      _note(ax, f"{side.upper()} is not weighted (uniform weights)")
+    else:
+      vals = np.asarray(curves[side], np.float64)
+      names = (class_names or {}).get(side) or ()
+      for k in range(vals.shape[1]):
+        hl = k == highlight
+        ax.plot(steps, vals[:, k], color=colors(k % 10), lw=2.6 if hl else 1.0, marker=marker,
+                alpha=1.0 if hl or highlight is None else 0.75,
+                label=f"class {k}" + (f" {names[k]}" if k < len(names) else "")
+                + (" (over-represented)" if hl else ""))
+        if targets is not None:
+          t = float(np.asarray(targets[side])[k])
+          ax.axhline(t, color=colors(k % 10), ls=":", lw=1.8 if hl else 0.8)
+          if hl:
+            ax.annotate(f"target {t:.2f}", (steps[-1] if len(steps) else 0, t), fontsize=7,
+                        color=colors(k % 10), xytext=(2, 3), textcoords="offset points",
+                        ha="right")
+      ax.axhline(1.0, color="grey", lw=0.5)
+      ax.set_title(f"{side.upper()}: mean combined weight x m per class (1 = uniform)",
+                   fontsize=9)
+      ax.set_ylabel("mean weight x m")
+      ax.legend(ncol=2, fontsize=6)
     if critic:
       cax = axes[1, col]
+      if critic.get(side) is None:
+        _note(cax, f"no critic scores of {side.upper()} recorded")
+        continue
       cvals = np.asarray(critic[side], np.float64)
+      names = (class_names or {}).get(side) or ()
       for k in range(cvals.shape[1]):
         cax.plot(steps, cvals[:, k], color=colors(k % 10), lw=2.6 if k == highlight else 1.0,
-                 marker=marker)
+                 marker=marker, label=f"class {k}" + (f" {names[k]}" if k < len(names) else ""))
+      if curves.get(side) is None:   # the weight panel above has no legend to read colours by
+        cax.legend(ncol=2, fontsize=6)
       names = critic_names or {"x": "D(x, G_xy(x))", "y": "D(G_yx(y), y)"}
       cax.set_title(f"{side.upper()}: per-class mean of {names[side]} minus the batch mean",
                     fontsize=9)
       cax.set_ylabel("D - batch mean")
   for ax in axes[-1]:
     ax.set_xlabel("generator step")
-  note = "; dotted: midpoint target weights" if targets is not None else ""
+  drawn = any(curves.get(s) is not None and s not in unlabelled for s in ("x", "y"))
+  note = "; dotted: midpoint target weights" if targets is not None and drawn else ""
   fig.suptitle(title + note, fontsize=9)
   fig.tight_layout()
   return save(fig, path)

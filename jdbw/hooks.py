@@ -60,7 +60,8 @@ def default_hooks(method, domains, *, ema: float, every: int, critic_names=None)
                         refs["targets"], refs["highlight"], critic_names,
                         class_names={k: d.data.class_names for k, d in domains.items()},
                         unlabelled=tuple(k for k, d in domains.items()
-                                         if not d.data.labelled)))
+                                         if not d.data.labelled),
+                        weighted=method.bw.weighted_sides))
 
 
 def references(domains) -> dict:
@@ -113,8 +114,9 @@ class WeightMonitor:
 
   def __init__(self, num_classes: dict, ema: float, every: int, targets=None, highlight=None,
                critic_names: dict | None = None, class_names: dict | None = None,
-               unlabelled: tuple = ()):
+               unlabelled: tuple = (), weighted: tuple = ("x", "y")):
     self.num_classes, self.ema, self.every = num_classes, ema, every
+    self.weighted = tuple(weighted)   # sides with non-uniform weights (Figure 3's top row)
     self.targets, self.highlight, self.critic_names = targets, highlight, critic_names
     self.class_names, self.unlabelled = class_names or {}, unlabelled
     if unlabelled:   # per-class references are meaningless without classes
@@ -175,7 +177,7 @@ class WeightMonitor:
               if series["critic_x"] is not None else None)
     paths = [figures.weight_curves(
         os.path.join(out_dir, "figure3_weights.png"), history["steps"],
-        {"x": series["weights_x"], "y": series["weights_y"]},
+        {s: series[f"weights_{s}"] if s in self.weighted else None for s in ("x", "y")},
         "Figure 3: moving average of per-class combined weights", targets=self.targets,
         highlight=self.highlight, critic=critic, critic_names=self.critic_names,
         class_names=self.class_names, unlabelled=self.unlabelled)]

@@ -4,6 +4,7 @@ batch weight off = the plain method, devices, and tiny runs with exact resume.""
 
 import dataclasses
 import os
+import types
 
 import chex
 import jax
@@ -238,6 +239,40 @@ def test_figure3_draws_a_side_without_weights(tmp_path):
                                "Figure 3", targets={"x": np.ones(3), "y": np.ones(3)},
                                highlight=0)
   assert os.path.getsize(path) > 0
+
+
+@pytest.mark.parametrize("name,kw,weighted", [
+    ("cyclegan", dict(**TINY_CG), ()),
+    ("cyclegan", dict(batch_weight="two_sided", **TINY_CG), ("x", "y")),
+    ("distancegan", dict(one_sided=True, batch_weight="one_sided", **TINY_DG), ("x",)),
+    ("jd", dict(batch_weight="one_sided"), ("x",)),
+    ("jd", dict(batch_weight="none"), ())])
+def test_figure3_draws_weights_of_the_weighted_sides_only(tmp_path, monkeypatch, name, kw,
+                                                           weighted):
+  """Unweighted sides record uniform weights (one code path); Figure 3 says they are not
+  weighted instead of drawing flat lines at 1, and keeps the critic rows of both sides."""
+  from jdbw import figures, hooks
+  m = methods.build(name, **kw)
+  assert m.bw.weighted_sides == weighted
+  dom = types.SimpleNamespace(num_classes=2, probs=np.array([0.5, 0.5]),
+                              data=types.SimpleNamespace(class_names=None, labelled=True,
+                                                         mixture=None))
+  _, monitor = hooks.default_hooks(m, {"x": dom, "y": dom}, ema=0.0, every=1)
+  h = hooks.new_history([monitor])
+  monitor.observe(h, 1, {"w_x": np.array([1.5, 0.5]), "w_y": np.ones(2),
+                         "d_x": np.array([1.0, 0.0]), "d_y": np.array([0.0, 1.0])},
+                  {"x": np.array([0, 1]), "y": np.array([0, 1])})
+  draw, seen = figures.weight_curves, {}
+
+  def spy(path, steps, curves, title, **k):
+    seen.update(curves=curves, critic=k["critic"])
+    return draw(path, steps, curves, title, **k)
+
+  monkeypatch.setattr(figures, "weight_curves", spy)
+  paths = monitor.figures(m, types.SimpleNamespace(step=1), None, h, str(tmp_path), 0)
+  assert {s for s, c in seen["curves"].items() if c is not None} == set(weighted)
+  assert all(seen["critic"][s] is not None for s in ("x", "y"))
+  assert os.path.getsize(paths[0]) > 0
 
 
 @pytest.mark.parametrize("name,kw,modes", [
