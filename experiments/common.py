@@ -183,11 +183,11 @@ def check_evaluable(specs: dict, min_classifier_accuracy: float | None) -> None:
   for k, s in specs.items():
     if not mixture.is_mixture(s.source):   # a mixture's classifier is exact
       classifier.threshold_for(s, min_classifier_accuracy)
-    names = ()
-    if s.source.startswith(folder.NAME + ":"):
+    names, is_folder = (), s.source.startswith(folder.NAME + ":")
+    if is_folder:
       directory, opts = folder.parse(s.source, s.flag("source"))
       names = folder.scan(directory, "train", opts, s.flag("source"))[3]
-    sides[k] = (s.source, bool(names) or not s.source.startswith(folder.NAME + ":"), names)
+    sides[k] = (s.source, bool(names) or not is_folder, names)
   evaluator.check_labels(sides)
 
 

@@ -132,6 +132,11 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
   colors = plt.get_cmap("tab10")
   steps = np.asarray(steps)
   marker = "o" if len(steps) < 3 else None   # a run of one or two points: no line to see
+
+  def label(side, k):
+    names = (class_names or {}).get(side) or ()
+    return f"class {k}" + (f" {names[k]}" if k < len(names) else "")
+
   for col, side in enumerate(("x", "y")):
     ax = axes[0, col]
     if side in unlabelled:   # no classes to split by: both rows say so
@@ -143,13 +148,11 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
       _note(ax, f"{side.upper()} is not weighted (uniform weights)")
     else:
       vals = np.asarray(curves[side], np.float64)
-      names = (class_names or {}).get(side) or ()
       for k in range(vals.shape[1]):
         hl = k == highlight
         ax.plot(steps, vals[:, k], color=colors(k % 10), lw=2.6 if hl else 1.0, marker=marker,
                 alpha=1.0 if hl or highlight is None else 0.75,
-                label=f"class {k}" + (f" {names[k]}" if k < len(names) else "")
-                + (" (over-represented)" if hl else ""))
+                label=label(side, k) + (" (over-represented)" if hl else ""))
         if targets is not None:
           t = float(np.asarray(targets[side])[k])
           ax.axhline(t, color=colors(k % 10), ls=":", lw=1.8 if hl else 0.8)
@@ -164,18 +167,14 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
       ax.legend(ncol=2, fontsize=6)
     if critic:
       cax = axes[1, col]
-      if critic.get(side) is None:
-        _note(cax, f"no critic scores of {side.upper()} recorded")
-        continue
       cvals = np.asarray(critic[side], np.float64)
-      names = (class_names or {}).get(side) or ()
       for k in range(cvals.shape[1]):
         cax.plot(steps, cvals[:, k], color=colors(k % 10), lw=2.6 if k == highlight else 1.0,
-                 marker=marker, label=f"class {k}" + (f" {names[k]}" if k < len(names) else ""))
+                 marker=marker, label=label(side, k))
       if curves.get(side) is None:   # the weight panel above has no legend to read colours by
         cax.legend(ncol=2, fontsize=6)
-      names = critic_names or {"x": "D(x, G_xy(x))", "y": "D(G_yx(y), y)"}
-      cax.set_title(f"{side.upper()}: per-class mean of {names[side]} minus the batch mean",
+      scored = (critic_names or {"x": "D(x, G_xy(x))", "y": "D(G_yx(y), y)"})[side]
+      cax.set_title(f"{side.upper()}: per-class mean of {scored} minus the batch mean",
                     fontsize=9)
       cax.set_ylabel("D - batch mean")
   for ax in axes[-1]:
