@@ -1,5 +1,7 @@
 r"""Evaluates a training workdir: class consistency, hallucination, weight calibration,
-noise, FD-classifier. Writes <workdir>/metrics.json, <workdir>/report.md and figures.
+noise, FD-classifier. Writes <workdir>/metrics.json, <workdir>/report.md and figures;
+with --step=N (an older checkpoint) they go to <workdir>/evaluations/step_N/ instead, so
+the run's own metrics.json stays that of its last step.
 
   python -m experiments.evaluate --workdir=workdirs/quickstart
 
@@ -19,7 +21,9 @@ from jdbw.evaluation import report
 
 common.define_eval_flags()
 flags.DEFINE_string("workdir", None, "Training workdir to evaluate.")
-flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the latest).")
+flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the latest, written"
+                     " into the workdir); an explicit step writes into"
+                     " <workdir>/evaluations/step_<N>/.")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir (as used for training).")
 flags.DEFINE_bool("every_checkpoint", True,
                   "Also compute the weight calibration TV at every kept checkpoint.")
@@ -43,7 +47,7 @@ def main(argv):
       classifier_config=common.classifier_config(), every_checkpoint=FLAGS.every_checkpoint)
   for k, v in sorted(result["scalars"].items()):
     print(f"{k:40s} {v:.4f}")
-  logging.info("wrote %s/metrics.json and report.md", FLAGS.workdir)
+  logging.info("wrote %s/metrics.json and report.md", result["output_dir"])
 
 
 def _weights_only():

@@ -176,6 +176,27 @@ def test_evaluate_workdir_writes_metrics_report_and_figures(tiny_workdir, clf_di
     assert png in text and os.path.isfile(os.path.join(tiny_workdir, "figures", png))
 
 
+def test_evaluating_an_older_step_leaves_the_runs_metrics_alone(tiny_workdir, clf_dir):
+  cfg = _eval_config(clf_dir)
+  latest = report.evaluate_workdir(tiny_workdir, cfg, classifier_config=CLF,
+                                   every_checkpoint=False)
+  assert latest["output_dir"] == os.path.abspath(tiny_workdir)
+  with open(os.path.join(tiny_workdir, "metrics.json")) as f:
+    before = f.read()
+  old = report.evaluate_workdir(tiny_workdir, cfg, step=2, classifier_config=CLF,
+                                every_checkpoint=False)
+  out = os.path.join(tiny_workdir, "evaluations", "step_2")
+  assert old["output_dir"] == os.path.abspath(out) and old["step"] == 2
+  with open(os.path.join(tiny_workdir, "metrics.json")) as f:
+    assert f.read() == before and json.loads(before)["step"] == 4
+  with open(os.path.join(out, "metrics.json")) as f:
+    assert json.load(f)["step"] == 2
+  text = open(os.path.join(out, "report.md")).read()
+  assert "checkpoint step 2" in text
+  for rel in old["figures"].values():   # links resolve inside the step's folder
+    assert os.path.isfile(os.path.join(out, rel)) and rel in text
+
+
 def test_weights_only_matches_the_full_evaluation_and_leaves_metrics_alone(tiny_workdir,
                                                                           clf_dir):
   cfg = _eval_config(clf_dir)

@@ -25,9 +25,13 @@ def evaluate_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig
                      every_checkpoint: bool = True) -> dict:
   """All metrics of `step` (default: latest) plus weight calibration at every checkpoint.
 
-  Writes `<workdir>/metrics.json`, `<workdir>/report.md` and figures under
-  `<workdir>/figures/`; returns the metrics.
+  Writes `metrics.json`, `report.md` and figures under `figures/` into the run's
+  evaluation folder: the workdir itself for the latest checkpoint (step None), and
+  `<workdir>/evaluations/step_<N>/` for an explicit step, so evaluating an older
+  checkpoint never replaces the run's own metrics.json. Returns the metrics, with
+  `output_dir` naming that folder.
   """
+  out_root = workdir if step is None else os.path.join(workdir, "evaluations", f"step_{step}")
   method, state, record = inference.load_run(workdir, step)
   specs = {k: data.DomainSpec(**v) for k, v in record["domains"].items()}
   evaluator = ev_lib.Evaluator(method, specs, config, data_dir=data_dir,
@@ -52,7 +56,9 @@ def evaluate_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig
       per_ckpt[s] = {"tv_weighted": wc["tv_weighted"], "tv_unweighted": wc["tv_unweighted"]}
   result["weight_calibration_per_checkpoint"] = [{"step": k, **v}
                                                  for k, v in sorted(per_ckpt.items())]
-  out_dir = os.path.join(workdir, "figures")
+  os.makedirs(out_root, exist_ok=True)
+  result["output_dir"] = os.path.abspath(out_root)
+  out_dir = os.path.join(out_root, "figures")
   paths = ev_lib.write_figures(result, out_dir)
   if len(per_ckpt) > 1:
     steps = sorted(per_ckpt)
@@ -61,14 +67,14 @@ def evaluate_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig
         {"TV weighted": [per_ckpt[s]["tv_weighted"] for s in steps],
          "TV unweighted": [per_ckpt[s]["tv_unweighted"] for s in steps]},
         "TV between class masses", "Weight calibration per checkpoint")
-  result["figures"] = {k: os.path.relpath(v, workdir) for k, v in paths.items()}
+  result["figures"] = {k: os.path.relpath(v, out_root) for k, v in paths.items()}
   result["evaluated"] = {"date": datetime.date.today().isoformat(),
                          "machine": f"{platform.machine()} {jax.devices()[0].device_kind}",
                          "jax": jax.__version__}
-  with open(os.path.join(workdir, "metrics.json"), "w") as f:
+  with open(os.path.join(out_root, "metrics.json"), "w") as f:
     json.dump(result, f, indent=2, sort_keys=True)
-  with open(os.path.join(workdir, "report.md"), "w") as f:
-    f.write(report_markdown(result, workdir))
+  with open(os.path.join(out_root, "report.md"), "w") as f:
+    f.write(report_markdown(result, out_root))
   return result
 
 
@@ -116,8 +122,9 @@ def _fmt(v):
   return "n/a" if v is None or v != v else f"{v:.4f}"
 
 
-def report_markdown(result: dict, workdir: str) -> str:
-  """A short human-readable report of one evaluation."""
+def report_markdown(result: dict, out_root: str) -> str:
+  """A short human-readable report of one evaluation, written into `out_root` (links
+  relative to it; the training-time figures are linked when it is the workdir)."""
   m = result["model"]
   lines = [f"# Evaluation of `{result['workdir']}`", "",
            f"{result['method']} (batch_weight={m.get('batch_weight')}), checkpoint step"
@@ -144,7 +151,7 @@ def report_markdown(result: dict, workdir: str) -> str:
     lines.append("")
   figs = dict(result["figures"])
   for name in ("figure2_transfer.png", "figure3_weights.png", "figure4_noise.png"):
-    if os.path.isfile(os.path.join(workdir, "figures", name)):
+    if os.path.isfile(os.path.join(out_root, "figures", name)):
       figs[name[:-4]] = os.path.join("figures", name)
   lines += [f"![{k}]({v})" for k, v in figs.items()]
   return "\n".join(lines) + "\n"
