@@ -163,6 +163,8 @@ class WeightMonitor:
       for series, _, _, side in SERIES:
         if side in self.unlabelled:
           continue   # one "class": the side's mean, nothing per class to watch
+        if series.startswith("weights") and side not in self.weighted:
+          continue   # uniform by construction: nothing to watch
         for c, w in enumerate(history[series][-1] or ()):
           if w is not None and np.isfinite(w):
             out[f"{series}/class_{c}"] = w
@@ -183,7 +185,11 @@ class WeightMonitor:
         class_names=self.class_names, unlabelled=self.unlabelled)]
     record = {k: history.get(k) for k in ("steps", "weights_x", "weights_y", "critic_x",
                                           "critic_y")}
-    record.update(targets=self.targets, highlight=self.highlight,
+    for side in ("x", "y"):
+      if side not in self.weighted:   # uniform by construction (the method does not weight it)
+        record[f"weights_{side}"] = None
+    record.update(weighted_sides=list(self.weighted), targets=self.targets,
+                  highlight=self.highlight,
                   class_names={k: list(v) for k, v in self.class_names.items() if v},
                   unlabelled=list(self.unlabelled),
                   note="per-class moving averages (EMA) of the combined weight x m and of"

@@ -3,6 +3,7 @@ references' formulas (numpy), the history pool in the state, distance normalisat
 batch weight off = the plain method, devices, and tiny runs with exact resume."""
 
 import dataclasses
+import json
 import os
 import types
 
@@ -250,7 +251,8 @@ def test_figure3_draws_a_side_without_weights(tmp_path):
 def test_figure3_draws_weights_of_the_weighted_sides_only(tmp_path, monkeypatch, name, kw,
                                                            weighted):
   """Unweighted sides record uniform weights (one code path); Figure 3 says they are not
-  weighted instead of drawing flat lines at 1, and keeps the critic rows of both sides."""
+  weighted instead of drawing flat lines at 1, and keeps the critic rows of both sides;
+  its data file and the TensorBoard scalars leave the uniform weights out."""
   from jdbw import figures, hooks
   m = methods.build(name, **kw)
   assert m.bw.weighted_sides == weighted
@@ -273,6 +275,12 @@ def test_figure3_draws_weights_of_the_weighted_sides_only(tmp_path, monkeypatch,
   assert {s for s, c in seen["curves"].items() if c is not None} == set(weighted)
   assert all(seen["critic"][s] is not None for s in ("x", "y"))
   assert os.path.getsize(paths[0]) > 0
+  with open(paths[1]) as f:   # the data file and the logged scalars drop them too
+    record = json.load(f)
+  assert record["weighted_sides"] == list(weighted)
+  assert {s for s in ("x", "y") if record[f"weights_{s}"] is not None} == set(weighted)
+  logged = {k.split("/")[0] for k in monitor.scalars(h, 1)}
+  assert logged == {f"weights_{s}" for s in weighted} | {"critic_x", "critic_y"}
 
 
 @pytest.mark.parametrize("name,kw,modes", [
