@@ -95,6 +95,30 @@ def _evaluated(workdir, steps, eval_config, config, specs):
   return res if same else None
 
 
+def variant_config(variant: str):
+  """The model config of `variant`: its --model's config from the flags, with the
+  variant's overrides.
+
+  The clip schedule (bw_start, bw_full) counts generator steps at some d; the authors'
+  constants count critic iterations (docs/paper_map.md). A variant that overrides
+  d_steps (the MUNIT rule: 1 D step) keeps the schedule's length in critic iterations:
+  bw_start and bw_full are scaled by d_given / d_variant, where d_given is the d the
+  schedule was set for (--d_steps when the schedule comes from --bw_start/--bw_full,
+  else the model's default). So --d_steps=5 --bw_full=200 (the authors' 1000 critic
+  iterations) gives MUNIT + BW bw_full = 1000 at d = 1, the authors' own MUNIT + BW value.
+  """
+  v = VARIANTS[variant]
+  base = mnist_srmnist.model_config(v.model, strict=False)
+  config = dataclasses.replace(base, **v.overrides)
+  from_flags = FLAGS["bw_full"].present or FLAGS["bw_start"].present
+  d_given = base.d_steps if from_flags else type(base)().d_steps
+  if config.batch_weight != "none" and config.d_steps != d_given:
+    scale = d_given / config.d_steps
+    config = dataclasses.replace(config, bw_start=round(config.bw_start * scale),
+                                 bw_full=round(config.bw_full * scale))
+  return config.validate()
+
+
 @common.exit_on_bad_input
 def main(argv):
   if len(argv) > 1:
@@ -109,15 +133,16 @@ def main(argv):
   root = base_run.workdir
   results = {}
   # Every variant's config is built (and checked) before the first run trains.
-  configs = {variant: dataclasses.replace(
-      mnist_srmnist.model_config(VARIANTS[variant].model, strict=False),
-      **VARIANTS[variant].overrides).validate() for variant in FLAGS.variants}
+  configs = {variant: variant_config(variant) for variant in FLAGS.variants}
   if FLAGS.dry_run:
     for variant in FLAGS.variants:
       v, method = VARIANTS[variant], methods.from_config(configs[variant])
-      logging.info("dry run: %s = --model=%s (%s), %d steps, batch %d, seeds %s -> %s",
-                   variant, methods.name_of(method), v.description,
-                   base_run.steps * v.steps_factor, base_run.batch_size, seeds,
+      c = configs[variant]
+      logging.info("dry run: %s = --model=%s (%s), %d steps, batch %d, d %d, clip schedule"
+                   " %s, seeds %s -> %s", variant, methods.name_of(method), v.description,
+                   base_run.steps * v.steps_factor, base_run.batch_size, c.d_steps,
+                   f"bw_start {c.bw_start} / bw_full {c.bw_full} (generator steps)"
+                   if c.batch_weight != "none" else "unused", seeds,
                    os.path.join(root, variant))
     logging.info("dry run: domains %s; evaluation on %r", {
         k: f"{s.source} ({s.channels} ch, {s.transform}, classes {s.classes or 'natural'})"
