@@ -312,6 +312,25 @@ def test_translate_cli(tiny_workdir, tmp_path):
     tr.translate(np.full((32, 32, 1), 255.0, np.float32), "xy")
 
 
+@pytest.mark.parametrize("extra,expected", [
+    ((), {"jd_bw": "d 5, clip schedule bw_start 0 / bw_full 200",
+          "munit_bw": "d 1, clip schedule bw_start 0 / bw_full 1000",
+          "munit": "d 1, clip schedule unused"}),
+    (("--d_steps=3", "--bw_start=50", "--bw_full=150"),
+     {"jd_bw": "d 3, clip schedule bw_start 50 / bw_full 150",
+      "cyclegan_bw": "d 1, clip schedule bw_start 150 / bw_full 450"})])
+def test_benchmark_keeps_the_clip_schedule_in_critic_iterations(tmp_path, extra, expected):
+  """The recipe's bw_full counts generator steps at d = 5; a variant under the MUNIT rule
+  (d = 1) gets the same number of critic iterations, not a 5x faster clip."""
+  p = _run("experiments.mass_shift_benchmark",
+           "--flagfile=experiments/configs/mass_shift_cpu_recipe.flags", "--dry_run",
+           f"--workdir={tmp_path}", f"--variants={','.join(expected)}", *extra, timeout=300)
+  assert p.returncode == 0, p.stderr[-2000:]
+  for variant, text in expected.items():
+    line = next(l for l in p.stderr.splitlines() if f"dry run: {variant} = " in l)
+    assert text in line, line
+
+
 def test_mass_shift_benchmark_end_to_end(tmp_path, clf_dir):
   p = _run("experiments.mass_shift_benchmark", f"--workdir={tmp_path}",
            "--variants=jd_bw,one_sided", "--seeds=0", "--steps=2", "--batch_size=8",
