@@ -136,8 +136,8 @@ def main(argv):
   configs = {variant: variant_config(variant) for variant in FLAGS.variants}
   if FLAGS.dry_run:
     for variant in FLAGS.variants:
-      v, method = VARIANTS[variant], methods.from_config(configs[variant])
-      c = configs[variant]
+      v, c = VARIANTS[variant], configs[variant]
+      method = methods.from_config(c)
       logging.info("dry run: %s = --model=%s (%s), %d steps, batch %d, d %d, clip schedule"
                    " %s, seeds %s -> %s", variant, methods.name_of(method), v.description,
                    base_run.steps * v.steps_factor, base_run.batch_size, c.d_steps,
