@@ -112,6 +112,12 @@ def variant_config(variant: str):
   config = dataclasses.replace(base, **v.overrides)
   from_flags = FLAGS["bw_full"].present or FLAGS["bw_start"].present
   d_given = base.d_steps if from_flags else type(base)().d_steps
+  if from_flags and not FLAGS["d_steps"].present and config.batch_weight != "none":
+    logging.warning(
+        "--bw_start/--bw_full without --d_steps: for %s they count generator steps at"
+        " %s's default d = %d (%d critic iterations for bw_full); give --d_steps to"
+        " fix their unit for every variant", variant, v.model, d_given,
+        base.bw_full * d_given)
   if config.batch_weight != "none" and config.d_steps != d_given:
     scale = d_given / config.d_steps
     config = dataclasses.replace(config, bw_start=round(config.bw_start * scale),

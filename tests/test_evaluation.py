@@ -331,6 +331,21 @@ def test_benchmark_keeps_the_clip_schedule_in_critic_iterations(tmp_path, extra,
     assert text in line, line
 
 
+def test_benchmark_names_the_schedules_unit_when_d_steps_is_not_given(tmp_path):
+  """--bw_full without --d_steps counts generator steps at each model's default d (JD 5,
+  MUNIT 1): the same flag, two units. The dry run says so, per variant, in one line."""
+  p = _run("experiments.mass_shift_benchmark", "--dry_run", f"--workdir={tmp_path}",
+           "--variants=jd_bw,munit_bw,munit", "--bw_full=300", timeout=300)
+  assert p.returncode == 0, p.stderr[-2000:]
+  warned = [l for l in p.stderr.splitlines() if "without --d_steps" in l]
+  assert len(warned) == 2, warned   # munit has no batch weight: nothing to say
+  assert "jd_bw" in warned[0] and "1500 critic iterations" in warned[0], warned[0]
+  assert "munit_bw" in warned[1] and "300 critic iterations" in warned[1], warned[1]
+  q = _run("experiments.mass_shift_benchmark", "--dry_run", f"--workdir={tmp_path}",
+           "--variants=jd_bw,munit_bw", "--bw_full=300", "--d_steps=5", timeout=300)
+  assert q.returncode == 0 and "without --d_steps" not in q.stderr, q.stderr[-2000:]
+
+
 def test_mass_shift_benchmark_end_to_end(tmp_path, clf_dir):
   p = _run("experiments.mass_shift_benchmark", f"--workdir={tmp_path}",
            "--variants=jd_bw,one_sided", "--seeds=0", "--steps=2", "--batch_size=8",
