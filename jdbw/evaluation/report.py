@@ -17,6 +17,7 @@ from jdbw import data, figures, inference
 from jdbw.errors import CheckpointError
 from jdbw.evaluation import classifier as clf_lib
 from jdbw.evaluation import evaluator as ev_lib
+from jdbw.evaluation import metrics
 
 
 def evaluate_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig(), *,
@@ -42,6 +43,7 @@ def evaluate_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig
   result["domains"] = record["domains"]
   result["eval_config"] = dataclasses.asdict(config)
   result["scalars"] = ev_lib.scalars(result)
+  result["scalars"].update(figure3_margins(workdir, result["step"]))
   per_ckpt = {}
   if every_checkpoint:
     for s in inference.checkpoint_steps(workdir):
@@ -101,6 +103,27 @@ def weights_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig(
   with open(path, "w") as f:
     json.dump(out, f, indent=2, sort_keys=True)
   out["path"] = path
+  return out
+
+
+def figure3_margins(workdir: str, step: int) -> dict[str, float]:
+  """{'figure3_margin_x', 'figure3_margin_y'}: `metrics.mode_weight_margin` of Figure 3's
+  moving averages of the training weights (`figures/figure3_weights.json`) at its last
+  recorded step, the picture the run drew; {} when that file is missing, records another
+  step than `step`, has no per-class references, or a side is not weighted."""
+  path = os.path.join(workdir, "figures", "figure3_weights.json")
+  if not os.path.isfile(path):
+    return {}
+  with open(path) as f:
+    record = json.load(f)
+  if not record.get("steps") or record["steps"][-1] != step or record.get("targets") is None:
+    return {}
+  out = {}
+  for side in ("x", "y"):
+    series = record.get(f"weights_{side}")
+    if series:
+      out[f"figure3_margin_{side}"] = metrics.mode_weight_margin(
+          series[-1], record["targets"][side], record["highlight"])
   return out
 
 
