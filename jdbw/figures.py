@@ -110,6 +110,9 @@ def _note(ax, text: str) -> None:
   ax.set_yticks([])
 
 
+QUIET = 0.45   # alpha of the classes other than the highlighted one in Figure 3
+
+
 def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict | None = None,
                   highlight: int | None = None, critic: dict | None = None,
                   critic_names: dict | None = None, class_names: dict | None = None,
@@ -130,6 +133,9 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
   rows = 2 if critic else 1
   fig, axes = plt.subplots(rows, 2, figsize=(12, 4.2 * rows), squeeze=False, sharex=True)
   colors = plt.get_cmap("tab10")
+  # The over-represented class in one strong colour, the others in their own colours,
+  # thin and faded (tab10 has no black, so the highlight never matches another class).
+  color = lambda k: "black" if k == highlight else colors(k % 10)
   steps = np.asarray(steps)
   marker = "o" if len(steps) < 3 else None   # a run of one or two points: no line to see
 
@@ -150,16 +156,22 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
       vals = np.asarray(curves[side], np.float64)
       for k in range(vals.shape[1]):
         hl = k == highlight
-        ax.plot(steps, vals[:, k], color=colors(k % 10), lw=2.6 if hl else 1.0, marker=marker,
-                alpha=1.0 if hl or highlight is None else 0.75,
+        ax.plot(steps, vals[:, k], color=color(k), lw=2.8 if hl else 0.9, marker=marker,
+                alpha=1.0 if hl or highlight is None else QUIET, zorder=3 if hl else 2,
                 label=label(side, k) + (" (over-represented)" if hl else ""))
-        if targets is not None:
+        if targets is not None and (hl or highlight is None):
           t = float(np.asarray(targets[side])[k])
-          ax.axhline(t, color=colors(k % 10), ls=":", lw=1.8 if hl else 0.8)
+          ax.axhline(t, color=color(k), ls=":", lw=1.8 if hl else 0.8)
           if hl:
-            ax.annotate(f"target {t:.2f}", (steps[-1] if len(steps) else 0, t), fontsize=7,
-                        color=colors(k % 10), xytext=(2, 3), textcoords="offset points",
-                        ha="right")
+            ax.annotate(f"target {t:.2f}", (steps[-1] if len(steps) else 0, t), fontsize=8,
+                        color=color(k), xytext=(2, 3), textcoords="offset points",
+                        ha="right", fontweight="bold")
+      if targets is not None and highlight is not None:   # the other classes' targets, quiet
+        others = np.delete(np.asarray(targets[side], np.float64), highlight)
+        others = others[np.isfinite(others)]
+        if len(others):
+          ax.axhspan(others.min() - 0.005, others.max() + 0.005, color="grey", alpha=0.15,
+                     lw=0, label="targets of the other classes")
       ax.axhline(1.0, color="grey", lw=0.5)
       ax.set_title(f"{side.upper()}: mean combined weight x m per class (1 = uniform)",
                    fontsize=9)
@@ -169,8 +181,10 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
       cax = axes[1, col]
       cvals = np.asarray(critic[side], np.float64)
       for k in range(cvals.shape[1]):
-        cax.plot(steps, cvals[:, k], color=colors(k % 10), lw=2.6 if k == highlight else 1.0,
-                 marker=marker, label=label(side, k))
+        hl = k == highlight
+        cax.plot(steps, cvals[:, k], color=color(k), lw=2.8 if hl else 0.9, marker=marker,
+                 alpha=1.0 if hl or highlight is None else QUIET, zorder=3 if hl else 2,
+                 label=label(side, k))
       if curves.get(side) is None:   # the weight panel above has no legend to read colours by
         cax.legend(ncol=2, fontsize=6)
       scored = (critic_names or {"x": "D(x, G_xy(x))", "y": "D(G_yx(y), y)"})[side]

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from jdbw.methods import jd, munit
+from jdbw.methods import cyclegan, distancegan, jd, munit
 
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "golden_numerics.json")
 ITERATIONS = 3
@@ -26,6 +26,9 @@ RTOL = 2e-3
 # compiled iterations come out of the session's persistent compilation cache here.
 JD_TINY = dict(g_features=4, d_features=2, w_features=2, d_steps=2)
 MUNIT_TINY = dict(gen_dim=4, mlp_dim=8, dis_dim=4, w_features=2)
+# test_cyclegan's tiny settings; a 3-image pool, so the pool's draws take part by iteration 2.
+CG_TINY = dict(ngf=4, ndf=4, n_blocks=1, w_features=2, pool_size=3)
+DG_TINY = dict(g_dim=4, d_dim=4, w_features=2, distance_batches=3)
 VARIANTS = {
     "jd_bw": lambda: jd.JD(jd.JDConfig(**JD_TINY, batch_weight="two_sided",
                                        weight_norm="softmax")),
@@ -33,13 +36,19 @@ VARIANTS = {
     "one_sided": lambda: jd.JD(jd.JDConfig(**JD_TINY, batch_weight="one_sided")),
     "munit": lambda: munit.MUNIT(munit.MUNITConfig(**MUNIT_TINY, batch_weight="none")),
     "munit_bw": lambda: munit.MUNIT(munit.MUNITConfig(**MUNIT_TINY, batch_weight="two_sided")),
+    "cyclegan": lambda: cyclegan.CycleGAN(cyclegan.CycleGANConfig(**CG_TINY)),
+    "cyclegan_bw": lambda: cyclegan.CycleGAN(cyclegan.CycleGANConfig(
+        **CG_TINY, batch_weight="two_sided")),
+    "distancegan": lambda: distancegan.DistanceGAN(distancegan.DistanceGANConfig(**DG_TINY)),
+    "distancegan_bw": lambda: distancegan.DistanceGAN(distancegan.DistanceGANConfig(
+        **DG_TINY, batch_weight="two_sided")),
 }
 
 
-def _batch(d_steps, i, b=4):
-  rng = np.random.default_rng(100 + i)
-  return {k: rng.uniform(-1, 1, (d_steps + 1, b, 32, 32, 1)).astype(np.float32)
-          for k in ("x", "y")}
+def _batch(n, i, b=4, seed=100):
+  """`n` stacked batches of each domain (an iteration's, or the data-dependent start's)."""
+  rng = np.random.default_rng(seed + i)
+  return {k: rng.uniform(-1, 1, (n, b, 32, 32, 1)).astype(np.float32) for k in ("x", "y")}
 
 
 def _tree_spec(tree):
@@ -61,12 +70,14 @@ def _checksums(params):
 def _record(variant):
   method = VARIANTS[variant]()
   state = method.init_state(jax.random.PRNGKey(0))
+  if getattr(method, "prepare_batches", 0):   # DistanceGAN's distance statistics
+    state = method.prepare(state, _batch(method.prepare_batches, 0, seed=7))
   spec = {"params": _tree_spec(state.params), "spectral": _tree_spec(state.spectral),
           "opt_state": _tree_spec(state.opt_state)}
   step = jax.jit(method.iteration)
   history = []
   for i in range(ITERATIONS):
-    state, metrics, _ = step(state, _batch(method.config.d_steps, i))
+    state, metrics, _ = step(state, _batch(method.batches_per_iteration, i))
     history.append({k: float(v) for k, v in sorted(jax.device_get(metrics).items())})
   return {"tree": spec, "metrics": history, "checksums": _checksums(jax.device_get(state.params))}
 
