@@ -450,6 +450,35 @@ class _NoWriter:
     pass
 
 
+class _TBWriter:
+  """TensorBoard scalars, written synchronously in the loop's thread.
+
+  tensorboardX's `SummaryWriter` queues events to a background thread; when the disk
+  fills, that thread dies and, at interpreter exit, prints a traceback ("OSError: handle
+  is closed") after the run's one-line storage error. Here every write and flush happens
+  in the caller, so a failure is an ordinary OSError that the loop's storage handling
+  turns into its one line, and nothing runs after close.
+  """
+
+  def __init__(self, logdir):
+    from tensorboardX import event_file_writer, summary
+    os.makedirs(logdir, exist_ok=True)
+    self._summary = summary
+    self._events = event_file_writer.EventsWriter(os.path.join(logdir, "events"))
+
+  def add_scalar(self, tag, value, step):
+    from tensorboardX.proto import event_pb2
+    self._events.write_event(event_pb2.Event(
+        wall_time=time.time(), step=int(step), summary=self._summary.scalar(tag, float(value))))
+
+  def flush(self):
+    self._events.flush()
+
+  def close(self):
+    if self._events is not None:
+      events, self._events = self._events, None
+      events.close()
+
+
 def _tb_writer(logdir):
-  from tensorboardX import SummaryWriter
-  return SummaryWriter(logdir)
+  return _TBWriter(logdir)
