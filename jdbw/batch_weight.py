@@ -32,7 +32,8 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from jdbw import parallel
+from jdbw import losses, parallel
+from jdbw.losses import uniform_weights
 
 MODES = ("two_sided", "one_sided", "none")
 SCHEMES = ("composite", "concat", "single")
@@ -97,11 +98,6 @@ def combined_weights(logits: Sequence[jax.Array], norm: str, t=None,
   else:
     raise ValueError(f"unknown weight normalisation {norm!r}; expected one of {NORMS}")
   return jnp.where(uniform, 1.0 / m, omega)
-
-
-def uniform_weights(n_local: int, axis_name: str | None = None):
-  """ω = 1/m for every sample: the unweighted case."""
-  return jnp.full((n_local,), 1.0 / parallel.global_size(n_local, axis_name), jnp.float32)
 
 
 def one_sided_weights(a, t=None, axis_name: str | None = None):
@@ -186,8 +182,8 @@ class BatchWeight:
 
   def optimizer(self, optim_config, w_lr: float = 0.0):
     """Adam of the optimiser section `optim_config`, at `w_lr` (0: its own lr)."""
-    from jdbw.methods import base
-    return base.adam_optimizer(optim_config, lr=w_lr or optim_config.lr)
+    from jdbw import optim
+    return optim.adam_optimizer(optim_config, lr=w_lr or optim_config.lr)
 
   def clip_t(self, step):
     return clip_value(step, self.bw_start, self.bw_full)
@@ -227,3 +223,21 @@ class BatchWeight:
     """W's loss: Σ gap², each gap a critic difference whose only gradient is through ω
     (the critic scores held fixed by the caller)."""
     return sum(jnp.square(g) for g in gaps)
+
+  @classmethod
+  def joint_w_loss(cls, d_minus, d_plus, w_x, w_y, axis_name=None):
+    """Algorithm 1's W loss (L⁻ − L⁺)² with the joint critic's scores held fixed: only
+    the weights ω (w_x on the X pairs, w_y on the Y pairs) carry gradient."""
+    sg = jax.lax.stop_gradient
+    l_minus, l_plus = losses.critic_terms(sg(d_minus), sg(d_plus), w_x, w_y, axis_name)
+    return cls.squared_gap(l_minus - l_plus)
+
+  @classmethod
+  def marginal_w_loss(cls, *sides, axis_name=None):
+    """W's loss with marginal critics (MUNIT, CycleGAN, DistanceGAN + BW): Σ over the
+    `sides` (fake_scores, ω, real_scores) of (Σ_i ω_i D(fake_i) − mean_j D(real_j))²,
+    the scores per sample (`losses.score_per_sample`) and held fixed."""
+    sg = jax.lax.stop_gradient
+    return cls.squared_gap(*(
+        losses.weighted_sum(sg(fake), w, axis_name) - losses.batch_mean(sg(real), axis_name)
+        for fake, w, real in sides))

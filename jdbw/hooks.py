@@ -51,17 +51,19 @@ def new_history(hooks, n_steps: int = 0) -> dict:
   return out
 
 
-def default_hooks(method, domains, *, ema: float, every: int, critic_names=None) -> tuple:
-  """Figures 2-4 for a translator with per-sample weights (and critic scores if its
-  iteration returns `d_x` / `d_y`)."""
+def default_hooks(method, domains, *, ema: float, every: int) -> tuple:
+  """The loop's hooks: Figures 2-4 for a translator with per-sample weights (and critic
+  scores, named by `method.critic_names`, if its iteration returns `d_x` / `d_y`).
+  `domains`: the loaded {'x', 'y'} domains; `ema`, `every`: the weight monitor's
+  moving-average rate and recording interval."""
   refs = references(domains)
   return (TransferFigures(refs["centres"]),
           WeightMonitor({k: d.num_classes for k, d in domains.items()}, ema, every,
-                        refs["targets"], refs["highlight"], critic_names,
+                        refs["targets"], refs["highlight"], method.critic_names,
                         class_names={k: d.data.class_names for k, d in domains.items()},
                         unlabelled=tuple(k for k, d in domains.items()
                                          if not d.data.labelled),
-                        weighted=method.bw.weighted_sides))
+                        weighted=method.weighted_sides))
 
 
 def references(domains) -> dict:
@@ -241,7 +243,7 @@ def _image_figures(method, state, eval_batch, out_dir, seed) -> list[str]:
       row.append(translate(params, spectral, fwd, z[::-1], back))
     rows.append({"title": f"Figure 2 layout, {title} (rows: source, transferred,"
                           f" transferred back), step {int(state.step)}", "rows": row})
-    if not getattr(method, "stochastic", True):
+    if not method.stochastic:
       continue   # Figure 4 needs translations that depend on z (not CycleGAN's)
     src8 = src[:8]
     zs = nets.sample_noise(jax.random.fold_in(key, 1), 8, nz)

@@ -1,4 +1,4 @@
-"""Critic terms, gradient penalties and GAN losses, as pure functions.
+"""Critic terms, gradient penalties and per-sample GAN terms, as pure functions.
 
 Per-sample weights ω enter every term; ω sums to one over the global batch, so each
 term is a weighted mean. With `axis_name` set (shard_map / pmap), sums run over the
@@ -14,10 +14,35 @@ import jax
 import jax.numpy as jnp
 
 from jdbw import parallel
-from jdbw.batch_weight import uniform_weights
 
-GAN_LOSSES = ("nonsaturating", "hinge", "lsgan")
 GP_TYPES = ("points", "interpolates", "none")
+
+
+def uniform_weights(n_local: int, axis_name: str | None = None):
+  """ω = 1/m for every sample: the unweighted case."""
+  return jnp.full((n_local,), 1.0 / parallel.global_size(n_local, axis_name), jnp.float32)
+
+
+def _per_sample_mean(scores):
+  return jnp.mean(scores.astype(jnp.float32).reshape(scores.shape[0], -1), axis=-1)
+
+
+def _scales(outputs):
+  return outputs if isinstance(outputs, (list, tuple)) else (outputs,)
+
+
+def lsgan_per_sample(outputs, target: float):
+  """Per sample, the mean over the score map of (D − target)², summed over scales (LSGAN):
+  `outputs` is one critic's map [B, ...] (PatchGAN) or a list of maps, one per scale
+  (MUNIT's multi-scale critic)."""
+  return sum(_per_sample_mean(jnp.square(o.astype(jnp.float32) - target))
+             for o in _scales(outputs))
+
+
+def score_per_sample(outputs):
+  """Per sample, the mean of the score map summed over scales: a marginal critic's score
+  in batch weight's squared gap (`batch_weight.BatchWeight.marginal_w_loss`)."""
+  return sum(_per_sample_mean(o) for o in _scales(outputs))
 
 
 def weighted_sum(values, omega, axis_name: str | None = None):
@@ -88,33 +113,3 @@ def gradient_penalty_interpolates(d_fn: Callable, points_a, points_b, eps,
   hat = [e * a + (1 - e) * b for a, b in zip(points_a, points_b)]
   norm = jnp.sqrt(_per_sample_sq_grad_norm(d_fn, *hat) + 1e-12)
   return parallel.pmean(jnp.mean(jnp.square(norm - 1.0)), axis_name)
-
-
-def gan_d_loss(kind: str, real_logits, fake_logits, w_real=None, w_fake=None,
-               axis_name: str | None = None):
-  """Discriminator loss with per-sample weights (default uniform 1/m)."""
-  w_real = uniform_weights(real_logits.shape[0], axis_name) if w_real is None else w_real
-  w_fake = uniform_weights(fake_logits.shape[0], axis_name) if w_fake is None else w_fake
-  if kind == "nonsaturating":
-    real, fake = jax.nn.softplus(-real_logits), jax.nn.softplus(fake_logits)
-  elif kind == "hinge":
-    real, fake = jax.nn.relu(1.0 - real_logits), jax.nn.relu(1.0 + fake_logits)
-  elif kind == "lsgan":
-    real, fake = jnp.square(real_logits - 1.0), jnp.square(fake_logits)
-  else:
-    raise ValueError(f"unknown GAN loss {kind!r}; expected one of {GAN_LOSSES}")
-  return weighted_sum(real, w_real, axis_name) + weighted_sum(fake, w_fake, axis_name)
-
-
-def gan_g_loss(kind: str, fake_logits, w_fake=None, axis_name: str | None = None):
-  """Generator loss with per-sample weights (default uniform 1/m)."""
-  w_fake = uniform_weights(fake_logits.shape[0], axis_name) if w_fake is None else w_fake
-  if kind == "nonsaturating":
-    per = jax.nn.softplus(-fake_logits)
-  elif kind == "hinge":
-    per = -fake_logits
-  elif kind == "lsgan":
-    per = jnp.square(fake_logits - 1.0)
-  else:
-    raise ValueError(f"unknown GAN loss {kind!r}; expected one of {GAN_LOSSES}")
-  return weighted_sum(per, w_fake, axis_name)

@@ -287,22 +287,8 @@ def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
              for k, s in domain_specs.items()}
   if lead:
     data.folder.report_pairing(domain_specs)
+  method.check_domains(domains)
   points = method.point_domains
-  for name, d in domains.items():
-    if d.is_points != points:
-      raise ConfigError(
-          f"--source_{name}: {d.spec.source!r} is a point source; it needs --networks=mlp"
-          if d.is_points else f"--networks=mlp: takes point domains"
-          f" (--source_{name}=mixture2d...), not {d.spec.source!r}")
-    if points:
-      if method.config.point_dim != d.data.mixture_dim:
-        raise ConfigError(f"--source_{name}: points of size {d.data.mixture_dim}; the model"
-                          f" takes {method.config.point_dim}")
-      continue
-    want = getattr(method.config, f"channels_{name}")
-    if d.spec.channels != want:
-      raise ConfigError(f"--channels_{name}: domain has {d.spec.channels} channels but the"
-                        f" model expects {want}")
   data.host_batch_size(run.batch_size, device_count=jax.device_count(),
                        process_count=jax.process_count())
   check_workdir_config(workdir, _config_record(method, domains),
@@ -316,14 +302,14 @@ def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
   if lead:
     ckpt.remove_unfinished()
   state = method.init_state(jax.random.PRNGKey(run.seed))
-  watch = method.hooks(domains, ema=run.weight_ema, every=run.log_every)
+  watch = hooks.default_hooks(method, domains, ema=run.weight_ema, every=run.log_every)
   history = hooks.new_history(watch)
   start = 0
   if ckpt.latest_step():
     state, restored, start = ckpt.restore_latest(state, quarantine=jax.process_index() == 0)
     history = {**hooks.new_history(watch, len(restored.get("steps", []))), **restored}
     logging.info("resumed %s at step %d", workdir, start)
-  if not start and getattr(method, "prepare_batches", 0):
+  if not start and method.prepare_batches:
     state = prepare(method, state, domains, run)
   if start >= run.steps:
     logging.info("nothing to do: checkpoint at step %d >= --steps=%d", start, run.steps)

@@ -1,10 +1,9 @@
-"""Critic terms, gradient penalties (vs finite differences), GAN losses."""
+"""Critic terms, gradient penalties (vs finite differences), per-sample GAN terms, W losses."""
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from jdbw import losses, nets
 
@@ -86,24 +85,42 @@ def test_gradient_penalty_interpolates_on_a_linear_critic():
   np.testing.assert_allclose(float(gp), (norm - 1.0) ** 2, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kind", losses.GAN_LOSSES)
-def test_gan_losses_against_numpy(kind):
+def test_lsgan_and_score_per_sample_against_numpy():
+  """One PatchGAN map [B, H, W, 1] or a list of multi-scale maps [B, H, W]: per sample,
+  the map mean of (D − t)² (LSGAN) or of D, summed over scales."""
   rng = np.random.default_rng(1)
-  r, f = rng.normal(size=8), rng.normal(size=8)
-  w = rng.uniform(size=8)
-  w /= w.sum()
-  sp = lambda v: np.log1p(np.exp(v))
-  d_ref = {"nonsaturating": (sp(-r), sp(f)), "hinge": (np.maximum(0, 1 - r), np.maximum(0, 1 + f)),
-           "lsgan": ((r - 1) ** 2, f ** 2)}[kind]
-  g_ref = {"nonsaturating": sp(-f), "hinge": -f, "lsgan": (f - 1) ** 2}[kind]
-  d = losses.gan_d_loss(kind, jnp.asarray(r), jnp.asarray(f), w_fake=jnp.asarray(w))
-  np.testing.assert_allclose(float(d), d_ref[0].mean() + np.sum(w * d_ref[1]), rtol=1e-5)
-  g = losses.gan_g_loss(kind, jnp.asarray(f))
-  np.testing.assert_allclose(float(g), g_ref.mean(), rtol=1e-5)
-  gw = losses.gan_g_loss(kind, jnp.asarray(f), jnp.asarray(w))
-  np.testing.assert_allclose(float(gw), np.sum(w * g_ref), rtol=1e-5)
+  patch = rng.normal(size=(3, 4, 4, 1)).astype(np.float32)
+  scales = [rng.normal(size=(3, 8, 8)).astype(np.float32),
+            rng.normal(size=(3, 4, 4)).astype(np.float32)]
+  for t in (0.0, 1.0):
+    np.testing.assert_allclose(losses.lsgan_per_sample(jnp.asarray(patch), t),
+                               ((patch - t) ** 2).reshape(3, -1).mean(-1), rtol=1e-6)
+    np.testing.assert_allclose(losses.lsgan_per_sample([jnp.asarray(o) for o in scales], t),
+                               sum(((o - t) ** 2).mean((1, 2)) for o in scales), rtol=1e-6)
+  np.testing.assert_allclose(losses.score_per_sample(jnp.asarray(patch)),
+                             patch.reshape(3, -1).mean(-1), rtol=1e-6)
+  np.testing.assert_allclose(losses.score_per_sample([jnp.asarray(o) for o in scales]),
+                             sum(o.mean((1, 2)) for o in scales), rtol=1e-6)
 
 
-def test_unknown_gan_loss():
-  with pytest.raises(ValueError, match="GAN loss"):
-    losses.gan_g_loss("wgan", jnp.zeros(2))
+def test_w_losses_against_numpy_gradient_through_weights_only():
+  """Batch weight's two W losses: the joint critic's (L⁻ − L⁺)² and the marginal critics'
+  Σ (Σ ω D(fake) − mean D(real))²; the critic scores carry no gradient."""
+  from jdbw.batch_weight import BatchWeight
+  rng = np.random.default_rng(2)
+  dm, dp, fake, real = (jnp.asarray(rng.normal(size=6), jnp.float32) for _ in range(4))
+  wx, wy = (jnp.asarray(rng.dirichlet(np.ones(6)), jnp.float32) for _ in range(2))
+  joint = BatchWeight.joint_w_loss(dm, dp, wx, wy)
+  np.testing.assert_allclose(joint, (np.dot(dm, wx) - np.dot(dp, wy)) ** 2, rtol=1e-5)
+  marginal = BatchWeight.marginal_w_loss((fake, wx, real), (dp, wy, dm))
+  np.testing.assert_allclose(marginal, (np.dot(fake, wx) - np.mean(real)) ** 2
+                             + (np.dot(dp, wy) - np.mean(dm)) ** 2, rtol=1e-5)
+  g_scores = jax.grad(lambda a, b: BatchWeight.joint_w_loss(a, b, wx, wy), (0, 1))(dm, dp)
+  g_fake = jax.grad(lambda f: BatchWeight.marginal_w_loss((f, wx, real)))(fake)
+  for g in (*g_scores, g_fake):
+    np.testing.assert_array_equal(g, 0.0)
+  g_w = jax.grad(lambda w: BatchWeight.marginal_w_loss((fake, w, real)))(wx)
+  np.testing.assert_allclose(g_w, 2 * (np.dot(fake, wx) - np.mean(real)) * np.asarray(fake),
+                             rtol=1e-5)
+
+

@@ -254,7 +254,7 @@ NOT_APPLICABLE = {"not_applicable": "deterministic method: the noise z is ignore
 
 def stochastic(method) -> bool:
   """Whether `method`'s translations depend on the noise z (`Method.stochastic`)."""
-  return getattr(method, "stochastic", True)
+  return method.stochastic
 
 
 def scalars(result: dict) -> dict[str, float]:

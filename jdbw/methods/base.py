@@ -57,9 +57,11 @@ class Method(Protocol):
   batches_per_iteration: int      # batches stacked per iteration (1 + d critic steps)
   unroll_d_steps: bool
   point_domains: bool             # vector (2-D mixture) domains instead of images
-  # Optional members (read with getattr): `stochastic` (False: translations ignore z,
-  # so the noise metrics and Figure 4 do not apply; default True), `prepare_batches`
-  # and `prepare(state, batches) -> state` (a data-dependent start, see train.prepare).
+  stochastic: bool                # False: translations ignore z (no noise metrics, Figure 4)
+  prepare_batches: int            # > 0: batches per domain for `prepare` (a data-dependent start)
+  weighted_sides: tuple[str, ...] # domains with non-uniform batch weights: (), ('x',), ('x', 'y')
+  critic_names: dict | None       # Figure 3's names of the per-sample critic scores d_x / d_y
+                                  # (None: the default names); `BaseMethod` has every default
 
   def init_state(self, rng) -> TrainState: ...
 
@@ -77,14 +79,45 @@ class Method(Protocol):
 
   def normalise_weights(self, logits: dict, n: int, step, axis_name=None): ...
 
-  def hooks(self, domains: dict, *, ema: float, every: int) -> tuple:
-    """`jdbw.hooks.Hook`s the loop calls on the host: what is watched per step, logged
-    and drawn (Figures 2-4). `domains`: the loaded {'x', 'y'} domains; `ema`, `every`:
-    the weight monitor's moving-average rate and recording interval."""
+  def prepare(self, state, batches) -> TrainState:
+    """The data-dependent start, once on a fresh run (`prepare_batches` > 0)."""
+    ...
+
+  def check_domains(self, domains: dict) -> None:
+    """Raises ConfigError (naming the flag) when the loaded {'x', 'y'} domains do not
+    fit the method (channels, point size)."""
     ...
 
 
-class MarginalTranslator:
+class BaseMethod:
+  """Defaults of the `Method` members most methods share: stochastic, no data-dependent
+  start, image domains checked against the config's channels, weights from `self.bw`."""
+
+  stochastic = True
+  prepare_batches = 0
+  point_domains = False
+  critic_names = None
+
+  @property
+  def weighted_sides(self) -> tuple[str, ...]:
+    return self.bw.weighted_sides
+
+  def prepare(self, state, batches):
+    return state
+
+  def check_domains(self, domains: dict) -> None:
+    from jdbw.errors import ConfigError
+    for name, d in domains.items():
+      if d.is_points:
+        raise ConfigError(f"--source_{name}: {d.spec.source!r} is a point source; it needs"
+                          " --model=jd --networks=mlp")
+      want = getattr(self.config, f"channels_{name}")
+      if d.spec.channels != want:
+        raise ConfigError(f"--channels_{name}: domain has {d.spec.channels} channels but"
+                          f" the model expects {want}")
+
+
+class MarginalTranslator(BaseMethod):
   """Members shared by the translators with one critic per domain and composite batch
   weight (MUNIT, CycleGAN, DistanceGAN): `config` has resolution, channels_x/y and
   d_steps; `self.bw` is their `jdbw.batch_weight.BatchWeight`."""
@@ -92,11 +125,6 @@ class MarginalTranslator:
   @property
   def batches_per_iteration(self) -> int:
     return 1 + self.config.d_steps
-
-  def hooks(self, domains, *, ema: float, every: int) -> tuple:
-    """Figures 2-4; no joint critic, so Figure 3 shows the weights only."""
-    from jdbw import hooks as hooks_lib   # figures (matplotlib) only where hooks are asked
-    return hooks_lib.default_hooks(self, domains, ema=ema, every=every)
 
   def example_shape(self, side: str) -> tuple:
     c = self.config
@@ -112,25 +140,6 @@ class MarginalTranslator:
 
 def empty_parts() -> dict:
   return {"G": {}, "D": {}, "W": {}}
-
-
-def adam_optimizer(c, lr: float | None = None):
-  """Adam(lr, b1, b2), optional coupled weight decay and step decay (authors' settings).
-
-  `c` has lr, b1, b2, weight_decay, lr_decay_every, lr_decay_rate (and, for CycleGAN's
-  linear decay, lr_hold_steps and lr_linear_decay); `lr` overrides c.lr (the weight
-  networks' own learning rate). Schedules count optimiser updates of that part.
-  """
-  lr = c.lr if lr is None else lr
-  schedule = lr
-  if c.lr_decay_every:
-    schedule = optax.exponential_decay(lr, c.lr_decay_every, c.lr_decay_rate, staircase=True)
-  if getattr(c, "lr_linear_decay", 0):   # CycleGAN's: held, then linearly to 0
-    schedule = optax.join_schedules(
-        [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, c.lr_linear_decay)],
-        [c.lr_hold_steps])
-  parts = [optax.add_decayed_weights(c.weight_decay)] if c.weight_decay else []
-  return optax.chain(*parts, optax.adam(schedule, b1=c.b1, b2=c.b2))
 
 
 def apply_grads(tx: dict, state: TrainState, grads, parts, axis_name):

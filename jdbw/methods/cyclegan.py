@@ -38,7 +38,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jdbw import batch_weight, image_pool, losses, nets, parallel
+from jdbw import batch_weight, image_pool, losses, nets, optim, parallel
 from jdbw import config as config_lib
 from jdbw.methods import base
 from jdbw.nets import layers
@@ -97,17 +97,6 @@ class CycleGANConfig(config_lib.MethodConfig):
     if self.resolution % 4 or self.resolution < 2 ** (self.dis_layers + 2):
       raise ConfigError(f"--resolution: {self.resolution} must divide by 4 and be at least"
                         f" 2^(dis_layers + 2) = {2 ** (self.dis_layers + 2)}")
-
-
-def lsgan_per_sample(scores, target: float):
-  """Mean over the score map of (D − target)², per sample (LSGAN, the reference's MSE)."""
-  s = scores.astype(jnp.float32).reshape(scores.shape[0], -1)
-  return jnp.mean(jnp.square(s - target), axis=-1)
-
-
-def score_per_sample(scores):
-  """Mean of the score map per sample: the critic score of W's squared gap."""
-  return jnp.mean(scores.astype(jnp.float32).reshape(scores.shape[0], -1), axis=-1)
 
 
 def l1_per_sample(a, b):
@@ -175,7 +164,6 @@ class CycleGAN(base.MarginalTranslator):
   name = "cyclegan"
   directions = ("xy", "yx")
   unroll_d_steps = True
-  point_domains = False
   stochastic = False     # z is ignored: the evaluator's noise metrics do not apply
 
   def __init__(self, config: CycleGANConfig):
@@ -184,7 +172,7 @@ class CycleGAN(base.MarginalTranslator):
     self.bw = batch_weight.BatchWeight.build(
         c.batch_weight, functools.partial(nets.WeightNet, features=c.w_features, **kw),
         scheme="composite", norm=c.weight_norm, bw_start=c.bw_start, bw_full=c.bw_full)
-    self.tx = {k: base.adam_optimizer(c) for k in ("G", "D")}
+    self.tx = {k: optim.adam_optimizer(c) for k in ("G", "D")}
     self.tx["W"] = self.bw.optimizer(c, c.w_lr)
 
   # --- networks (a subclass changes these) ---
@@ -273,16 +261,15 @@ class CycleGAN(base.MarginalTranslator):
       fy, fx = run("G", "G_xy", x), run("G", "G_yx", y)
       w_x, w_y = self.bw.weights(params["W"], x, sg(fy), sg(fx), y, state.step, axis_name)
       d_fy, d_fx = run("D", "D_y", fy), run("D", "D_x", fx)
-      terms = {"adv": (losses.weighted_sum(lsgan_per_sample(d_fy, 1.0), sg(w_x), axis_name)
-                       + losses.weighted_sum(lsgan_per_sample(d_fx, 1.0), sg(w_y), axis_name))}
+      terms = {"adv": (losses.weighted_sum(losses.lsgan_per_sample(d_fy, 1.0), sg(w_x), axis_name)
+                       + losses.weighted_sum(losses.lsgan_per_sample(d_fx, 1.0), sg(w_y), axis_name))}
       terms.update(self.reconstruction_terms(run, x, y, fy, fx, w_x, w_y, state, axis_name))
       loss = sum(terms.values())
       if train_w:
-        gap_y = (losses.weighted_sum(sg(score_per_sample(d_fy)), w_x, axis_name)
-                 - losses.batch_mean(sg(score_per_sample(run("D", "D_y", y))), axis_name))
-        gap_x = (losses.weighted_sum(sg(score_per_sample(d_fx)), w_y, axis_name)
-                 - losses.batch_mean(sg(score_per_sample(run("D", "D_x", x))), axis_name))
-        terms["w_loss"] = self.bw.squared_gap(gap_x, gap_y)
+        score = losses.score_per_sample
+        terms["w_loss"] = self.bw.marginal_w_loss(
+            (score(d_fx), w_y, score(run("D", "D_x", x))),
+            (score(d_fy), w_x, score(run("D", "D_y", y))), axis_name=axis_name)
         loss = loss + terms["w_loss"]
       return loss, (terms, w_x, w_y, run.spectral)
 
@@ -313,7 +300,7 @@ class CycleGAN(base.MarginalTranslator):
         # The shown images' weights, renormalised over the global batch; uniform
         # (exactly) without batch weight.
         w = (rel / parallel.psum(rel.sum(), axis_name) if self.bw.active
-             else batch_weight.uniform_weights(x.shape[0], axis_name))
+             else losses.uniform_weights(x.shape[0], axis_name))
         fakes[side] = (shown, w)
       extras["pool"] = pools
 
@@ -324,8 +311,8 @@ class CycleGAN(base.MarginalTranslator):
       for side, real in (("x", x), ("y", y)):
         shown, w = fakes[side]
         name = f"D_{side}"
-        real_term = losses.batch_mean(lsgan_per_sample(d_run("D", name, real), 1.0), axis_name)
-        fake_term = losses.weighted_sum(lsgan_per_sample(d_run("D", name, shown), 0.0), w,
+        real_term = losses.batch_mean(losses.lsgan_per_sample(d_run("D", name, real), 1.0), axis_name)
+        fake_term = losses.weighted_sum(losses.lsgan_per_sample(d_run("D", name, shown), 0.0), w,
                                         axis_name)
         total = total + c.d_loss_scale * (real_term + fake_term)
       return total, d_run.spectral

@@ -273,15 +273,15 @@ class DistanceGAN(cyclegan.CycleGAN):
       fy = run("G", "G_xy", x)
       w_x, _ = self.bw.weights(params["W"], x, sg(fy), None, y, state.step, axis_name)
       d_fy = run("D", "D_y", fy)
-      terms = {"adv": losses.weighted_sum(cyclegan.lsgan_per_sample(d_fy, 1.0), sg(w_x),
+      terms = {"adv": losses.weighted_sum(losses.lsgan_per_sample(d_fy, 1.0), sg(w_x),
                                           axis_name)}
       terms.update(self.reconstruction_terms(run, x, y, fy, None, w_x, None, state,
                                              axis_name))
       loss = sum(terms.values())
       if train_w:
-        gap_y = (losses.weighted_sum(sg(cyclegan.score_per_sample(d_fy)), w_x, axis_name)
-                 - losses.batch_mean(sg(cyclegan.score_per_sample(run("D", "D_y", y))), axis_name))
-        terms["w_loss"] = self.bw.squared_gap(gap_y)
+        score = losses.score_per_sample
+        terms["w_loss"] = self.bw.marginal_w_loss(
+            (score(d_fy), w_x, score(run("D", "D_y", y))), axis_name=axis_name)
         loss = loss + terms["w_loss"]
       return loss, (terms, w_x, run.spectral)
 
@@ -303,8 +303,8 @@ class DistanceGAN(cyclegan.CycleGAN):
     def loss_fn(d_params):
       params = {**state.params, "D": d_params}
       d_run = cyclegan.Runner(self, params, run.spectral, axis_name, train=True)
-      real = losses.batch_mean(cyclegan.lsgan_per_sample(d_run("D", "D_y", y), 1.0), axis_name)
-      fake = losses.weighted_sum(cyclegan.lsgan_per_sample(d_run("D", "D_y", fy), 0.0), w_x,
+      real = losses.batch_mean(losses.lsgan_per_sample(d_run("D", "D_y", y), 1.0), axis_name)
+      fake = losses.weighted_sum(losses.lsgan_per_sample(d_run("D", "D_y", fy), 0.0), w_x,
                                  axis_name)
       return c.d_loss_scale * (real + fake), d_run.spectral
 

@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdbw import batch_weight, losses, nets, parallel
+from jdbw import batch_weight, losses, nets, optim, parallel
+from jdbw.errors import ConfigError
 from jdbw.nets import layers
 from jdbw import config as config_lib
-from jdbw import hooks as hooks_lib
 from jdbw.methods import base
 from jdbw.methods.base import TrainState, apply_grads, global_index, per_sample_uniform
 
@@ -107,7 +107,7 @@ def oracle_maps(oracle_map) -> dict:
   return {"G_xy": as_tuples(m, c), "G_yx": as_tuples(m_inv, -m_inv @ c)}
 
 
-class JD:
+class JD(base.BaseMethod):
   """Joint discriminator model family: two_sided (JD-BW), none (JD alone), one_sided."""
 
   name = "jd"
@@ -141,7 +141,7 @@ class JD:
     self.bw = batch_weight.BatchWeight.build(
         c.batch_weight, functools.partial(weight, features=c.w_features, **kw),
         scheme=c.weighting, norm=c.weight_norm, bw_start=c.bw_start, bw_full=c.bw_full)
-    self.tx = {k: base.adam_optimizer(c) for k in ("G", "D")}
+    self.tx = {k: optim.adam_optimizer(c) for k in ("G", "D")}
     self.tx["W"] = self.bw.optimizer(c, c.w_lr)
 
   unroll_d_steps = True
@@ -154,11 +154,27 @@ class JD:
   def point_domains(self) -> bool:
     return self.config.networks == "mlp"
 
-  def hooks(self, domains, *, ema: float, every: int) -> tuple:
-    """Figures 2-4 (`jdbw.hooks.default_hooks`); for one-sided batch weight Figure 3's
-    critic rows are the marginal critic's scores of G_xy(x) and of the real y."""
-    names = {"x": "D(G_xy(x))", "y": "D(y)"} if self.config.batch_weight == "one_sided" else None
-    return hooks_lib.default_hooks(self, domains, ema=ema, every=every, critic_names=names)
+  @property
+  def critic_names(self):
+    """One-sided batch weight: Figure 3's critic rows are the marginal critic's scores of
+    G_xy(x) and of the real y."""
+    return {"x": "D(G_xy(x))", "y": "D(y)"} if self.config.batch_weight == "one_sided" else None
+
+  def check_domains(self, domains: dict) -> None:
+    """Image domains as `BaseMethod`; with --networks=mlp, point domains of `point_dim`."""
+    if not self.point_domains:
+      for name, d in domains.items():
+        if d.is_points:
+          raise ConfigError(f"--source_{name}: {d.spec.source!r} is a point source; it"
+                            " needs --networks=mlp")
+      return super().check_domains(domains)
+    for name, d in domains.items():
+      if not d.is_points:
+        raise ConfigError(f"--networks=mlp: takes point domains (--source_{name}="
+                          f"mixture2d...), not {d.spec.source!r}")
+      if self.config.point_dim != d.data.mixture_dim:
+        raise ConfigError(f"--source_{name}: points of size {d.data.mixture_dim}; the model"
+                          f" takes {self.config.point_dim}")
 
   # --- construction ---
 
@@ -263,13 +279,6 @@ class JD:
     return (per_sample_uniform(kx, idx, (d,), -1.0, 1.0),
             per_sample_uniform(ky, idx, (d,), -1.0, 1.0))
 
-  @staticmethod
-  def _w_loss(d_minus, d_plus, w_x, w_y, axis_name):
-    """(L⁻ − L⁺)² with the critic scores fixed: only the weights ω carry gradient."""
-    sg = jax.lax.stop_gradient
-    l_minus, l_plus = losses.critic_terms(sg(d_minus), sg(d_plus), w_x, w_y, axis_name)
-    return batch_weight.BatchWeight.squared_gap(l_minus - l_plus)
-
   # --- steps: (state, batch, rng) -> (state, metrics) ---
 
   def generator_step(self, state: TrainState, batch, rng, axis_name=None):
@@ -288,7 +297,7 @@ class JD:
       w_x, w_y = self.bw.weights(params["W"], x, sg(fx), fy_w, y, state.step, axis_name)
       l_minus, l_plus = losses.critic_terms(d_minus, d_plus, sg(w_x), sg(w_y), axis_name)
       gap = l_minus - l_plus
-      loss = gap + (self._w_loss(d_minus, d_plus, w_x, w_y, axis_name) if train_w else 0.0)
+      loss = gap + (self.bw.joint_w_loss(d_minus, d_plus, w_x, w_y, axis_name) if train_w else 0.0)
       return loss, (spectral, gap, w_x, w_y, sg(d_minus), sg(d_plus))
 
     trainable = {"G": state.params["G"], "W": state.params["W"]}
@@ -333,7 +342,7 @@ class JD:
         gp = jnp.zeros(())
       loss = -gap + c.gp_weight * gp
       if train_w:
-        loss = loss + self._w_loss(d_minus, d_plus, w_x, w_y, axis_name)
+        loss = loss + self.bw.joint_w_loss(d_minus, d_plus, w_x, w_y, axis_name)
       return loss, (spectral, gap, gp)
 
     trainable = {"D": state.params["D"], "W": state.params["W"]}

@@ -32,7 +32,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jdbw import batch_weight, losses, nets, parallel
+from jdbw import batch_weight, losses, nets, optim, parallel
 from jdbw.nets import layers
 from jdbw import config as config_lib
 from jdbw.methods import base
@@ -82,17 +82,6 @@ def style_from_noise(z):
   return jnp.sqrt(2.0) * jax.scipy.special.erfinv(z)
 
 
-def lsgan_per_sample(outputs, target: float):
-  """Σ_scales mean over the map of (D − target)², per sample (MUNIT's LSGAN terms)."""
-  return sum(jnp.mean(jnp.square(o.astype(jnp.float32) - target), axis=(1, 2))
-             for o in outputs)
-
-
-def score_per_sample(outputs):
-  """Σ_scales mean over the map of D: the per-sample critic score of the squared gap."""
-  return sum(jnp.mean(o.astype(jnp.float32), axis=(1, 2)) for o in outputs)
-
-
 class MUNIT(base.MarginalTranslator):
   """MUNIT; `batch_weight='two_sided'` is MUNIT + batch weight (the paper's ablation)."""
 
@@ -111,12 +100,11 @@ class MUNIT(base.MarginalTranslator):
     self.bw = batch_weight.BatchWeight.build(
         c.batch_weight, functools.partial(nets.WeightNet, features=c.w_features, **kw),
         scheme="composite", norm=c.weight_norm, bw_start=c.bw_start, bw_full=c.bw_full)
-    self.tx = {k: base.adam_optimizer(c) for k in ("G", "D")}
+    self.tx = {k: optim.adam_optimizer(c) for k in ("G", "D")}
     self.tx["W"] = self.bw.optimizer(c, c.w_lr)
 
   directions = ("xy", "yx")
   unroll_d_steps = True
-  point_domains = False
 
   def init_state(self, rng) -> base.TrainState:
     c = self.config
@@ -202,19 +190,16 @@ class MUNIT(base.MarginalTranslator):
                                  axis_name)
       d_xy = self.discriminate(params, "D_y", t["xy"])
       d_yx = self.discriminate(params, "D_x", t["yx"])
-      terms["adv"] = (losses.weighted_sum(lsgan_per_sample(d_xy, 1.0), sg(w_x), axis_name)
-                      + losses.weighted_sum(lsgan_per_sample(d_yx, 1.0), sg(w_y), axis_name))
+      terms["adv"] = (losses.weighted_sum(losses.lsgan_per_sample(d_xy, 1.0), sg(w_x), axis_name)
+                      + losses.weighted_sum(losses.lsgan_per_sample(d_yx, 1.0), sg(w_y), axis_name))
       loss = (c.gan_w * terms["adv"] + c.recon_x_w * terms["recon_x"]
               + c.recon_s_w * terms["recon_s"] + c.recon_c_w * terms["recon_c"]
               + c.recon_x_cyc_w * terms.get("recon_cyc", 0.0))
       if train_w:
-        real_y = score_per_sample(self.discriminate(params, "D_y", y))
-        real_x = score_per_sample(self.discriminate(params, "D_x", x))
-        gap_y = (losses.weighted_sum(sg(score_per_sample(d_xy)), w_x, axis_name)
-                 - losses.batch_mean(sg(real_y), axis_name))
-        gap_x = (losses.weighted_sum(sg(score_per_sample(d_yx)), w_y, axis_name)
-                 - losses.batch_mean(sg(real_x), axis_name))
-        terms["w_loss"] = self.bw.squared_gap(gap_x, gap_y)
+        score = losses.score_per_sample
+        terms["w_loss"] = self.bw.marginal_w_loss(
+            (score(d_yx), w_y, score(self.discriminate(params, "D_x", x))),
+            (score(d_xy), w_x, score(self.discriminate(params, "D_y", y))), axis_name=axis_name)
         loss = loss + terms["w_loss"]
       return loss, (terms, w_x, w_y)
 
@@ -236,12 +221,12 @@ class MUNIT(base.MarginalTranslator):
 
     def loss_fn(d_params):
       params = {**state.params, "D": d_params}
-      fake = (losses.weighted_sum(lsgan_per_sample(self.discriminate(params, "D_y", t["xy"]), 0.0),
+      fake = (losses.weighted_sum(losses.lsgan_per_sample(self.discriminate(params, "D_y", t["xy"]), 0.0),
                                   w_x, axis_name)
-              + losses.weighted_sum(lsgan_per_sample(self.discriminate(params, "D_x", t["yx"]), 0.0),
+              + losses.weighted_sum(losses.lsgan_per_sample(self.discriminate(params, "D_x", t["yx"]), 0.0),
                                     w_y, axis_name))
-      real = (losses.batch_mean(lsgan_per_sample(self.discriminate(params, "D_y", y), 1.0), axis_name)
-              + losses.batch_mean(lsgan_per_sample(self.discriminate(params, "D_x", x), 1.0), axis_name))
+      real = (losses.batch_mean(losses.lsgan_per_sample(self.discriminate(params, "D_y", y), 1.0), axis_name)
+              + losses.batch_mean(losses.lsgan_per_sample(self.discriminate(params, "D_x", x), 1.0), axis_name))
       return c.gan_w * (fake + real)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params["D"])
