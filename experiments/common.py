@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging as py_logging
 import os
 import sys
@@ -87,6 +88,24 @@ def suggest(name: str, known) -> list[str]:
   return list(dict.fromkeys(words + close))[:3]
 
 
+def _undecodable_flagfile(argv) -> str | None:
+  """The first --flagfile of `argv` (or of the flag files it names) that is not text."""
+  for a in argv:
+    if a.startswith("--flagfile="):
+      path = a.split("=", 1)[1]
+      try:
+        with open(path, encoding="utf-8") as f:
+          nested = [line.strip() for line in f if line.strip().startswith("--flagfile=")]
+      except UnicodeDecodeError:
+        return path
+      except OSError:
+        continue
+      inner = _undecodable_flagfile(nested)
+      if inner:
+        return inner
+  return None
+
+
 def parse_flags(argv):
   """absl's flag parser, with unknown and bad flags as one `error:` line and exit 2
   (`app.run(main, flags_parser=common.parse_flags)`)."""
@@ -98,18 +117,24 @@ def parse_flags(argv):
     print(f"error: --{e.flagname}: unknown flag{tip} (--helpfull lists them)", file=sys.stderr)
   except flags.Error as e:
     print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+  except UnicodeDecodeError as e:
+    print(f"error: --flagfile: {_undecodable_flagfile(argv) or 'a flag file'} is not a text"
+          f" file of flags ({e.reason} at byte {e.start})", file=sys.stderr)
   sys.exit(errors.EXIT_BAD_INPUT)
 
 
 def exit_on_bad_input(fn):
-  """Turns ConfigError / DataUnavailableError / CheckpointError into one line on stderr
-  and exit 2, a StorageError (disk full, read-only) into one line and exit 74, a
+  """Refuses positional arguments, and turns ConfigError / DataUnavailableError /
+  CheckpointError into one line on stderr and exit 2, a StorageError (disk full, read-only) into one line and exit 74, a
   preempted run (SIGTERM, checkpoint written) into exit 75 (and
   quiets the libraries' INFO records, see --library_logs)."""
-  def wrapped(*args, **kwargs):
+  def wrapped(argv, *args, **kwargs):
     quiet_library_logs()
     try:
-      return fn(*args, **kwargs)
+      if len(argv) > 1:
+        raise ConfigError(f"{argv[1]!r}: unexpected positional argument; flags take the form"
+                          " --name=value")
+      return fn(argv, *args, **kwargs)
     except (ConfigError, DataUnavailableError, CheckpointError) as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(errors.EXIT_BAD_INPUT)
@@ -202,3 +227,139 @@ def make_evaluator(method, specs):
   from jdbw.evaluation import evaluator
   return evaluator.Evaluator(method, specs, eval_config(), data_dir=FLAGS.data_dir,
                              classifier_config=classifier_config())
+
+
+# Model fields that are not flags of their own: set from the domain flags, or (oracle_map)
+# computed from them by --oracle_generators.
+DERIVED = frozenset({"channels_x", "channels_y", "resolution", "point_dim", "oracle_map"})
+_DEFINE = {"int": flags.DEFINE_integer, "float": flags.DEFINE_float, "bool": flags.DEFINE_bool}
+
+
+def model_settings() -> dict[str, dict]:
+  """{field: {model: default}} of every registered method's settable config fields."""
+  from jdbw import methods
+  out = {}
+  for model, entry in methods.REGISTRY.items():
+    for f in dataclasses.fields(entry.config):
+      if f.name not in DERIVED:
+        out.setdefault(f.name, {})[model] = f.default
+  return out
+
+
+def define_model_flags() -> None:
+  """One flag per setting of the registered methods' configs, generated from the fields
+  (`jdbw.config.setting`: help and choices; the type from the annotation). Every flag's
+  default is None: an unset flag takes the --model's own default, listed in the help."""
+  from jdbw import config as config_lib
+  from jdbw import methods
+  configs = [e.config for e in methods.REGISTRY.values()]
+  types = {f.name: f.type for c in configs for f in dataclasses.fields(c)}
+  for name, defaults in model_settings().items():
+    text, choices = config_lib.help_of(configs, name)
+    if text is None:
+      raise TypeError(f"config field {name!r} has no help: declare it with jdbw.config.setting")
+    values = set(map(repr, defaults.values()))
+    text += (f" (default {next(iter(defaults.values()))!r}" if len(values) == 1 else
+             " (default per --model: " + ", ".join(f"{m} {v!r}" for m, v in defaults.items()))
+    text += ")" if len(defaults) == len(configs) else f"; {', '.join(defaults)} only)"
+    if choices:
+      flags.DEFINE_enum(name, None, list(choices), text)
+    elif types[name] == "str":
+      flags.DEFINE_string(name, None, text)
+    else:
+      _DEFINE[types[name]](name, None, text)
+
+
+def model_config(model: str, strict: bool = True):
+  """The `model`'s config from the flags; a flag left unset takes that model's default.
+
+  `strict`: a model flag given on the command line / flagfile that the model does not
+  use is an error (no silently dead flags).
+  """
+  from jdbw import methods
+  cls = methods.get(model).config
+  fields = {f.name for f in dataclasses.fields(cls)}
+  given = {f for f in model_settings() if FLAGS[f].present or FLAGS[f].value is not None}
+  if strict:
+    unused = sorted(given - fields)
+    if unused:
+      raise ConfigError(f"--{unused[0]}: not a setting of --model={model} (unused: "
+                        f"{', '.join('--' + u for u in unused)})")
+  values = {f: FLAGS[f].value for f in given & fields}
+  if FLAGS.oracle_generators:
+    if model != "jd":
+      raise ConfigError(f"--oracle_generators: not a setting of --model={model}")
+    from jdbw.data import mixture
+    for side in ("x", "y"):
+      if not mixture.is_mixture(FLAGS[f"source_{side}"].value):
+        raise ConfigError(f"--oracle_generators: needs two {mixture.NAME} domains; got"
+                          f" --source_{side}={FLAGS[f'source_{side}'].value}")
+    m, c = mixture.true_map(FLAGS.source_x, FLAGS.source_y)
+    values["oracle_map"] = (tuple(m.reshape(-1)), tuple(c))
+  return cls(channels_x=FLAGS.channels_x, channels_y=FLAGS.channels_y,
+             resolution=FLAGS.resolution, **values)
+
+
+def define_run_flags() -> None:
+  """The training run's flags (`jdbw.train.RunConfig`), the model choice, --oracle_generators
+  and multi-host start-up: what every training entry point takes besides the settings."""
+  from jdbw import methods, train
+  flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard and figures.")
+  flags.DEFINE_integer("steps", 50000, "Generator steps (iterations of 1 G + d D steps).")
+  flags.DEFINE_integer("batch_size", None, "Global batch size (divisible by the device count);"
+                       " default 128 (distancegan: 16, the authors' MNIST-SVHN batch).")
+  flags.DEFINE_integer("seed", 0, "Seed of the parameters, the RNG state and the data stream.")
+  flags.DEFINE_enum("parallel", "shard_map", train.PARALLEL,
+                    "Data-parallel wrapper of the same step: jit(shard_map) or pmap.")
+  flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint period (steps).")
+  flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
+  flags.DEFINE_integer("stream_segment", 1000,
+                       "Iterations per data-stream segment: each is seeded from (seed, its first"
+                       " step), so a resume replays the stream exactly, skipping at most this"
+                       " many iterations' draws. Keep it when resuming.")
+  flags.DEFINE_integer("log_every", 50, "Log/TensorBoard period (steps).")
+  flags.DEFINE_integer("figure_every", 5000, "Figure period (steps); figures also at the end.")
+  flags.DEFINE_integer("eval_every", 0,
+                       "Evaluate (experiments.evaluate's metrics) every N steps and at the end,"
+                       " to TensorBoard under eval/; 0 = off.")
+  flags.DEFINE_bool("jax_distributed", False,
+                    "Call jax.distributed.initialize() first: one process per host (TPU pod"
+                    " slices, Slurm and Open MPI detect the rest; elsewhere give the three"
+                    " flags below).")
+  flags.DEFINE_string("coordinator_address", None,
+                      "--jax_distributed: host:port of process 0 (e.g. localhost:12355).")
+  flags.DEFINE_integer("num_processes", None, "--jax_distributed: number of processes.")
+  flags.DEFINE_integer("process_id", None, "--jax_distributed: this process's index.")
+  flags.DEFINE_enum("model", "jd", methods.names(),
+                    "; ".join(f"{k} = {e.summary}" for k, e in methods.REGISTRY.items()) + ".")
+  flags.DEFINE_bool("oracle_generators", False,
+                    "2-D mixture only: fix G_xy to the true map between the two mixture2d"
+                    " domains and G_yx to its inverse; only D and W train (the unit test of"
+                    " the D-W game).")
+
+
+DEFAULT_BATCH = {"distancegan": 16}
+
+
+def run_config():
+  """`jdbw.train.RunConfig` from the run flags (unchecked: call `.validate()`)."""
+  from jdbw import train
+  batch = FLAGS.batch_size
+  return train.RunConfig(
+      workdir=FLAGS.workdir, steps=FLAGS.steps, seed=FLAGS.seed,
+      batch_size=DEFAULT_BATCH.get(FLAGS.model, 128) if batch is None else batch,
+      parallel=FLAGS.parallel, checkpoint_every=FLAGS.checkpoint_every,
+      keep_checkpoints=FLAGS.keep_checkpoints, log_every=FLAGS.log_every,
+      figure_every=FLAGS.figure_every, data_dir=FLAGS.data_dir, eval_every=FLAGS.eval_every,
+      stream_segment=FLAGS.stream_segment)
+
+
+def define_training_flags() -> None:
+  """Every flag of the training entry point (domains, evaluation, run, model settings);
+  once per process, so the trainer, the study runner and the notebook share them."""
+  if "model" in FLAGS:
+    return
+  define_domain_flags()
+  define_eval_flags()
+  define_run_flags()
+  define_model_flags()

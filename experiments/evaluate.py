@@ -35,8 +35,6 @@ FLAGS = flags.FLAGS
 
 @common.exit_on_bad_input
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not FLAGS.workdir:
     raise common.ConfigError("--workdir: required (a training workdir with config.json)")
   if FLAGS.weights_only:

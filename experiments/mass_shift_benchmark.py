@@ -17,7 +17,6 @@ import os
 from absl import app, flags, logging
 
 from experiments import common
-from experiments import mnist_srmnist
 from jdbw import inference, methods
 from jdbw import train
 from jdbw.errors import ConfigError
@@ -55,6 +54,7 @@ VARIANTS = {
                               {"batch_weight": "two_sided", "d_steps": 1}, 3),
 }
 
+common.define_training_flags()
 flags.DEFINE_list("variants", list(VARIANTS), f"Variants to run, from {sorted(VARIANTS)}.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; one run per variant and seed.")
 flags.DEFINE_bool("dry_run", False, "Check every flag and variant config, print the runs"
@@ -108,7 +108,7 @@ def variant_config(variant: str):
   iterations) gives MUNIT + BW bw_full = 1000 at d = 1, the authors' own MUNIT + BW value.
   """
   v = VARIANTS[variant]
-  base = mnist_srmnist.model_config(v.model, strict=False)
+  base = common.model_config(v.model, strict=False)
   config = dataclasses.replace(base, **v.overrides)
   from_flags = FLAGS["bw_full"].present or FLAGS["bw_start"].present
   d_given = base.d_steps if from_flags else type(base)().d_steps
@@ -127,10 +127,8 @@ def variant_config(variant: str):
 
 @common.exit_on_bad_input
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   seeds = _check_flags()
-  base_run = mnist_srmnist.run_config().validate()
+  base_run = common.run_config().validate()
   specs = common.domain_specs()
   eval_config = common.eval_config().validate()
   common.check_eval_split(specs, eval_config.split)

@@ -54,8 +54,9 @@ def configure(flagfile: str, **overrides):
   value), parsed by the training entrypoint's own flags; re-running resets every flag
   to its default first, so a notebook cell can be run again with other values."""
   from absl import flags
-  from experiments import common, mnist_srmnist
+  from experiments import common
   from jdbw import methods
+  common.define_training_flags()
   fv = flags.FLAGS
   fv.unparse_flags()
   argv = ["jdbw", f"--flagfile={flagfile}"]
@@ -63,8 +64,8 @@ def configure(flagfile: str, **overrides):
            for k, v in overrides.items() if v is not None]
   fv(argv)
   common.quiet_library_logs()   # orbax logs dozens of INFO records per checkpoint
-  run = mnist_srmnist.run_config().validate()
-  method = methods.from_config(mnist_srmnist.model_config())
+  run = common.run_config().validate()
+  method = methods.from_config(common.model_config(common.FLAGS.model))
   return method, run, common.domain_specs()
 
 

@@ -21,8 +21,6 @@ FLAGS = flags.FLAGS
 
 @common.exit_on_bad_input
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if FLAGS.num_images <= 0 or FLAGS.num_draws <= 0:
     raise data.ConfigError("--num_images and --num_draws: expected positive integers")
   specs = common.domain_specs()

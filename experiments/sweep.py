@@ -97,8 +97,6 @@ def table(rows, results: dict, columns) -> str:
 
 @common.exit_on_bad_input
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not FLAGS.grid or not FLAGS.workdir:
     raise ConfigError("--grid and --workdir: both required")
   if FLAGS.eval_split.split("[")[0] == "test":

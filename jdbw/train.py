@@ -63,7 +63,9 @@ class RunConfig:
       raise ConfigError(f"--steps: got {self.steps}; expected >= 1")
     if self.parallel not in PARALLEL:
       raise ConfigError(f"--parallel: got {self.parallel!r}; expected one of {PARALLEL}")
-    for f in ("checkpoint_every", "log_every", "figure_every", "keep_checkpoints",
+    if self.seed < 0:
+      raise ConfigError(f"--seed: got {self.seed}; expected >= 0")
+    for f in ("batch_size", "checkpoint_every", "log_every", "figure_every", "keep_checkpoints",
               "stream_segment"):
       if getattr(self, f) < 1:
         raise ConfigError(f"--{f}: got {getattr(self, f)}; expected >= 1")

@@ -3,6 +3,8 @@
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +16,7 @@ from jdbw.errors import ConfigError
 from jdbw.methods import base, cyclegan, distancegan, jd, munit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 
 
 def test_registry_builds_every_method_and_refuses_unknown_names():
@@ -59,6 +62,12 @@ def test_shared_sections_are_defined_once_with_per_method_defaults():
     (distancegan.DistanceGANConfig, dict(one_sided=True, batch_weight="two_sided"),
      "--batch_weight"),
     (distancegan.DistanceGANConfig, dict(resolution=128), "--resolution"),
+    (jd.JDConfig, dict(lr=float("nan")), "--lr"),
+    (munit.MUNITConfig, dict(lr=float("inf")), "--lr"),
+    (jd.JDConfig, dict(gp_weight=float("nan")), "--gp_weight"),
+    (cyclegan.CycleGANConfig, dict(cycle_weight=float("inf")), "--cycle_weight"),
+    (jd.JDConfig, dict(b1=5.0), "--b1"),
+    (munit.MUNITConfig, dict(b2=1.0), "--b2"),
 ])
 def test_validation_names_the_flag(cls, bad, flag):
   with pytest.raises(ConfigError) as e:
@@ -104,3 +113,49 @@ def test_batch_weight_component_modes_and_networks():
   assert float(two.squared_gap(jnp.asarray(2.0), jnp.asarray(-1.0))) == 5.0
   with pytest.raises(ValueError, match="unknown batch weight mode"):
     batch_weight.BatchWeight.build("both", net)
+
+
+def test_every_setting_has_one_definition_with_help_and_a_flag():
+  """Flags are generated from the config fields (`jdbw.config.setting`): every settable
+  field of every registered method has help text, and the trainer's flags are exactly
+  those fields (plus the run's own), each defaulting to None (the model's default)."""
+  from absl import flags
+  from experiments import common
+  from jdbw import config as config_lib
+  common.define_training_flags()
+  configs = [e.config for e in methods.REGISTRY.values()]
+  settings = common.model_settings()
+  assert settings and not set(settings) & common.DERIVED
+  for name, defaults in settings.items():
+    text, _ = config_lib.help_of(configs, name)
+    assert text, name
+    assert flags.FLAGS[name].default is None and text in flags.FLAGS[name].help
+  assert "jd 5, munit 1" in flags.FLAGS["d_steps"].help
+  assert flags.FLAGS["gan_w"].help.endswith("munit only)")
+  assert set(flags.FLAGS["weighting"].parser.enum_values) == set(batch_weight.SCHEMES)
+
+
+BAD_CLI = [
+    (["--batch_size=0"], "error: --batch_size: got 0; expected >= 1"),
+    (["--seed=-1"], "error: --seed: got -1; expected >= 0"),
+    (["--b1=5"], "error: --b1: got 5.0; expected Adam's beta in [0, 1)"),
+    (["--lr=nan"], "error: --lr: got nan; expected a finite number"),
+    (["--lr=inf"], "error: --lr: got inf; expected a finite number"),
+    (["--gp_weight=nan"], "error: --gp_weight: got nan; expected a finite number"),
+    (["stray"], "error: 'stray': unexpected positional argument"),
+    (["--flagfile={binary}"], "error: --flagfile: {binary} is not a text file of flags"),
+]
+
+
+@pytest.mark.parametrize("extra,expected", BAD_CLI)
+def test_bad_inputs_are_one_line_and_exit_2_before_compiling(extra, expected, tmp_path):
+  binary = tmp_path / "binary.flags"
+  binary.write_bytes(bytes(range(128, 256)) * 4)
+  cmd = [sys.executable, "-m", "experiments.mnist_srmnist",
+         "--flagfile=experiments/configs/quickstart.flags", f"--workdir={tmp_path}/wd"]
+  cmd += [a.format(binary=binary) for a in extra]
+  out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  last = out.stderr.strip().splitlines()[-1]
+  assert out.returncode == 2 and last.startswith(expected.format(binary=binary)), out.stderr[-1500:]
+  assert "Traceback" not in out.stderr and "step 1/" not in out.stderr
+  assert not (tmp_path / "wd").exists()

@@ -59,17 +59,35 @@ class CycleGANConfig(config_lib.MethodConfig):
   d_steps: int = 1
   lr: float = 2e-4
   bw_full: int = 1000
-  ngf: int = 32
-  n_blocks: int = 3
-  ndf: int = 32
-  dis_layers: int = 2
-  cycle_weight: float = 10.0       # λ (the reference's lambda_A = lambda_B)
-  identity_weight: float = 0.5     # λ_idt, times λ; 0 = no identity loss
-  pool_size: int = 50              # 0 = no history pool
-  d_loss_scale: float = 0.5        # the reference halves each discriminator's loss
-  bw_reconstruction: bool = False  # batch weight also on the cycle terms
-  lr_hold_steps: int = 0           # generator steps at --lr before the linear decay
-  lr_linear_decay: int = 0         # steps of linear decay to 0 after them; 0 = constant
+  ngf: int = config_lib.setting(32, "CycleGAN ResNet generator width (reference: 64).")
+  n_blocks: int = config_lib.setting(3, "CycleGAN residual blocks (reference: 9 at 256, 6 at 128).")
+  ndf: int = config_lib.setting(32, "CycleGAN PatchGAN width (reference: 64).")
+  dis_layers: int = config_lib.setting(
+      2,
+      "Discriminator down-sampling layers (cyclegan's PatchGAN: reference 3; munit's).")
+  # λ (the reference's lambda_A = lambda_B)
+  cycle_weight: float = config_lib.setting(
+      10.0,
+      "Cycle-consistency weight λ (cyclegan: L1 each way; distancegan: the authors' "
+      "squared error).")
+  # λ_idt, times λ; 0 = no identity loss
+  identity_weight: float = config_lib.setting(0.5, "Identity loss weight, times λ (0 = off).")
+  # 0 = no history pool
+  pool_size: int = config_lib.setting(50, "Discriminator history pool (0 = off).")
+  # the reference halves each discriminator's loss
+  d_loss_scale: float = config_lib.setting(0.5, "Factor of each discriminator's loss.")
+  # batch weight also on the cycle terms
+  bw_reconstruction: bool = config_lib.setting(
+      False,
+      "Batch weight also on the cycle (and distance) terms.")
+  # generator steps at --lr before the linear decay
+  lr_hold_steps: int = config_lib.setting(
+      0,
+      "CycleGAN's schedule: steps at --lr before the linear decay.")
+  # steps of linear decay to 0 after them; 0 = constant
+  lr_linear_decay: int = config_lib.setting(
+      0,
+      "Steps of linear decay to 0 after --lr_hold_steps (0 = constant).")
 
   BATCH_WEIGHTS = BATCH_WEIGHTS
 

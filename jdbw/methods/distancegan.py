@@ -46,14 +46,21 @@ DISTANCES = ("pairwise", "self", "both")
 @dataclasses.dataclass(frozen=True)
 class DistanceGANConfig(cyclegan.CycleGANConfig):
   """DistanceGAN's MNIST-SVHN settings (the authors' code) by default."""
-  g_dim: int = 64
-  d_dim: int = 64
-  distance: str = "pairwise"
-  distance_weight_x: float = 0.05    # λ_A: x -> y
-  distance_weight_y: float = 0.1     # λ_B: y -> x
-  normalize_distances: bool = True
-  distance_batches: int = 16         # batches per domain for μ, σ (authors: up to 400)
-  one_sided: bool = False
+  g_dim: int = config_lib.setting(64, "DistanceGAN generator width (authors: 64).")
+  d_dim: int = config_lib.setting(64, "DistanceGAN discriminator width (authors: 64).")
+  distance: str = config_lib.setting(
+      "pairwise",
+      "Pairwise (Distance), self (Self-distance) or both.", choices=DISTANCES)
+  # λ_A: x -> y
+  distance_weight_x: float = config_lib.setting(0.05, "Distance weight x -> y (λ_A).")
+  # λ_B: y -> x
+  distance_weight_y: float = config_lib.setting(0.1, "Distance weight y -> x (λ_B).")
+  normalize_distances: bool = config_lib.setting(
+      True,
+      "Normalise distances by μ, σ estimated before training.")
+  # batches per domain for μ, σ (authors: up to 400)
+  distance_batches: int = config_lib.setting(16, "Batches per domain for the distance statistics.")
+  one_sided: bool = config_lib.setting(False, "One-sided: G_xy and D_y alone.")
   cycle_weight: float = 0.0
   identity_weight: float = 0.0
   pool_size: int = 0

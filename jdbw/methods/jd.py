@@ -40,17 +40,30 @@ class JDConfig(config_lib.MethodConfig):
   The shared sections (images, optimiser, batch weight, execution) come from
   `jdbw.config`; these are JD's own fields.
   """
-  weighting: str = "composite"
-  weight_phase: str = "generator"
-  gp_type: str = "points"
-  gp_weight: float = 10.0
-  g_kernel: int = 4               # 32x32 generator only (Table 2's K, s)
-  g_stride: int = 2
-  g_features: int = 64
-  d_features: int = 32
+  weighting: str = config_lib.setting(
+      "composite",
+      "Weighting scheme (Appendix B.1).", choices=batch_weight.SCHEMES)
+  weight_phase: str = config_lib.setting(
+      "generator",
+      "Train W in the generator phase (paper) or the critic phase (authors' code).", choices=WEIGHT_PHASES)
+  gp_type: str = config_lib.setting(
+      "points",
+      "Gradient penalty at training points (Roth et al.) or interpolates (Gulrajani et "
+      "al.).", choices=losses.GP_TYPES)
+  gp_weight: float = config_lib.setting(10.0, "Gradient penalty weight.")
+  # 32x32 generator only (Table 2's K, s)
+  g_kernel: int = config_lib.setting(4, "Generator K (4, or 1 for MNIST-SVHN).")
+  g_stride: int = config_lib.setting(2, "Generator s (2, or 1 for MNIST-SVHN).")
+  g_features: int = config_lib.setting(64, "Generator width (Table 2: 64).")
+  d_features: int = config_lib.setting(32, "Joint critic base width (Table 1: 32).")
   # Vector networks for point domains (`mixture2d`): widths are g/d/w_features.
-  networks: str = "conv"
-  mlp_layers: int = 3             # hidden layers of each MLP (networks='mlp')
+  networks: str = config_lib.setting(
+      "conv",
+      "conv = the paper's image networks; mlp = vector networks (residual MLP "
+      "generators, MLP critic and weight nets; widths --g/d/w_features) for point "
+      "domains (--source_{x,y}=mixture2d...).", choices=NETWORKS)
+  # hidden layers of each MLP (networks='mlp')
+  mlp_layers: int = config_lib.setting(3, "Hidden layers of each MLP (--networks=mlp).")
   point_dim: int = 2              # size of a point (networks='mlp'; set from the data)
   # Oracle generators (networks='mlp'): G_xy(x) = M x + c fixed, G_yx its inverse; only
   # D and W train. ((M row-major), (c)) from `jdbw.data.mixture.true_map`; () = learned.

@@ -51,19 +51,19 @@ class MUNITConfig(config_lib.MethodConfig):
   d_steps: int = 1
   weight_decay: float = 1e-4
   bw_full: int = 1000
-  gen_dim: int = 64
-  mlp_dim: int = 256
-  n_downsample: int = 1
-  n_res: int = 2
-  style_downsample: int = 4
-  dis_dim: int = 64
+  gen_dim: int = config_lib.setting(64, "MUNIT generator width.")
+  mlp_dim: int = config_lib.setting(256, "MUNIT AdaIN-MLP width.")
+  n_downsample: int = config_lib.setting(1, "MUNIT content down-samplings.")
+  n_res: int = config_lib.setting(2, "MUNIT residual blocks.")
+  style_downsample: int = config_lib.setting(4, "MUNIT style-encoder down-samplings.")
+  dis_dim: int = config_lib.setting(64, "MUNIT discriminator width.")
   dis_layers: int = 4
-  dis_scales: int = 1
-  gan_w: float = 1.0
-  recon_x_w: float = 10.0
-  recon_s_w: float = 1.0
-  recon_c_w: float = 1.0
-  recon_x_cyc_w: float = 0.0
+  dis_scales: int = config_lib.setting(1, "MUNIT discriminator scales.")
+  gan_w: float = config_lib.setting(1.0, "MUNIT adversarial weight.")
+  recon_x_w: float = config_lib.setting(10.0, "MUNIT image reconstruction weight.")
+  recon_s_w: float = config_lib.setting(1.0, "MUNIT style reconstruction weight.")
+  recon_c_w: float = config_lib.setting(1.0, "MUNIT content reconstruction weight.")
+  recon_x_cyc_w: float = config_lib.setting(0.0, "MUNIT explicit cycle weight.")
 
   BATCH_WEIGHTS = BATCH_WEIGHTS
 
