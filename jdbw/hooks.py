@@ -19,7 +19,6 @@ scores, the mass-ratio targets as reference lines).
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Protocol, runtime_checkable
 
@@ -27,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdbw import figures, nets
+from jdbw import figures, nets, workdir
 from jdbw.evaluation import metrics
 
 
@@ -197,8 +196,7 @@ class WeightMonitor:
                   note="per-class moving averages (EMA) of the combined weight x m and of"
                        " the critic score minus its batch mean, at each logged step; targets:"
                        " midpoint weights")
-    with open(os.path.join(out_dir, "figure3_weights.json"), "w") as f:
-      json.dump(record, f)
+    workdir.write_json_atomic(os.path.join(out_dir, "figure3_weights.json"), record)
     paths.append(os.path.join(out_dir, "figure3_weights.json"))
     return paths
 

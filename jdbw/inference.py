@@ -11,7 +11,6 @@ No data pipeline is needed.
 from __future__ import annotations
 
 import functools
-import json
 import os
 
 import jax
@@ -19,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jdbw import checkpoint, methods, nets
+from jdbw import workdir as workdir_lib
 from jdbw.errors import ConfigError
 
 
@@ -27,8 +27,7 @@ def read_config(workdir: str) -> dict:
   path = os.path.join(workdir, "config.json")
   if not os.path.isfile(path):
     raise ConfigError(f"--workdir: {workdir} has no config.json (not a jdbw training workdir)")
-  with open(path) as f:
-    return json.load(f)
+  return workdir_lib.read_json(path, "--workdir")
 
 
 def checkpoint_steps(workdir: str) -> list[int]:

@@ -166,8 +166,7 @@ def check_workdir_config(workdir: str, record: dict, defaults: dict | None = Non
   path = os.path.join(workdir, "config.json")
   record, defaults = as_json(record), as_json(defaults or {})
   if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
+    old = wd.read_json(path, "--workdir")
     old = {**old, "model": {**(defaults or {}), **old.get("model", {})}}
     diff = sorted(k for sec in ("model", "domains") for k in
                   set(old.get(sec, {})) | set(record[sec])
@@ -186,8 +185,7 @@ def check_workdir_config(workdir: str, record: dict, defaults: dict | None = Non
   if jax.process_index() != 0:   # multi-process: process 0 writes the run's files
     return
   os.makedirs(workdir, exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(record, f, indent=2, sort_keys=True)
+  wd.write_json_atomic(path, record, indent=2, sort_keys=True)
 
 
 class _Preemption:

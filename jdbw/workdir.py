@@ -6,7 +6,9 @@ and storage failures (disk full, read-only, permissions) told in one line.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import os
 import shutil
@@ -32,6 +34,36 @@ _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.
 _STORAGE_TEXT = {"No space left on device": errno.ENOSPC, "RESOURCE_EXHAUSTED": errno.ENOSPC,
                  "Disk quota exceeded": errno.EDQUOT, "Read-only file system": errno.EROFS,
                  "Permission denied": errno.EACCES, "PERMISSION_DENIED": errno.EACCES}
+
+
+def write_text_atomic(path: str, text: str) -> None:
+  """Writes `path` through a temporary file in the same folder and a rename: a reader
+  (or a crash) sees the old file or the new one, never a part."""
+  tmp = f"{path}.tmp.{os.getpid()}"
+  try:
+    with open(tmp, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def write_json_atomic(path: str, record, **dump_kw) -> None:
+  """`json.dump` of `record` to `path`, atomically (`write_text_atomic`)."""
+  write_text_atomic(path, json.dumps(record, **dump_kw))
+
+
+def read_json(path: str, what: str):
+  """The JSON record at `path`; a damaged file is one ConfigError line naming it."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise ConfigError(f"{what}: {path} is damaged ({type(e).__name__}: {e}); restore it or"
+                      " use a new --workdir") from None
 
 
 def check_writable(workdir: str, need_bytes: int = 0) -> None:
@@ -169,43 +201,69 @@ class WorkdirLock:
       return f"process {other.get('pid')} is not running"
     return None
 
+  @contextlib.contextmanager
+  def _takeover_guard(self):
+    """Serialises acquisition among the trainers of this host (an exclusive `flock` on
+    `<workdir>/lock.takeover`), so that of two trainers finding the same dead run's lock
+    exactly one removes it and links its own: without it both could remove the stale
+    lock, the second removing the first's fresh one. Where the file system has no flock
+    the guard is skipped (the heartbeat check still refuses a live lock)."""
+    try:
+      guard = open(self.path + ".takeover", "a")
+    except OSError:
+      yield
+      return
+    try:
+      try:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+      except OSError:
+        pass
+      yield
+    finally:
+      guard.close()   # closing releases the flock
+
   def acquire(self) -> None:
     me = self._record()
     tmp = f"{self.path}.{me['host']}.{me['pid']}"
     with open(tmp, "w") as f:
       json.dump(me, f)
     try:
-      for _ in range(3):
-        try:
-          os.link(tmp, self.path)   # atomic: fails if a lock exists
-          break
-        except FileExistsError:
-          pass
-        try:
-          with open(self.path) as f:
-            other = json.load(f)
-        except (OSError, ValueError):
-          other = None
-        why = self._stale(other)
-        if why is None:
-          who = (f"pid {other.get('pid')} on {other.get('host')}, since {other.get('since')}"
-                 if other else "an unreadable lock")
-          raise ConfigError(
-              f"--workdir: {os.path.dirname(self.path)} is in use by another trainer ({who});"
-              f" wait for it, stop it, or use another --workdir (a dead run's {self.path}"
-              " is taken over automatically)")
-        logging.warning("taking over the lock %s of a dead run (%s)", self.path, why)
-        try:
-          os.remove(self.path)
-        except FileNotFoundError:
-          pass
-      else:
-        raise ConfigError(f"--workdir: could not take the lock {self.path}")
+      with self._takeover_guard():
+        self._link(tmp)
     finally:
       os.remove(tmp)
     self._held = True
     self._thread = threading.Thread(target=self._beat, name="workdir-lock", daemon=True)
     self._thread.start()
+
+  def _link(self, tmp: str) -> None:
+    """Links `tmp` as the lock, taking over a dead run's (under `_takeover_guard`)."""
+    for _ in range(3):
+      try:
+        os.link(tmp, self.path)   # atomic: fails if a lock exists
+        break
+      except FileExistsError:
+        pass
+      try:
+        with open(self.path) as f:
+          other = json.load(f)
+      except (OSError, ValueError):
+        other = None
+      why = self._stale(other)
+      if why is None:
+        who = (f"pid {other.get('pid')} on {other.get('host')}, since {other.get('since')}"
+               if other else "an unreadable lock")
+        raise ConfigError(
+            f"--workdir: {os.path.dirname(self.path)} is in use by another trainer ({who});"
+            f" wait for it, stop it, or use another --workdir (a dead run's {self.path}"
+            " is taken over automatically)")
+      logging.warning("taking over the lock %s of a dead run (%s)", self.path, why)
+      try:
+        os.remove(self.path)
+      except FileNotFoundError:
+        pass
+    else:
+      raise ConfigError(f"--workdir: could not take the lock {self.path}")
 
   def _beat(self) -> None:
     while not self._stop.wait(HEARTBEAT_S):

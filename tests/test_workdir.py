@@ -194,3 +194,56 @@ def test_disk_full_and_read_only_through_the_entrypoint(tmp_path):
     assert "is not writable (Read-only file system)" in last and "step 1/" not in out.stderr
   finally:
     subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def _race_for_lock(wd, barrier, results, i):
+  """A child process: waits for its rival, tries the lock, reports, keeps it (no release)."""
+  lock = workdir.WorkdirLock(str(wd))
+  barrier.wait()
+  try:
+    lock.acquire()
+    results[i] = 1
+  except ConfigError:
+    results[i] = 0
+  os._exit(0)   # Dies holding it, as a killed trainer would; the heartbeat thread dies too.
+
+
+def test_two_trainers_on_a_dead_runs_lock_exactly_one_wins(tmp_path):
+  """100 trials: two processes released at the same instant (a barrier) both find the
+  lock of a dead run; exactly one takes it over, the other is refused."""
+  import multiprocessing
+  ctx = multiprocessing.get_context("fork")
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  for trial in range(100):
+    wd = tmp_path / str(trial)
+    wd.mkdir()
+    _write_lock(wd, pid=dead.pid)
+    barrier, results = ctx.Barrier(2), ctx.Array("i", [-1, -1])
+    procs = [ctx.Process(target=_race_for_lock, args=(wd, barrier, results, i))
+             for i in range(2)]
+    for p in procs:
+      p.start()
+    for p in procs:
+      p.join(60)
+    assert sorted(results[:]) == [0, 1], f"trial {trial}: {results[:]}"
+
+
+def test_small_files_are_atomic_and_a_damaged_config_is_one_line(tmp_path):
+  """config.json (and metrics.json, figure3_weights.json) are written through temp +
+  rename; a truncated or empty config.json is one line naming it (inference and the
+  trainer, which exits 2 before compiling)."""
+  from jdbw import inference
+  path = tmp_path / "config.json"
+  workdir.write_json_atomic(str(path), {"method": "jd"}, indent=2)
+  assert json.loads(path.read_text()) == {"method": "jd"} and os.listdir(tmp_path) == [path.name]
+  for damaged in ('{"method": "jd", "mo', ""):
+    path.write_text(damaged)
+    with pytest.raises(ConfigError) as e:
+      inference.read_config(str(tmp_path))
+    helpers.one_line(e, "--workdir", str(path), "is damaged")
+  out = subprocess.run(_cli(tmp_path, 2), cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+  last = out.stderr.strip().splitlines()[-1]
+  assert out.returncode == EXIT_BAD_INPUT and str(path) in last and "is damaged" in last, last
+  assert "Traceback" not in out.stderr and "step 1/" not in out.stderr

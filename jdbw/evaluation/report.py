@@ -14,6 +14,7 @@ import numpy as np
 from absl import logging
 
 from jdbw import data, figures, inference
+from jdbw import workdir as workdir_lib
 from jdbw.errors import CheckpointError
 from jdbw.evaluation import classifier as clf_lib
 from jdbw.evaluation import evaluator as ev_lib
@@ -73,10 +74,10 @@ def evaluate_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig
   result["evaluated"] = {"date": datetime.date.today().isoformat(),
                          "machine": f"{platform.machine()} {jax.devices()[0].device_kind}",
                          "jax": jax.__version__}
-  with open(os.path.join(out_root, "metrics.json"), "w") as f:
-    json.dump(result, f, indent=2, sort_keys=True)
-  with open(os.path.join(out_root, "report.md"), "w") as f:
-    f.write(report_markdown(result, out_root))
+  workdir_lib.write_json_atomic(os.path.join(out_root, "metrics.json"), result, indent=2,
+                                sort_keys=True)
+  workdir_lib.write_text_atomic(os.path.join(out_root, "report.md"),
+                                report_markdown(result, out_root))
   return result
 
 
@@ -100,8 +101,7 @@ def weights_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig(
   name = "".join(ch if ch.isalnum() else "_" for ch in config.split).strip("_")
   path = os.path.join(workdir, "weights", f"{name}-step{out['step']}.json")
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(out, f, indent=2, sort_keys=True)
+  workdir_lib.write_json_atomic(path, out, indent=2, sort_keys=True)
   out["path"] = path
   return out
 
