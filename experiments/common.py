@@ -142,8 +142,8 @@ def exit_on_bad_input(fn):
       print(f"error: {e} (exit status {errors.EXIT_STORAGE})", file=sys.stderr)
       sys.exit(errors.EXIT_STORAGE)
     except errors.Preempted as e:
-      print(f"{e} (exit status {errors.EXIT_PREEMPTED})", file=sys.stderr)
-      sys.exit(errors.EXIT_PREEMPTED)
+      print(f"{e} (exit status {e.exit_status})", file=sys.stderr)
+      sys.exit(e.exit_status)
   return wrapped
 
 

@@ -30,16 +30,23 @@ class StorageError(RuntimeError):
 
 
 class Preempted(Exception):
-  """SIGTERM stopped a run after writing a checkpoint of `step`; rerunning the same
-  command continues it. Entrypoints exit with `EXIT_PREEMPTED`."""
+  """SIGTERM (preemption) or Ctrl-C stopped a run: after writing a checkpoint of `step`,
+  or during start-up, before any step (`saved` False: nothing new to keep). Rerunning the
+  same command continues it. Entrypoints exit with `exit_status`: EXIT_PREEMPTED after
+  SIGTERM, EXIT_INTERRUPTED after Ctrl-C."""
 
-  def __init__(self, workdir: str, step: int):
-    super().__init__(f"preempted (SIGTERM) at step {step}: checkpoint written in {workdir};"
-                     " rerun the same command to continue")
-    self.workdir, self.step = workdir, step
+  def __init__(self, workdir: str, step: int, signal_name: str = "SIGTERM",
+               saved: bool = True):
+    what = "preempted (SIGTERM)" if signal_name == "SIGTERM" else "interrupted (Ctrl-C)"
+    where = (f"at step {step}: checkpoint written in {workdir}" if saved else
+             f"during start-up: nothing new to save in {workdir}")
+    super().__init__(f"{what} {where}; rerun the same command to continue")
+    self.workdir, self.step, self.saved = workdir, step, saved
+    self.exit_status = EXIT_PREEMPTED if signal_name == "SIGTERM" else EXIT_INTERRUPTED
 
 
 # Exit statuses of the entrypoints (README, "Exit statuses").
 EXIT_BAD_INPUT = 2      # ConfigError, DataUnavailableError, CheckpointError: one line
 EXIT_STORAGE = 74       # EX_IOERR: StorageError (disk full, read-only): one line
-EXIT_PREEMPTED = 75     # EX_TEMPFAIL: checkpoint written, rerun to continue
+EXIT_PREEMPTED = 75     # EX_TEMPFAIL: SIGTERM; checkpoint written, rerun to continue
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C once; checkpoint written, rerun to continue

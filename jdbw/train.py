@@ -35,7 +35,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jdbw import checkpoint, data, hooks, parallel
 from jdbw import workdir as wd
-from jdbw.errors import ConfigError, Preempted
+from jdbw.errors import EXIT_INTERRUPTED, ConfigError, Preempted
 
 PARALLEL = ("shard_map", "pmap")
 
@@ -189,26 +189,40 @@ def check_workdir_config(workdir: str, record: dict, defaults: dict | None = Non
 
 
 class _Preemption:
-  """SIGTERM (preemption on Colab / TPU VMs) asks the loop to checkpoint and stop."""
+  """SIGTERM (preemption on Colab / TPU VMs) or Ctrl-C asks the run to stop: in the loop
+  after the current step, with a checkpoint; during start-up before the first step.
+  The handler only sets a flag (no KeyboardInterrupt that a library callback could
+  swallow). A second Ctrl-C stops at once: one line, exit EXIT_INTERRUPTED, nothing
+  saved (the lock is taken over by the next run)."""
+
+  SIGNALS = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}
 
   def __init__(self):
-    self.requested = False
-    self._old = None
+    self.requested = None   # the name of the first signal received
+    self._old = {}
 
   def __enter__(self):
-    try:
-      self._old = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # Not the main thread: leave signals alone.
-      self._old = None
+    for sig in self.SIGNALS:
+      try:
+        self._old[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # Not the main thread: leave signals alone.
+        pass
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
+    del frame
+    if self.requested and signum == signal.SIGINT:
+      os.write(2, f"interrupted twice (Ctrl-C): stopped at once, nothing saved since the"
+                  f" last checkpoint (exit status {EXIT_INTERRUPTED})\n".encode())
+      os._exit(EXIT_INTERRUPTED)
+    self.requested = self.requested or self.SIGNALS[signum]
+    if signum == signal.SIGINT:
+      os.write(2, b"Ctrl-C: stopping after this step with a checkpoint (Ctrl-C again:"
+                  b" stop at once)\n")
 
   def __exit__(self, *exc):
-    if self._old is not None:
-      signal.signal(signal.SIGTERM, self._old)
+    for sig, old in self._old.items():
+      signal.signal(sig, old)
 
 
 # --- figures ---
@@ -269,10 +283,11 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
       jax.eval_shape(method.init_state, jax.random.PRNGKey(run.seed)))
   if lead:   # before loading data or compiling: the workdir takes files, one checkpoint fits
     wd.check_writable(workdir, ckpt_bytes)
-  with wd.WorkdirLock(workdir) if lead else contextlib.nullcontext():
+  with _Preemption() as preempt, (
+      wd.WorkdirLock(workdir) if lead else contextlib.nullcontext()):
     try:
       return _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
-                    iteration_wrapper)
+                    iteration_wrapper, preempt)
     except Exception as e:
       error = wd.storage_error(e, workdir)
       if error is None:
@@ -281,7 +296,7 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
 
 
 def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
-           iteration_wrapper):
+           iteration_wrapper, preempt):
   domains = {k: data.load_domain(s, data_dir=run.data_dir, process_index=jax.process_index(),
                                  process_count=jax.process_count())
              for k, s in domain_specs.items()}
@@ -356,52 +371,53 @@ def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
       timer["t"], timer["step"] = time.time(), done
 
   try:
-    with _Preemption() as preempt:
-      pending = None
-      for step in range(start, run.steps):
-        if step > start and step % run.stream_segment == 0:
-          batches = stream(step)
-        batch = next(batches)
-        images = {k: v["image"] for k, v in batch.items()}  # Labels stay on the host.
-        labels = {k: v["label"][0] for k, v in batch.items()}
-        # Dispatch is asynchronous: the previous step's host work below, and the next
-        # batch's read and transfer, overlap this step on the device.
-        dev_state, metrics, per_sample = step_fn(dev_state, place_batch(images, run.parallel, mesh))
-        if pending is not None:
-          finish(*pending)
-        done = step + 1
-        pending = (done, metrics, per_sample, labels)
-        save = done % run.checkpoint_every == 0 or done == run.steps or preempt.requested
-        draw = done % run.figure_every == 0 or done == run.steps
-        score = evaluate is not None and run.eval_every and (
-            done % run.eval_every == 0 or done == run.steps)
-        if not (save or draw or score):
-          continue
-        # Anything that keeps this step's state first checks its losses were finite.
+    if preempt.requested:   # during start-up: nothing trained yet, nothing to save
+      raise Preempted(workdir, start, preempt.requested, saved=False)
+    pending = None
+    for step in range(start, run.steps):
+      if step > start and step % run.stream_segment == 0:
+        batches = stream(step)
+      batch = next(batches)
+      images = {k: v["image"] for k, v in batch.items()}  # Labels stay on the host.
+      labels = {k: v["label"][0] for k, v in batch.items()}
+      # Dispatch is asynchronous: the previous step's host work below, and the next
+      # batch's read and transfer, overlap this step on the device.
+      dev_state, metrics, per_sample = step_fn(dev_state, place_batch(images, run.parallel, mesh))
+      if pending is not None:
         finish(*pending)
-        pending = None
-        if save:
-          wd.ensure_room(workdir, ckpt_bytes)
-          ckpt.save(done, host_state(dev_state, run.parallel), history)
-        if draw and lead:
-          write_figures(method, watch, local_state(dev_state, run.parallel), eval_batch,
-                        history, workdir, run.seed)
-        if score:
-          scores = evaluate(local_state(dev_state, run.parallel))
-          logging.info("eval step %d  %s", done,
-                       "  ".join(f"{k}={v:.4f}" for k, v in sorted(scores.items())))
-          for k, v in scores.items():
-            writer.add_scalar(f"eval/{k}", v, done)
-          writer.flush()
-        if preempt.requested:
-          logging.warning("SIGTERM: checkpoint written at step %d; exiting", done)
-          break
+      done = step + 1
+      pending = (done, metrics, per_sample, labels)
+      save = done % run.checkpoint_every == 0 or done == run.steps or preempt.requested
+      draw = done % run.figure_every == 0 or done == run.steps
+      score = evaluate is not None and run.eval_every and (
+          done % run.eval_every == 0 or done == run.steps)
+      if not (save or draw or score):
+        continue
+      # Anything that keeps this step's state first checks its losses were finite.
+      finish(*pending)
+      pending = None
+      if save:
+        wd.ensure_room(workdir, ckpt_bytes)
+        ckpt.save(done, host_state(dev_state, run.parallel), history)
+      if draw and lead:
+        write_figures(method, watch, local_state(dev_state, run.parallel), eval_batch,
+                      history, workdir, run.seed)
+      if score:
+        scores = evaluate(local_state(dev_state, run.parallel))
+        logging.info("eval step %d  %s", done,
+                     "  ".join(f"{k}={v:.4f}" for k, v in sorted(scores.items())))
+        for k, v in scores.items():
+          writer.add_scalar(f"eval/{k}", v, done)
+        writer.flush()
+      if preempt.requested:
+        logging.warning("%s: checkpoint written at step %d; exiting", preempt.requested, done)
+        break
   finally:
     ckpt.wait()
     ckpt.close()
     writer.close()
   if preempt.requested:
-    raise Preempted(workdir, done)
+    raise Preempted(workdir, done, preempt.requested)
   return host_state(dev_state, run.parallel)
 
 

@@ -17,9 +17,9 @@ import pytest
 import helpers
 from helpers import one_line
 
-from jdbw import data, inference, train
+from jdbw import data, inference, train, workdir
 from jdbw.methods import jd
-from jdbw.errors import EXIT_PREEMPTED, CheckpointError, ConfigError
+from jdbw.errors import EXIT_INTERRUPTED, EXIT_PREEMPTED, CheckpointError, ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(g_features=4, d_features=2, w_features=2, d_steps=2)
@@ -321,3 +321,60 @@ def test_iteration_at_128():
     jd.JDConfig(resolution=64).validate()
   with pytest.raises(ConfigError, match="--g_kernel"):
     jd.JDConfig(**{**jd.PAPER_128, "g_kernel": 1, "g_stride": 1}).validate()
+
+
+@pytest.mark.slow
+def test_ctrl_c_once_twice_and_signals_during_start_up(tmp_path):
+  """Through the entrypoint. Ctrl-C once: a checkpoint of the step reached, one line,
+  EXIT_INTERRUPTED (130), the lock released, and a rerun resumes there. Ctrl-C twice:
+  stops at once, one line, no traceback. SIGTERM during start-up (lock taken, data or
+  compile): one line, EXIT_PREEMPTED (75), the lock released."""
+  steps, extra, env = 400, ["--checkpoint_every=1000"], _CLI_ENV
+
+  def launch(wd, log):
+    return subprocess.Popen(_cli(wd, steps, extra), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+
+  def ended(proc, log, status):
+    try:
+      assert proc.wait(120) == status, log.read_text()[-3000:]
+    finally:
+      proc.kill()
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    return text, text.strip().splitlines()[-1]
+
+  wd, log = tmp_path / "wd", tmp_path / "once.log"
+  proc = launch(wd, log)
+  _wait_for(lambda: "step 3/" in log.read_text(), proc, poll=0.05)
+  proc.send_signal(signal.SIGINT)
+  text, last = ended(proc, log, EXIT_INTERRUPTED)
+  saved = max(_saved(wd))
+  assert last.startswith(f"interrupted (Ctrl-C) at step {saved}: checkpoint written"), last
+  assert 3 <= saved < steps and not (wd / workdir.LOCK).exists()
+
+  log = tmp_path / "resumed.log"
+  proc = launch(wd, log)
+  _wait_for(lambda: f"step {saved + 2}/" in log.read_text(), proc, poll=0.05)
+  proc.send_signal(signal.SIGTERM)
+  text, last = ended(proc, log, EXIT_PREEMPTED)
+  assert f"resumed {wd} at step {saved}" in text
+
+  # Twice: the first during start-up (which takes seconds), the second soon after.
+  wd2, log = tmp_path / "twice", tmp_path / "twice.log"
+  proc = launch(wd2, log)
+  _wait_for(lambda: (wd2 / workdir.LOCK).exists(), proc, poll=0.01)
+  proc.send_signal(signal.SIGINT)
+  time.sleep(0.3)
+  proc.send_signal(signal.SIGINT)
+  text, last = ended(proc, log, EXIT_INTERRUPTED)
+  assert last.startswith("interrupted twice (Ctrl-C): stopped at once"), last
+  assert "Ctrl-C: stopping after this step" in text
+
+  wd, log = tmp_path / "start", tmp_path / "start.log"
+  proc = launch(wd, log)
+  _wait_for(lambda: (wd / workdir.LOCK).exists(), proc, poll=0.01)
+  proc.send_signal(signal.SIGTERM)
+  text, last = ended(proc, log, EXIT_PREEMPTED)
+  assert last.startswith("preempted (SIGTERM)") and "rerun the same command" in last, last
+  assert not (wd / workdir.LOCK).exists()
