@@ -4,8 +4,15 @@ Layout: `<workdir>/checkpoints/<step>/{state,history}`. Saves are atomic (orbax 
 to a temporary directory and renames), so a crash never leaves a half checkpoint and
 never touches the previous one.
 
-A checkpoint damaged afterwards (a truncated or deleted file, a disk error) does not stop
-a run: `restore_latest` falls back to the newest checkpoint that restores, with one
+Each finished checkpoint gets the SHA-256 of every file it holds, written after the write
+(`<workdir>/checkpoint_checksums/<step>.json`, temp + rename) and checked on restore, so
+bytes flipped inside a data file are caught even where the format would decode them; a
+restored state with a NaN or infinite value is refused too. A checkpoint without a
+checksum record (written before they existed, or cut off between the write and its
+record) restores unchecked.
+
+A checkpoint damaged afterwards (a truncated, deleted or altered file, a disk error) does
+not stop a run: `restore_latest` falls back to the newest checkpoint that restores, with one
 warning line per skipped step naming the cause; the trainer also moves the damaged ones
 to `<workdir>/damaged_checkpoints/` so that saving that step again cannot collide.
 """
@@ -13,6 +20,8 @@ to `<workdir>/damaged_checkpoints/` so that saving that step again cannot collid
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import shutil
 import time
@@ -60,20 +69,95 @@ def _restore_target(leaf):
   return target
 
 
+def _file_digests(root: str) -> dict[str, str]:
+  """{path relative to `root`: SHA-256} of every file below `root`."""
+  out = {}
+  for dirpath, _, files in os.walk(root):
+    for name in files:
+      path = os.path.join(dirpath, name)
+      h = hashlib.sha256()
+      with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+          h.update(block)
+      out[os.path.relpath(path, root)] = h.hexdigest()
+  return dict(sorted(out.items()))
+
+
+def _non_finite(tree) -> str | None:
+  """The key path of the first float leaf of `tree` holding a NaN or an infinity."""
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    a = np.asarray(jax.device_get(leaf))
+    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+      return jax.tree_util.keystr(path)
+  return None
+
+
 class Checkpointer:
+
+  CHECKSUMS = "checkpoint_checksums"   # <workdir>/checkpoint_checksums/<step>.json
 
   def __init__(self, workdir: str, keep: int = 3):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+    self._unsealed: list[int] = []
+    self._sums = os.path.join(os.path.dirname(self.directory), self.CHECKSUMS)
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
   def save(self, step: int, state, history: dict) -> None:
+    self._seal()
     self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), history=ocp.args.JsonSave(history)), force=True)
+    self._unsealed.append(step)
+
+  def _checksum_path(self, step: int) -> str:
+    return os.path.join(self._sums, f"{step}.json")
+
+  def _seal(self) -> None:
+    """Waits for the writes in flight, then records the checksums of the steps they
+    finished (only the process that writes the files; the others' steps are the same
+    files). Records of steps orbax has since deleted are dropped."""
+    if not self._unsealed:
+      return
+    self.manager.wait_until_finished()
+    steps, self._unsealed = self._unsealed, []
+    if jax.process_index() != 0:
+      return
+    from jdbw import workdir as workdir_lib
+    os.makedirs(self._sums, exist_ok=True)
+    kept = set(self.all_steps())
+    for step in steps:
+      if step in kept:
+        workdir_lib.write_json_atomic(self._checksum_path(step), _file_digests(
+            os.path.join(self.directory, str(step))), indent=0)
+    for name in os.listdir(self._sums):
+      stem = name.split(".")[0]
+      if stem.isdigit() and int(stem) not in kept:
+        try:
+          os.remove(os.path.join(self._sums, name))
+        except FileNotFoundError:
+          pass
+
+  def verify(self, step: int) -> None:
+    """CheckpointError, one line, if the files of `step` differ from its checksum record
+    (a missing, changed or extra file); nothing when it has no record."""
+    path = self._checksum_path(step)
+    if not os.path.isfile(path):
+      return
+    try:
+      with open(path) as f:
+        want = json.load(f)
+    except (OSError, ValueError) as e:
+      raise CheckpointError(f"checkpoint step {step} in {self.directory}: its checksum record"
+                            f" {path} is unreadable ({_cause(e)})") from None
+    got = _file_digests(os.path.join(self.directory, str(step)))
+    bad = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+    if bad:
+      raise CheckpointError(f"checkpoint step {step} in {self.directory} fails its checksum"
+                            f" ({len(bad)} file(s) changed, e.g. {bad[0]})")
 
   def all_steps(self) -> list[int]:
     return sorted(self.manager.all_steps())
@@ -82,6 +166,8 @@ class Checkpointer:
     """(state, history) of `step` (default: the latest); CheckpointError, one line, if
     it does not restore."""
     step = self.latest_step() if step is None else step
+    self._seal()
+    self.verify(step)
     abstract = jax.tree.map(_restore_target, abstract_state)
     try:
       out = self._restore(step, abstract)
@@ -95,8 +181,15 @@ class Checkpointer:
       except Exception:
         raise CheckpointError(f"checkpoint step {step} in {self.directory} does not restore"
                               f" ({_cause(e)})") from e
-      return abstract_state.replace(**out.state), out.history
-    return out.state, out.history
+      return self._finite(step, abstract_state.replace(**out.state)), out.history
+    return self._finite(step, out.state), out.history
+
+  def _finite(self, step: int, state):
+    where = _non_finite(state)
+    if where is not None:
+      raise CheckpointError(f"checkpoint step {step} in {self.directory} restores a"
+                            f" non-finite value (in {where})")
+    return state
 
   def _restore(self, step, abstract):
     return self.manager.restore(step, args=ocp.args.Composite(
@@ -128,6 +221,8 @@ class Checkpointer:
     for step in steps:
       dest = os.path.join(aside, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
       shutil.move(os.path.join(self.directory, str(step)), dest)
+      if os.path.isfile(self._checksum_path(step)):
+        shutil.move(self._checksum_path(step), os.path.join(dest, "checksums.json"))
       logging.warning("moved the damaged checkpoint of step %d to %s", step, dest)
     self.manager.reload()
 
@@ -146,8 +241,14 @@ class Checkpointer:
       logging.info("removed %d unfinished checkpoint write(s): %s", len(names), ", ".join(names))
     return names
 
+  def quarantine(self, step: int) -> None:
+    """Moves checkpoint `step` to `<workdir>/damaged_checkpoints/` (one warning line)."""
+    self._seal()
+    self._quarantine([step])
+
   def wait(self) -> None:
     self.manager.wait_until_finished()
+    self._seal()
 
   def close(self) -> None:
     self.manager.close()

@@ -35,7 +35,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jdbw import checkpoint, data, hooks, parallel
 from jdbw import workdir as wd
-from jdbw.errors import EXIT_INTERRUPTED, ConfigError, Preempted
+from jdbw.errors import EXIT_INTERRUPTED, CheckpointError, ConfigError, Preempted
 
 PARALLEL = ("shard_map", "pmap")
 
@@ -348,6 +348,14 @@ def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
     metrics = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in jax.device_get(metrics).items()}
     if not all(np.isfinite(v) for v in metrics.values()):
       bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
+      if start and ckpt.latest_step() == start:   # nothing saved since the resume
+        if lead:
+          ckpt.quarantine(start)
+        raise CheckpointError(
+            f"--workdir: non-finite loss at step {done} ({', '.join(sorted(bad))}),"
+            f" {done - start} step(s) after resuming from checkpoint step {start}: that"
+            " checkpoint is the likely cause and was moved to damaged_checkpoints/; rerun"
+            " the same command to resume from the one before it")
       raise FloatingPointError(
           f"non-finite loss at step {done}: {bad}; stopping. The last good"
           f" checkpoint (step {ckpt.latest_step()}) is untouched; lower --lr or"
