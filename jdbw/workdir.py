@@ -97,8 +97,22 @@ def check_writable(workdir: str, need_bytes: int = 0) -> None:
 
 def ensure_room(workdir: str, need_bytes: int) -> None:
   """Before a checkpoint write: StorageError, one line, if the file system of `workdir`
-  has less than `need_bytes` free, so that a full disk stops the run before orbax
-  starts a write it cannot finish (its threads then print pages of tracebacks)."""
+  has less than `need_bytes` free, or its checkpoints folder no longer takes a new
+  entry (permissions, an immutable attribute, read-only), so that the run stops before
+  orbax starts a write it cannot finish (its threads then print pages of tracebacks, or
+  wait minutes for a step folder that cannot appear)."""
+  folder = os.path.join(workdir, "checkpoints")
+  probe = os.path.join(folder, f".write_probe.{socket.gethostname()}.{os.getpid()}")
+  try:
+    os.makedirs(folder, exist_ok=True)
+    with open(probe, "wb"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    if e.errno not in _STORAGE_ERRNOS:
+      raise
+    raise StorageError(workdir, os.strerror(e.errno), folder,
+                       _finished_checkpoints(workdir)) from None
   free = shutil.disk_usage(workdir).free
   if free < need_bytes:
     raise StorageError(

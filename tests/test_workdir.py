@@ -247,3 +247,42 @@ def test_small_files_are_atomic_and_a_damaged_config_is_one_line(tmp_path):
   last = out.stderr.strip().splitlines()[-1]
   assert out.returncode == EXIT_BAD_INPUT and str(path) in last and "is damaged" in last, last
   assert "Traceback" not in out.stderr and "step 1/" not in out.stderr
+
+
+@pytest.mark.slow
+def test_checkpoints_folder_made_read_only_mid_run_ends_within_30_s(tmp_path):
+  """The checkpoints folder (not the whole disk) turns read-only during a run (a
+  read-only bind mount over it): the run ends at its next checkpoint within 30 s, one
+  line naming the folder and the last good checkpoint, exit 74, no traceback."""
+  wd = tmp_path / "wd"
+  env = {**os.environ, "XLA_FLAGS": helpers.xla_flags()}
+  folder = wd / "checkpoints"
+  with open(tmp_path / "ro.log", "w") as err:
+    proc = subprocess.Popen(_cli(wd, 100000) + ["--checkpoint_every=40"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=err)
+    mounted = False
+    try:
+      t = time.time()
+      while not (folder / "40").is_dir():
+        assert proc.poll() is None and time.time() - t < 240
+        time.sleep(0.05)
+      try:
+        subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True,
+                       capture_output=True)
+        mounted = True
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True,
+                       capture_output=True)
+      except (OSError, subprocess.CalledProcessError) as e:
+        pytest.skip(f"cannot bind-mount read-only here ({e})")
+      t = time.time()
+      assert proc.wait(120) == EXIT_STORAGE
+      assert time.time() - t < 30
+    finally:
+      proc.kill()
+      if mounted:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+  text = (tmp_path / "ro.log").read_text()
+  last = text.strip().splitlines()[-1]
+  assert last.startswith("error: --workdir:") and str(folder) in last, last
+  assert "Read-only file system" in last and "last good checkpoint is step" in last, last
+  assert "Traceback" not in text, text[-3000:]
