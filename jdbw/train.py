@@ -136,11 +136,15 @@ def flat_per_sample(per_sample):
 
 # --- workdir bookkeeping ---
 
-def _config_record(method, domains) -> dict:
-  """config.json: the method, its model config, the domain specs and, for sources whose
-  classes have names (folder subfolders), those names by label."""
-  record = {"method": type(method).__name__, "model": dataclasses.asdict(method.config),
+def _config_record(method, domains, run: RunConfig | None = None) -> dict:
+  """config.json: the method (its registry name), its model config, the domain specs, the
+  run's settings and, for sources whose classes have names (folder subfolders), those
+  names by label."""
+  from jdbw import methods
+  record = {"method": methods.name_of(method), "model": dataclasses.asdict(method.config),
             "domains": {k: dataclasses.asdict(d.spec) for k, d in domains.items()}}
+  if run is not None:
+    record["run"] = dataclasses.asdict(run)
   names = {k: list(d.data.class_names) for k, d in domains.items() if d.data.class_names}
   if names:
     record["class_names"] = names
@@ -149,6 +153,10 @@ def _config_record(method, domains) -> dict:
 
 # How, not what, a run computes: a workdir may be resumed with another value.
 EXECUTION_FIELDS = ("conv_impl",)
+# The run settings that make the run what it is (its initial state and its data stream); a
+# resume with another value would continue silently on another stream. The others (steps,
+# periods, --parallel) may change between a run and its resume.
+RUN_IDENTITY = ("batch_size", "seed", "stream_segment")
 
 
 def as_json(value):
@@ -163,6 +171,7 @@ def check_workdir_config(workdir: str, record: dict, defaults: dict | None = Non
   `defaults`: the model config's defaults, taken for fields the workdir's record lacks
   (fields added after the run was made).
   """
+  from jdbw import methods
   path = os.path.join(workdir, "config.json")
   record, defaults = as_json(record), as_json(defaults or {})
   if os.path.exists(path):
@@ -172,14 +181,17 @@ def check_workdir_config(workdir: str, record: dict, defaults: dict | None = Non
                   set(old.get(sec, {})) | set(record[sec])
                   if old.get(sec, {}).get(k) != record[sec].get(k)
                   and not (sec == "model" and k in EXECUTION_FIELDS))
-    if old.get("method") != record["method"]:
+    if "run" in old and "run" in record:   # records before 2026-12-05 have no run section
+      diff = [f"run.{k} ({old['run'].get(k)} then, {record['run'].get(k)} now)"
+              for k in RUN_IDENTITY if old["run"].get(k) != record["run"].get(k)] + diff
+    if methods.canonical_name(old.get("method")) != methods.canonical_name(record["method"]):
       diff.insert(0, "method")
     old_names, names = old.get("class_names", {}), record.get("class_names", {})
     diff += [f"class_names.{k}" for k in sorted(set(old_names) & set(names))
              if old_names[k] != names[k]]   # a folder's classes changed under the run
     if diff:
       raise ConfigError(
-          f"--workdir: {workdir} was created with a different model configuration"
+          f"--workdir: {workdir} was created with a different configuration"
           f" (differs in: {', '.join(diff)}); use a new --workdir or the original flags")
     return
   if jax.process_index() != 0:   # multi-process: process 0 writes the run's files
@@ -306,7 +318,7 @@ def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
   points = method.point_domains
   data.host_batch_size(run.batch_size, device_count=jax.device_count(),
                        process_count=jax.process_count())
-  check_workdir_config(workdir, _config_record(method, domains),
+  check_workdir_config(workdir, _config_record(method, domains, run),
                        dataclasses.asdict(type(method.config)()))
 
   mesh = parallel.make_mesh() if run.parallel == "shard_map" else None

@@ -129,6 +129,17 @@ def test_tiny_run_writes_everything_and_resumes(tmp_path):
   other = jd.JD(jd.JDConfig(**{**TINY, "d_steps": 3}))
   with pytest.raises(ConfigError, match="--workdir: .*differs in: d_steps"):
     train.train(other, _run(tmp_path, 6), _specs())
+  # config.json holds the registry name and the run's settings; a resume on another data
+  # stream (another batch size or seed) is refused in one line naming the difference.
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["method"] == "jd" and saved["run"]["batch_size"] == 4
+  with pytest.raises(ConfigError) as e:
+    train.train(method, _run(tmp_path, 6, seed=1), _specs())
+  one_line(e, "--workdir:", "differs in: run.seed (0 then, 1 now)")
+  with pytest.raises(ConfigError) as e:
+    train.train(method, train.RunConfig(workdir=str(tmp_path), steps=6, batch_size=8,
+                                        checkpoint_every=2, log_every=1), _specs())
+  one_line(e, "run.batch_size (4 then, 8 now)")
 
 
 def _damage(workdir, step, how):

@@ -45,6 +45,11 @@ def names() -> list[str]:
   return list(REGISTRY)
 
 
+def canonical_name(name: str | None) -> str | None:
+  """The registry name of a name saved in config.json (older records: the class name)."""
+  return _SAVED_NAMES.get(name, name)
+
+
 def get(name: str) -> Entry:
   """The registry entry of `name` (a `--model` value or a saved config's method)."""
   key = _SAVED_NAMES.get(name, name)
@@ -83,5 +88,5 @@ def name_of(method) -> str:
   raise ConfigError(f"{type(method).__name__} is not a registered method ({names()})")
 
 
-__all__ = ["REGISTRY", "Entry", "Method", "TrainState", "base", "build", "cyclegan",
+__all__ = ["REGISTRY", "Entry", "Method", "TrainState", "base", "build", "canonical_name", "cyclegan",
            "distancegan", "from_config", "get", "jd", "munit", "name_of", "names"]
