@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 
@@ -37,7 +38,12 @@ from jdbw.errors import CheckpointError
 def _cause(e: BaseException) -> str:
   """One line for an exception: its type and the first line of its message (orbax and
   TensorStore messages run to many lines)."""
-  text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+  lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+  # TensorStore appends "See full TensorStore details: <bound method ...>" and source
+  # locations; they say nothing to a user.
+  text = next((re.split(r"\s*(?:See full TensorStore details|\[source locations=)", ln)[0]
+               for ln in lines if not ln.startswith("See full TensorStore")), "")
+  text = re.sub(r"<bound method [^>]*>", "", text).strip()
   return f"{type(e).__name__}: {text[:240]}" if text else type(e).__name__
 
 

@@ -78,6 +78,10 @@ def load_input(path: str):
   if os.path.getsize(path) == 0:
     raise ConfigError(f"--input: {path} is empty")
   if path.endswith(".npy"):
+    with open(path, "rb") as f:
+      if f.read(6) != b"\x93NUMPY":
+        raise ConfigError(f"--input: {path} is not a .npy file (no NumPy header; write it"
+                          " with numpy.save)")
     try:
       arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
@@ -146,12 +150,13 @@ class Translator:
                         f" only, not {direction}")
     images = np.asarray(images, np.float32)
     shape = self.method.example_shape(direction[0])
+    given = images.shape
     single = images.ndim == len(shape)
     if single:
       images = images[None]
     if images.shape[1:] != shape:
-      raise ConfigError(f"--input: inputs of shape {images.shape[1:]}; expected {shape}"
-                        " per example")
+      raise ConfigError(f"--input: an array of shape {given}; expected one example of shape"
+                        f" {shape} or a batch of shape (N, {', '.join(map(str, shape))})")
     if not np.isfinite(images).all():
       raise ConfigError("--input: inputs hold non-finite values (NaN or inf)")
     if not self.method.point_domains and (images.min() < -1.001 or images.max() > 1.001):

@@ -270,7 +270,9 @@ def test_translate_refuses_bad_inputs_in_one_line(tmp_path):
   (tmp_path / "text.png").write_text("not an image")
   helpers.one_line(_bad_input(tmp_path / "text.png"), "--input", "not a decodable image")
   (tmp_path / "text.npy").write_text("not an array")
-  helpers.one_line(_bad_input(tmp_path / "text.npy"), "--input", "not a readable .npy")
+  helpers.one_line(_bad_input(tmp_path / "text.npy"), "--input", "not a .npy file")
+  (tmp_path / "random.npy").write_bytes(bytes(range(256)) * 8)   # not "pickled data"
+  helpers.one_line(_bad_input(tmp_path / "random.npy"), "--input", "no NumPy header")
   np.save(tmp_path / "none.npy", np.zeros((0, 32, 32, 1), np.float32))
   helpers.one_line(_bad_input(tmp_path / "none.npy"), "--input", "holds no values")
   nan = np.zeros((2, 32, 32, 1), np.float32)
@@ -310,6 +312,9 @@ def test_translate_cli(tiny_workdir, tmp_path):
     tr.translate(np.full((32, 32, 1), np.nan, np.float32), "xy")
   with pytest.raises(ConfigError, match=r"expected \[-1, 1\]"):
     tr.translate(np.full((32, 32, 1), 255.0, np.float32), "xy")
+  with pytest.raises(ConfigError) as e:    # the array's own shape, not "()"
+    tr.translate(np.zeros(5, np.float32), "xy")
+  helpers.one_line(e, "an array of shape (5,)", "expected one example of shape (32, 32, 1)")
 
 
 @pytest.mark.parametrize("extra,expected", [

@@ -268,8 +268,9 @@ def decode(root, paths, labels, classes, opts, what, cache):
       tf.data.Dataset.from_generator(images, output_signature=spec).save(
           os.path.join(tmp, f"class_{k}"), shard_func=lambda e: tf.constant(0, tf.int64))
       if len(bad) > limit:
-        raise ConfigError(f"{what}: {len(bad)} of {len(paths)} files in {root} do not decode"
-                          f" (e.g. {bad[0]}); more than max_bad={opts.max_bad:g} of them")
+        raise ConfigError(f"{what}: files in {root} do not decode (e.g. {bad[0]}): decoding"
+                          f" stopped after {len(bad)} undecodable of the {len(paths)} image"
+                          f" files, more than max_bad={opts.max_bad:g} allows")
       if len(kept_labels) == before:
         where = os.path.join(root, classes[k]) if classes else root
         raise ConfigError(f"{what}: no image in {where} decodes")
