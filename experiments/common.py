@@ -246,10 +246,11 @@ def model_settings() -> dict[str, dict]:
   return out
 
 
-def define_model_flags() -> None:
+def define_model_flags(flag_values=FLAGS) -> None:
   """One flag per setting of the registered methods' configs, generated from the fields
   (`jdbw.config.setting`: help and choices; the type from the annotation). Every flag's
-  default is None: an unset flag takes the --model's own default, listed in the help."""
+  default is None: an unset flag takes the --model's own default, listed in the help.
+  `flag_values`: where to define them (tests use their own `flags.FlagValues()`)."""
   from jdbw import config as config_lib
   from jdbw import methods
   configs = [e.config for e in methods.REGISTRY.values()]
@@ -263,11 +264,11 @@ def define_model_flags() -> None:
              " (default per --model: " + ", ".join(f"{m} {v!r}" for m, v in defaults.items()))
     text += ")" if len(defaults) == len(configs) else f"; {', '.join(defaults)} only)"
     if choices:
-      flags.DEFINE_enum(name, None, list(choices), text)
+      flags.DEFINE_enum(name, None, list(choices), text, flag_values=flag_values)
     elif types[name] == "str":
-      flags.DEFINE_string(name, None, text)
+      flags.DEFINE_string(name, None, text, flag_values=flag_values)
     else:
-      _DEFINE[types[name]](name, None, text)
+      _DEFINE[types[name]](name, None, text, flag_values=flag_values)
 
 
 def model_config(model: str, strict: bool = True):

@@ -72,6 +72,9 @@ def test_classifier_trains_caches_and_refuses_below_threshold(clf_dir):
 class _Fake:
   """A test double with the evaluator's method interface and a chosen translator."""
 
+  stochastic = True
+  point_domains = False
+
   def __init__(self, translate_fn, logits_fn=None):
     self.config = jd.JDConfig(**TINY)
     self.directions = ("xy", "yx")

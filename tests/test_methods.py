@@ -122,17 +122,19 @@ def test_every_setting_has_one_definition_with_help_and_a_flag():
   from absl import flags
   from experiments import common
   from jdbw import config as config_lib
-  common.define_training_flags()
+  fv = flags.FlagValues()   # not the process's flags: other tests define theirs
+  common.define_model_flags(fv)
   configs = [e.config for e in methods.REGISTRY.values()]
   settings = common.model_settings()
   assert settings and not set(settings) & common.DERIVED
+  assert set(settings) == {n for n in fv}
   for name, defaults in settings.items():
     text, _ = config_lib.help_of(configs, name)
     assert text, name
-    assert flags.FLAGS[name].default is None and text in flags.FLAGS[name].help
-  assert "jd 5, munit 1" in flags.FLAGS["d_steps"].help
-  assert flags.FLAGS["gan_w"].help.endswith("munit only)")
-  assert set(flags.FLAGS["weighting"].parser.enum_values) == set(batch_weight.SCHEMES)
+    assert fv[name].default is None and text in fv[name].help
+  assert "jd 5, munit 1" in fv["d_steps"].help
+  assert fv["gan_w"].help.endswith("munit only)")
+  assert set(fv["weighting"].parser.enum_values) == set(batch_weight.SCHEMES)
 
 
 BAD_CLI = [
