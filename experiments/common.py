@@ -229,6 +229,9 @@ def make_evaluator(method, specs):
                              classifier_config=classifier_config())
 
 
+# Models whose default batch is not RunConfig's (the authors' MNIST-SVHN batch).
+DEFAULT_BATCH = {"distancegan": 16}
+
 # Model fields that are not flags of their own: set from the domain flags, or (oracle_map)
 # computed from them by --oracle_generators.
 DERIVED = frozenset({"channels_x", "channels_y", "resolution", "point_dim", "oracle_map"})
@@ -305,24 +308,17 @@ def define_run_flags() -> None:
   """The training run's flags (`jdbw.train.RunConfig`), the model choice, --oracle_generators
   and multi-host start-up: what every training entry point takes besides the settings."""
   from jdbw import methods, train
-  flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard and figures.")
-  flags.DEFINE_integer("steps", 50000, "Generator steps (iterations of 1 G + d D steps).")
-  flags.DEFINE_integer("batch_size", None, "Global batch size (divisible by the device count);"
-                       " default 128 (distancegan: 16, the authors' MNIST-SVHN batch).")
-  flags.DEFINE_integer("seed", 0, "Seed of the parameters, the RNG state and the data stream.")
-  flags.DEFINE_enum("parallel", "shard_map", train.PARALLEL,
-                    "Data-parallel wrapper of the same step: jit(shard_map) or pmap.")
-  flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint period (steps).")
-  flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
-  flags.DEFINE_integer("stream_segment", 1000,
-                       "Iterations per data-stream segment: each is seeded from (seed, its first"
-                       " step), so a resume replays the stream exactly, skipping at most this"
-                       " many iterations' draws. Keep it when resuming.")
-  flags.DEFINE_integer("log_every", 50, "Log/TensorBoard period (steps).")
-  flags.DEFINE_integer("figure_every", 5000, "Figure period (steps); figures also at the end.")
-  flags.DEFINE_integer("eval_every", 0,
-                       "Evaluate (experiments.evaluate's metrics) every N steps and at the end,"
-                       " to TensorBoard under eval/; 0 = off.")
+  for f in dataclasses.fields(train.RunConfig):
+    if not f.metadata.get("help"):
+      continue   # not a flag of its own (data_dir is a domain flag)
+    default, text = f.default, f.metadata["help"]
+    if f.name == "batch_size":   # the model's own default batch
+      default, text = None, text + (" Default: " + ", ".join(
+          f"{m} {b}" for m, b in DEFAULT_BATCH.items()) + f", the others {f.default}.")
+    if f.metadata.get("choices"):
+      flags.DEFINE_enum(f.name, default, list(f.metadata["choices"]), text)
+    else:
+      {"str": flags.DEFINE_string, **_DEFINE}[f.type](f.name, default, text)
   flags.DEFINE_bool("jax_distributed", False,
                     "Call jax.distributed.initialize() first: one process per host (TPU pod"
                     " slices, Slurm and Open MPI detect the rest; elsewhere give the three"
@@ -339,16 +335,14 @@ def define_run_flags() -> None:
                     " the D-W game).")
 
 
-DEFAULT_BATCH = {"distancegan": 16}
-
-
 def run_config():
   """`jdbw.train.RunConfig` from the run flags (unchecked: call `.validate()`)."""
   from jdbw import train
   batch = FLAGS.batch_size
   return train.RunConfig(
       workdir=FLAGS.workdir, steps=FLAGS.steps, seed=FLAGS.seed,
-      batch_size=DEFAULT_BATCH.get(FLAGS.model, 128) if batch is None else batch,
+      batch_size=DEFAULT_BATCH.get(FLAGS.model, train.RunConfig.batch_size) if batch is None
+      else batch,
       parallel=FLAGS.parallel, checkpoint_every=FLAGS.checkpoint_every,
       keep_checkpoints=FLAGS.keep_checkpoints, log_every=FLAGS.log_every,
       figure_every=FLAGS.figure_every, data_dir=FLAGS.data_dir, eval_every=FLAGS.eval_every,

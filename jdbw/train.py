@@ -35,6 +35,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jdbw import checkpoint, data, hooks, parallel
 from jdbw import workdir as wd
+from jdbw.config import setting
 from jdbw.errors import EXIT_INTERRUPTED, CheckpointError, ConfigError, Preempted
 
 PARALLEL = ("shard_map", "pmap")
@@ -42,19 +43,26 @@ PARALLEL = ("shard_map", "pmap")
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-  workdir: str
-  steps: int
-  batch_size: int = 128
-  seed: int = 0
-  parallel: str = "shard_map"
-  checkpoint_every: int = 1000
-  keep_checkpoints: int = 3
-  log_every: int = 50
-  figure_every: int = 5000
-  data_dir: str | None = None
-  weight_ema: float = 0.98
-  eval_every: int = 0  # 0: no evaluation during training
-  stream_segment: int = 1000  # iterations per data-stream segment (see the docstring)
+  """How one run trains (not what): its workdir, length, batch, seed and periods; the
+  trainer's run flags are generated from these fields (`experiments.common`)."""
+  workdir: str = setting(None, "Directory for checkpoints, TensorBoard and figures.")
+  steps: int = setting(50000, "Generator steps (iterations of 1 G + d D steps).")
+  batch_size: int = setting(128, "Global batch size (divisible by the device count).")
+  seed: int = setting(0, "Seed of the parameters, the RNG state and the data stream.")
+  parallel: str = setting("shard_map", "Data-parallel wrapper of the same step:"
+                          " jit(shard_map) or pmap.", choices=PARALLEL)
+  checkpoint_every: int = setting(1000, "Checkpoint period (steps).")
+  keep_checkpoints: int = setting(3, "Checkpoints kept.")
+  log_every: int = setting(50, "Log/TensorBoard period (steps).")
+  figure_every: int = setting(5000, "Figure period (steps); figures also at the end.")
+  data_dir: str | None = None     # a domain flag (--data_dir), shared with evaluation
+  weight_ema: float = 0.98        # Figure 3's moving average; not a flag
+  eval_every: int = setting(0, "Evaluate (experiments.evaluate's metrics) every N steps and"
+                            " at the end, to TensorBoard under eval/; 0 = off.")
+  stream_segment: int = setting(
+      1000, "Iterations per data-stream segment: each is seeded from (seed, its first step),"
+      " so a resume replays the stream exactly, skipping at most this many iterations'"
+      " draws. Keep it when resuming.")
 
   def validate(self):
     if not self.workdir:
