@@ -238,11 +238,18 @@ class Checkpointer:
     lock, `jdbw.workdir`), before its first save."""
     try:
       names = [n for n in os.listdir(self.directory) if not n.isdigit()
-               and ".orbax-checkpoint-tmp" in n]
+               and (".orbax-checkpoint-tmp" in n or n.startswith(".write_probe."))]
     except OSError:
       return []
-    for n in names:
-      shutil.rmtree(os.path.join(self.directory, n), ignore_errors=True)
+    for n in names:   # and the write probes of killed runs (`jdbw.workdir.ensure_room`)
+      path = os.path.join(self.directory, n)
+      if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        try:
+          os.remove(path)
+        except OSError:
+          pass
     if names:
       logging.info("removed %d unfinished checkpoint write(s): %s", len(names), ", ".join(names))
     return names
