@@ -218,23 +218,24 @@ class WorkdirLock:
   @contextlib.contextmanager
   def _takeover_guard(self):
     """Serialises acquisition among the trainers of this host (an exclusive `flock` on
-    `<workdir>/lock.takeover`), so that of two trainers finding the same dead run's lock
-    exactly one removes it and links its own: without it both could remove the stale
-    lock, the second removing the first's fresh one. Where the file system has no flock
-    the guard is skipped (the heartbeat check still refuses a live lock)."""
+    the workdir folder itself, so no extra file), so that of two trainers finding the
+    same dead run's lock exactly one removes it and links its own: without it both
+    could remove the stale lock, the second removing the first's fresh one. Where the
+    file system has no flock the guard is skipped (the heartbeat check still refuses a
+    live lock)."""
     try:
-      guard = open(self.path + ".takeover", "a")
+      fd = os.open(os.path.dirname(self.path), os.O_RDONLY)
     except OSError:
       yield
       return
     try:
       try:
-        fcntl.flock(guard, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX)
       except OSError:
         pass
       yield
     finally:
-      guard.close()   # closing releases the flock
+      os.close(fd)   # closing releases the flock
 
   def acquire(self) -> None:
     me = self._record()

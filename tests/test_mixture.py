@@ -133,8 +133,8 @@ def test_oracle_generators_are_the_true_map_and_its_inverse_and_never_train():
     jd.JDConfig(oracle_map=(tuple(m.reshape(-1)), tuple(c))).validate()
 
 
-def test_point_domains_need_vector_networks_and_back():
-  run = train.RunConfig(workdir="unused", steps=1, batch_size=8)
+def test_point_domains_need_vector_networks_and_back(tmp_path):
+  run = train.RunConfig(workdir=str(tmp_path), steps=1, batch_size=8)
   with pytest.raises(ConfigError) as e:
     train.train(jd.JD(jd.JDConfig(d_steps=1)), run, {"x": X, "y": Y})
   _one_line(e, "--source_x", "--networks=mlp")
