@@ -235,7 +235,17 @@ DEFAULT_BATCH = {"distancegan": 16}
 # Model fields that are not flags of their own: set from the domain flags, or (oracle_map)
 # computed from them by --oracle_generators.
 DERIVED = frozenset({"channels_x", "channels_y", "resolution", "point_dim", "oracle_map"})
-_DEFINE = {"int": flags.DEFINE_integer, "float": flags.DEFINE_float, "bool": flags.DEFINE_bool}
+_DEFINE = {"int": flags.DEFINE_integer, "float": flags.DEFINE_float, "bool": flags.DEFINE_bool,
+           "str": flags.DEFINE_string}
+
+
+def _define_flag(field: dataclasses.Field, default, text: str, choices=None,
+                 flag_values=FLAGS) -> None:
+  """The flag of a config field: an enum with `choices`, else the annotation's type."""
+  if choices:
+    flags.DEFINE_enum(field.name, default, list(choices), text, flag_values=flag_values)
+  else:
+    _DEFINE[field.type](field.name, default, text, flag_values=flag_values)
 
 
 def model_settings() -> dict[str, dict]:
@@ -257,7 +267,7 @@ def define_model_flags(flag_values=FLAGS) -> None:
   from jdbw import config as config_lib
   from jdbw import methods
   configs = [e.config for e in methods.REGISTRY.values()]
-  types = {f.name: f.type for c in configs for f in dataclasses.fields(c)}
+  fields = {f.name: f for c in configs for f in dataclasses.fields(c)}
   for name, defaults in model_settings().items():
     text, choices = config_lib.help_of(configs, name)
     if text is None:
@@ -266,12 +276,7 @@ def define_model_flags(flag_values=FLAGS) -> None:
     text += (f" (default {next(iter(defaults.values()))!r}" if len(values) == 1 else
              " (default per --model: " + ", ".join(f"{m} {v!r}" for m, v in defaults.items()))
     text += ")" if len(defaults) == len(configs) else f"; {', '.join(defaults)} only)"
-    if choices:
-      flags.DEFINE_enum(name, None, list(choices), text, flag_values=flag_values)
-    elif types[name] == "str":
-      flags.DEFINE_string(name, None, text, flag_values=flag_values)
-    else:
-      _DEFINE[types[name]](name, None, text, flag_values=flag_values)
+    _define_flag(fields[name], None, text, choices, flag_values)
 
 
 def model_config(model: str, strict: bool = True):
@@ -315,10 +320,7 @@ def define_run_flags() -> None:
     if f.name == "batch_size":   # the model's own default batch
       default, text = None, text + (" Default: " + ", ".join(
           f"{m} {b}" for m, b in DEFAULT_BATCH.items()) + f", the others {f.default}.")
-    if f.metadata.get("choices"):
-      flags.DEFINE_enum(f.name, default, list(f.metadata["choices"]), text)
-    else:
-      {"str": flags.DEFINE_string, **_DEFINE}[f.type](f.name, default, text)
+    _define_flag(f, default, text, f.metadata.get("choices"))
   flags.DEFINE_bool("jax_distributed", False,
                     "Call jax.distributed.initialize() first: one process per host (TPU pod"
                     " slices, Slurm and Open MPI detect the rest; elsewhere give the three"

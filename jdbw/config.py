@@ -117,7 +117,8 @@ class BatchWeightConfig:
       "distancegan --one_sided).", choices=bw_lib.MODES)
   weight_norm: str = setting(
       "softmax",
-      "sigmoid (Algorithm 1) or softmax over the batch with clipping (authors' code).", choices=bw_lib.NORMS)
+      "sigmoid (Algorithm 1) or softmax over the batch with clipping (authors' code).",
+      choices=bw_lib.NORMS)
   w_features: int = setting(64, "Weight-net base width (DCGAN: 64).")
   # weight nets' learning rate; 0 = lr (the paper: one lr)
   w_lr: float = setting(0.0, "Weight nets' Adam learning rate; 0 = --lr (the paper's single rate).")
@@ -153,11 +154,13 @@ class ExecutionConfig:
   conv_impl: str = setting(
       "auto",
       "Convolution kernels: XLA's convolution or im2col + matmul (same function and "
-      "parameters); auto = im2col on CPU, where it is faster, XLA elsewhere.", choices=layers.CONV_IMPLS)
+      "parameters); auto = im2col on CPU, where it is faster, XLA elsewhere.",
+      choices=layers.CONV_IMPLS)
   # 'bfloat16': bf16 compute, float32 params and losses
   compute_dtype: str = setting(
       "float32",
-      "Network compute dtype; parameters, optimiser state and losses stay float32.", choices=layers.COMPUTE_DTYPES)
+      "Network compute dtype; parameters, optimiser state and losses stay float32.",
+      choices=layers.COMPUTE_DTYPES)
 
   def _check_execution(self):
     one_of(self, "conv_impl", layers.CONV_IMPLS)

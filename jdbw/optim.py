@@ -20,7 +20,8 @@ def adam_optimizer(c, lr: float | None = None):
   schedule = lr
   if c.lr_decay_every:
     schedule = optax.exponential_decay(lr, c.lr_decay_every, c.lr_decay_rate, staircase=True)
-  if getattr(c, "lr_linear_decay", 0):   # CycleGAN's: held, then linearly to 0 (only its config has it)
+  # CycleGAN's schedule, held then linearly to 0 (only its config has these fields).
+  if getattr(c, "lr_linear_decay", 0):
     schedule = optax.join_schedules(
         [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, c.lr_linear_decay)],
         [c.lr_hold_steps])

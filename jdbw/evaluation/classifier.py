@@ -27,7 +27,7 @@ import optax
 from absl import logging
 from flax import serialization
 
-from jdbw import data
+from jdbw import data, workdir
 from jdbw.data import folder as folder_lib
 from jdbw.errors import ConfigError
 
@@ -252,9 +252,7 @@ def load_or_train(spec: data.DomainSpec, cache_dir: str, *, resolution: int = 32
     with open(tmp, "wb") as f:
       f.write(serialization.to_bytes(jax.device_get(clf.params)))
     os.replace(tmp, params_path)
-    with open(info_path + ".tmp", "w") as f:
-      json.dump(clf.info, f, indent=2)
-    os.replace(info_path + ".tmp", info_path)
+    workdir.write_json_atomic(info_path, clf.info, indent=2)
   clf.info = {**clf.info, "cache": path, "threshold": threshold}
   if clf.info["test_accuracy"] < threshold:
     raise ConfigError(

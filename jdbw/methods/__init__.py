@@ -88,5 +88,5 @@ def name_of(method) -> str:
   raise ConfigError(f"{type(method).__name__} is not a registered method ({names()})")
 
 
-__all__ = ["REGISTRY", "Entry", "Method", "TrainState", "base", "build", "canonical_name", "cyclegan",
-           "distancegan", "from_config", "get", "jd", "munit", "name_of", "names"]
+__all__ = ["REGISTRY", "Entry", "Method", "TrainState", "base", "build", "canonical_name",
+           "cyclegan", "distancegan", "from_config", "get", "jd", "munit", "name_of", "names"]

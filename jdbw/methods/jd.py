@@ -45,7 +45,8 @@ class JDConfig(config_lib.MethodConfig):
       "Weighting scheme (Appendix B.1).", choices=batch_weight.SCHEMES)
   weight_phase: str = config_lib.setting(
       "generator",
-      "Train W in the generator phase (paper) or the critic phase (authors' code).", choices=WEIGHT_PHASES)
+      "Train W in the generator phase (paper) or the critic phase (authors' code).",
+      choices=WEIGHT_PHASES)
   gp_type: str = config_lib.setting(
       "points",
       "Gradient penalty at training points (Roth et al.) or interpolates (Gulrajani et "
@@ -176,10 +177,6 @@ class JD(base.BaseMethod):
   def check_domains(self, domains: dict) -> None:
     """Image domains as `BaseMethod`; with --networks=mlp, point domains of `point_dim`."""
     if not self.point_domains:
-      for name, d in domains.items():
-        if d.is_points:
-          raise ConfigError(f"--source_{name}: {d.spec.source!r} is a point source; it"
-                            " needs --networks=mlp")
       return super().check_domains(domains)
     for name, d in domains.items():
       if not d.is_points:
