@@ -38,6 +38,7 @@ from jdbw.losses import uniform_weights
 MODES = ("two_sided", "one_sided", "none")
 SCHEMES = ("composite", "concat", "single")
 NORMS = ("sigmoid", "softmax")
+PHASES = ("generator", "discriminator")   # the step whose update trains W
 
 
 def clip_value(step, bw_start: int = 0, bw_full: int = 1000):
@@ -138,24 +139,36 @@ class BatchWeight:
   bw_start: int = 0
   bw_full: int = 200
   networks: dict = dataclasses.field(default_factory=dict)
+  phase: str = "generator"
 
   @classmethod
   def build(cls, mode: str, weight_net: Callable[[], Any], *, scheme: str = "composite",
-            norm: str = "softmax", bw_start: int = 0, bw_full: int = 200) -> "BatchWeight":
-    """`weight_net()` makes one weight network (a flax module giving a logit per sample)."""
+            norm: str = "softmax", bw_start: int = 0, bw_full: int = 200,
+            phase: str = "generator") -> "BatchWeight":
+    """`weight_net()` makes one weight network (a flax module giving a logit per sample);
+    `phase`: the step whose update also trains W ('generator', Algorithm 1, or
+    'discriminator', the authors' code for JD)."""
     if mode not in MODES:
       raise ValueError(f"unknown batch weight mode {mode!r}; expected one of {MODES}")
+    if phase not in PHASES:
+      raise ValueError(f"unknown weight phase {phase!r}; expected one of {PHASES}")
     if mode == "none":
       names = ()
     elif mode == "one_sided" or scheme in ("single", "concat"):
       names = ("W",)
     else:
       names = ("W_x", "W_y")
-    return cls(mode, scheme, norm, bw_start, bw_full, {n: weight_net() for n in names})
+    return cls(mode, scheme, norm, bw_start, bw_full, {n: weight_net() for n in names},
+               phase)
 
   @property
   def active(self) -> bool:
     return self.mode != "none"
+
+  def parts(self, phase: str) -> tuple[str, ...]:
+    """The state parts batch weight adds to `phase`'s update: ('W',) in the phase that
+    trains the weight networks (with batch weight on), else ()."""
+    return ("W",) if self.active and phase == self.phase else ()
 
   @property
   def weighted_sides(self) -> tuple[str, ...]:
@@ -217,6 +230,12 @@ class BatchWeight:
   def weights(self, params: dict, x, fx, fy, y, step, axis_name=None):
     """(ω_x, ω_y) of a training batch."""
     return self.normalise(self.logits(params, x, fx, fy, y), x.shape[0], step, axis_name)
+
+  @staticmethod
+  def lsgan_term(outputs, target: float, w, axis_name=None):
+    """A weighted adversarial term of the marginal translators: Σ_i ω_i mean (D_i −
+    target)² over the (global) batch; with uniform ω (batch weight off) the plain mean."""
+    return losses.weighted_sum(losses.lsgan_per_sample(outputs, target), w, axis_name)
 
   @staticmethod
   def squared_gap(*gaps):

@@ -10,7 +10,7 @@ global value and gradients are averaged with `lax.pmean`.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
 
 import dataclasses
 
@@ -150,6 +150,27 @@ def apply_grads(tx: dict, state: TrainState, grads, parts, axis_name):
     updates, opt_state[k] = tx[k].update(grads[k], state.opt_state[k], state.params[k])
     params[k] = optax.apply_updates(state.params[k], updates)
   return state.replace(params=params, opt_state=opt_state)
+
+
+def update(tx: dict, state: TrainState, parts: tuple[str, ...], loss_fn: Callable,
+           axis_name=None):
+  """One phase, the update every step of every method runs: the gradient of
+  `loss_fn(params) -> (loss, aux)` over the `parts` of the state's params ('G', 'D',
+  'W'; the other parts held fixed), averaged over the device axis, one optax step per
+  part, merged back into the state. Returns (state, loss, aux); the caller puts what
+  `aux` carries (spectral state, metrics) where it belongs.
+  """
+  def part_loss(trainable):
+    return loss_fn({**state.params, **trainable})
+
+  trainable = {k: state.params[k] for k in parts}
+  (loss, aux), grads = jax.value_and_grad(part_loss, has_aux=True)(trainable)
+  return apply_grads(tx, state, grads, parts, axis_name), loss, aux
+
+
+def step_metrics(prefix: str, terms: dict) -> dict:
+  """A phase's loss terms as metrics: `prefix/name`, W's loss as 'w/loss'."""
+  return {"w/loss" if k == "w_loss" else f"{prefix}/{k}": v for k, v in terms.items()}
 
 
 def run_iteration(method: Method, state: TrainState, batch, axis_name=None):

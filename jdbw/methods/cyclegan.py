@@ -266,52 +266,57 @@ class CycleGAN(base.MarginalTranslator):
 
   # --- steps: (state, batch, rng) -> (state, metrics) ---
 
+  # The directions' translations: direction 'xy' maps batch['x'] by G_xy to fakes that
+  # D_y scores, weighted by ω_x; 'yx' the other way. One-sided (DistanceGAN) has 'xy' alone.
+
   def generator_step(self, state, batch, rng, axis_name=None):
     """The reference's backward_G, adversarial terms weighted by ω; W on the squared gap."""
     del rng   # deterministic generators
     x, y = batch["x"], batch["y"]
-    train_w = self.bw.active
+    dirs = self.directions
+    parts = ("G",) + self.bw.parts("generator")
     sg = jax.lax.stop_gradient
+    lsgan = self.bw.lsgan_term
 
-    def loss_fn(trainable):
-      params = {**state.params, "G": trainable["G"], "W": trainable["W"]}
+    def loss_fn(params):
       run = Runner(self, params, state.spectral, axis_name, train=True)
-      fy, fx = run("G", "G_xy", x), run("G", "G_yx", y)
-      w_x, w_y = self.bw.weights(params["W"], x, sg(fy), sg(fx), y, state.step, axis_name)
-      d_fy, d_fx = run("D", "D_y", fy), run("D", "D_x", fx)
-      terms = {"adv": (losses.weighted_sum(losses.lsgan_per_sample(d_fy, 1.0), sg(w_x), axis_name)
-                       + losses.weighted_sum(losses.lsgan_per_sample(d_fx, 1.0), sg(w_y), axis_name))}
-      terms.update(self.reconstruction_terms(run, x, y, fy, fx, w_x, w_y, state, axis_name))
+      fake = {d: run("G", f"G_{d}", batch[d[0]]) for d in dirs}
+      fy, fx = fake["xy"], fake.get("yx")
+      w = dict(zip(("xy", "yx"), self.bw.weights(
+          params["W"], x, sg(fy), None if fx is None else sg(fx), y, state.step, axis_name)))
+      d_fake = {d: run("D", f"D_{d[1]}", fake[d]) for d in dirs}
+      terms = {"adv": sum(lsgan(d_fake[d], 1.0, sg(w[d]), axis_name) for d in dirs)}
+      terms.update(self.reconstruction_terms(run, x, y, fy, fx, w["xy"], w["yx"], state,
+                                             axis_name))
       loss = sum(terms.values())
-      if train_w:
+      if "W" in parts:
         score = losses.score_per_sample
         terms["w_loss"] = self.bw.marginal_w_loss(
-            (score(d_fx), w_y, score(run("D", "D_x", x))),
-            (score(d_fy), w_x, score(run("D", "D_y", y))), axis_name=axis_name)
+            *[(score(d_fake[d]), w[d], score(run("D", f"D_{d[1]}", batch[d[1]])))
+              for d in dirs[::-1]], axis_name=axis_name)
         loss = loss + terms["w_loss"]
-      return loss, (terms, w_x, w_y, run.spectral)
+      return loss, (terms, w, run.spectral)
 
-    trainable = {"G": state.params["G"], "W": state.params["W"]}
-    grads, (terms, w_x, w_y, spectral) = jax.grad(loss_fn, has_aux=True)(trainable)
-    state = base.apply_grads(self.tx, state, grads, ("G", "W") if train_w else ("G",), axis_name)
-    state = state.replace(spectral=spectral)
+    state, _, (terms, w, spectral) = base.update(self.tx, state, parts, loss_fn, axis_name)
     m = parallel.global_size(x.shape[0], axis_name)
-    metrics = {f"g/{k}" if k != "w_loss" else "w/loss": v for k, v in terms.items()}
-    return state, (metrics, {"w_x": w_x * m, "w_y": w_y * m})
+    per_sample = {f"w_{d[0]}": w[d] * m for d in dirs}
+    return state.replace(spectral=spectral), (base.step_metrics("g", terms), per_sample)
 
   def discriminator_step(self, state, batch, rng, axis_name=None):
     """The reference's backward_D_A/B (LSGAN, ×½) on the pool's images, fakes weighted."""
     c = self.config
     x, y = batch["x"], batch["y"]
     run = Runner(self, state.params, state.spectral, axis_name, train=True)
-    fy, fx = jax.lax.stop_gradient((run("G", "G_xy", x), run("G", "G_yx", y)))
-    w_x, w_y = self.bw.weights(state.params["W"], x, fy, fx, y, state.step, axis_name)
+    fake = jax.lax.stop_gradient({d: run("G", f"G_{d}", batch[d[0]]) for d in self.directions})
+    w_x, w_y = self.bw.weights(state.params["W"], x, fake["xy"], fake.get("yx"), y,
+                               state.step, axis_name)
     m = parallel.global_size(x.shape[0], axis_name)
-    fakes = {"y": (fy, w_x), "x": (fx, w_y)}
+    # By the domain of the fakes: D_y scores G_xy(x), weighted by ω_x.
+    fakes = {d[1]: (fake[d], {"x": w_x, "y": w_y}[d[0]]) for d in self.directions}
     extras = dict(state.extras)
     if c.pool_size:
       pools = dict(extras["pool"])
-      for i, side in enumerate(("x", "y")):
+      for i, side in enumerate(self.fake_sides()):
         images, w = fakes[side]
         pools[side], shown, rel = pool_query(pools[side], images, w * m,
                                              jax.random.fold_in(rng, i), axis_name)
@@ -322,21 +327,19 @@ class CycleGAN(base.MarginalTranslator):
         fakes[side] = (shown, w)
       extras["pool"] = pools
 
-    def loss_fn(d_params):
-      params = {**state.params, "D": d_params}
+    def loss_fn(params):
       d_run = Runner(self, params, run.spectral, axis_name, train=True)
       total = 0.0
-      for side, real in (("x", x), ("y", y)):
+      for side in self.fake_sides():
         shown, w = fakes[side]
         name = f"D_{side}"
-        real_term = losses.batch_mean(losses.lsgan_per_sample(d_run("D", name, real), 1.0), axis_name)
-        fake_term = losses.weighted_sum(losses.lsgan_per_sample(d_run("D", name, shown), 0.0), w,
-                                        axis_name)
+        real_term = losses.batch_mean(losses.lsgan_per_sample(d_run("D", name, batch[side]), 1.0),
+                                      axis_name)
+        fake_term = self.bw.lsgan_term(d_run("D", name, shown), 0.0, w, axis_name)
         total = total + c.d_loss_scale * (real_term + fake_term)
       return total, d_run.spectral
 
-    (loss, spectral), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["D"])
-    state = base.apply_grads(self.tx, state, {"D": grads}, ("D",), axis_name)
+    state, loss, spectral = base.update(self.tx, state, ("D",), loss_fn, axis_name)
     return state.replace(spectral=spectral, extras=extras), {"d/loss": loss}
 
   def iteration(self, state, batch, axis_name=None):

@@ -38,7 +38,7 @@ import numpy as np
 
 from jdbw import config as config_lib
 from jdbw import losses, nets, parallel
-from jdbw.methods import base, cyclegan
+from jdbw.methods import cyclegan
 
 DISTANCES = ("pairwise", "self", "both")
 
@@ -256,65 +256,3 @@ class DistanceGAN(cyclegan.CycleGAN):
       total = total + weight * term
     terms["distance"] = total
     return terms
-
-  # --- one-sided: G_xy and D_y alone ---
-
-  def generator_step(self, state, batch, rng, axis_name=None):
-    if not self.config.one_sided:
-      return super().generator_step(state, batch, rng, axis_name)
-    return self._one_sided_generator_step(state, batch, axis_name)
-
-  def discriminator_step(self, state, batch, rng, axis_name=None):
-    if not self.config.one_sided:
-      return super().discriminator_step(state, batch, rng, axis_name)
-    return self._one_sided_discriminator_step(state, batch, axis_name)
-
-  def _one_sided_generator_step(self, state, batch, axis_name):
-    x, y = batch["x"], batch["y"]
-    sg = jax.lax.stop_gradient
-    train_w = self.bw.active
-
-    def loss_fn(trainable):
-      params = {**state.params, "G": trainable["G"], "W": trainable["W"]}
-      run = cyclegan.Runner(self, params, state.spectral, axis_name, train=True)
-      fy = run("G", "G_xy", x)
-      w_x, _ = self.bw.weights(params["W"], x, sg(fy), None, y, state.step, axis_name)
-      d_fy = run("D", "D_y", fy)
-      terms = {"adv": losses.weighted_sum(losses.lsgan_per_sample(d_fy, 1.0), sg(w_x),
-                                          axis_name)}
-      terms.update(self.reconstruction_terms(run, x, y, fy, None, w_x, None, state,
-                                             axis_name))
-      loss = sum(terms.values())
-      if train_w:
-        score = losses.score_per_sample
-        terms["w_loss"] = self.bw.marginal_w_loss(
-            (score(d_fy), w_x, score(run("D", "D_y", y))), axis_name=axis_name)
-        loss = loss + terms["w_loss"]
-      return loss, (terms, w_x, run.spectral)
-
-    trainable = {"G": state.params["G"], "W": state.params["W"]}
-    grads, (terms, w_x, spectral) = jax.grad(loss_fn, has_aux=True)(trainable)
-    state = base.apply_grads(self.tx, state, grads, ("G", "W") if train_w else ("G",), axis_name)
-    state = state.replace(spectral=spectral)
-    m = parallel.global_size(x.shape[0], axis_name)
-    metrics = {f"g/{k}" if k != "w_loss" else "w/loss": v for k, v in terms.items()}
-    return state, (metrics, {"w_x": w_x * m})
-
-  def _one_sided_discriminator_step(self, state, batch, axis_name):
-    c = self.config
-    x, y = batch["x"], batch["y"]
-    run = cyclegan.Runner(self, state.params, state.spectral, axis_name, train=True)
-    fy = jax.lax.stop_gradient(run("G", "G_xy", x))
-    w_x, _ = self.bw.weights(state.params["W"], x, fy, None, y, state.step, axis_name)
-
-    def loss_fn(d_params):
-      params = {**state.params, "D": d_params}
-      d_run = cyclegan.Runner(self, params, run.spectral, axis_name, train=True)
-      real = losses.batch_mean(losses.lsgan_per_sample(d_run("D", "D_y", y), 1.0), axis_name)
-      fake = losses.weighted_sum(losses.lsgan_per_sample(d_run("D", "D_y", fy), 0.0), w_x,
-                                 axis_name)
-      return c.d_loss_scale * (real + fake), d_run.spectral
-
-    (loss, spectral), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["D"])
-    state = base.apply_grads(self.tx, state, {"D": grads}, ("D",), axis_name)
-    return state.replace(spectral=spectral), {"d/loss": loss}

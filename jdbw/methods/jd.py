@@ -25,10 +25,10 @@ from jdbw.errors import ConfigError
 from jdbw.nets import layers
 from jdbw import config as config_lib
 from jdbw.methods import base
-from jdbw.methods.base import TrainState, apply_grads, global_index, per_sample_uniform
+from jdbw.methods.base import TrainState, global_index, per_sample_uniform
 
 BATCH_WEIGHTS = batch_weight.MODES
-WEIGHT_PHASES = ("generator", "discriminator")
+WEIGHT_PHASES = batch_weight.PHASES
 RESOLUTIONS = (32, 128)
 NETWORKS = ("conv", "mlp")   # conv: the paper's image networks; mlp: 2-D mixture bench
 
@@ -154,7 +154,8 @@ class JD(base.BaseMethod):
                 if k in self.G}
     self.bw = batch_weight.BatchWeight.build(
         c.batch_weight, functools.partial(weight, features=c.w_features, **kw),
-        scheme=c.weighting, norm=c.weight_norm, bw_start=c.bw_start, bw_full=c.bw_full)
+        scheme=c.weighting, norm=c.weight_norm, bw_start=c.bw_start, bw_full=c.bw_full,
+        phase=c.weight_phase)
     self.tx = {k: optim.adam_optimizer(c) for k in ("G", "D")}
     self.tx["W"] = self.bw.optimizer(c, c.w_lr)
 
@@ -293,27 +294,25 @@ class JD(base.BaseMethod):
 
   def generator_step(self, state: TrainState, batch, rng, axis_name=None):
     """Algorithm 1, generator–weight step: G on ∇(L⁻ − L⁺), W on ∇(L⁻ − L⁺)²."""
-    c = self.config
     x, y = batch["x"], batch["y"]
     zx, zy = self._noise(rng, x, axis_name)
-    train_w = self.bw.active and c.weight_phase == "generator"
+    parts = ("G",) + self.bw.parts("generator")
+    sg = jax.lax.stop_gradient
 
-    def loss_fn(trainable):
-      params = {**state.params, "G": trainable["G"], "W": trainable["W"]}
+    def loss_fn(params):
       fx, fy, d_minus, d_plus, spectral, _ = self._sides(
           params, state.spectral, x, y, zx, zy, train_g=True, train_d=False)
-      sg = jax.lax.stop_gradient
       fy_w = None if fy is None else sg(fy)
       w_x, w_y = self.bw.weights(params["W"], x, sg(fx), fy_w, y, state.step, axis_name)
       l_minus, l_plus = losses.critic_terms(d_minus, d_plus, sg(w_x), sg(w_y), axis_name)
       gap = l_minus - l_plus
-      loss = gap + (self.bw.joint_w_loss(d_minus, d_plus, w_x, w_y, axis_name) if train_w else 0.0)
+      loss = gap
+      if "W" in parts:
+        loss = loss + self.bw.joint_w_loss(d_minus, d_plus, w_x, w_y, axis_name)
       return loss, (spectral, gap, w_x, w_y, sg(d_minus), sg(d_plus))
 
-    trainable = {"G": state.params["G"], "W": state.params["W"]}
-    grads, (spectral, gap, w_x, w_y, d_minus, d_plus) = jax.grad(loss_fn, has_aux=True)(
-        trainable)
-    state = apply_grads(self.tx, state, grads, ("G", "W") if train_w else ("G",), axis_name)
+    state, _, (spectral, gap, w_x, w_y, d_minus, d_plus) = base.update(
+        self.tx, state, parts, loss_fn, axis_name)
     m = parallel.global_size(x.shape[0], axis_name)
     metrics = {"g/gap": gap, "w/loss": jnp.square(gap),
                "w/clip_t": self.bw.clip_t(state.step)}
@@ -329,11 +328,10 @@ class JD(base.BaseMethod):
     x, y = batch["x"], batch["y"]
     k_noise, k_gp = jax.random.split(rng)
     zx, zy = self._noise(k_noise, x, axis_name)
-    train_w = self.bw.active and c.weight_phase == "discriminator"
+    parts = ("D",) + self.bw.parts("discriminator")
     one_sided = c.batch_weight == "one_sided"
 
-    def loss_fn(trainable):
-      params = {**state.params, "D": trainable["D"], "W": trainable["W"]}
+    def loss_fn(params):
       fx, fy, d_minus, d_plus, spectral, sq_norms = self._sides(
           params, state.spectral, x, y, zx, zy, train_g=False, train_d=True,
           input_grads=c.gp_type == "points")
@@ -351,13 +349,11 @@ class JD(base.BaseMethod):
       else:
         gp = jnp.zeros(())
       loss = -gap + c.gp_weight * gp
-      if train_w:
+      if "W" in parts:
         loss = loss + self.bw.joint_w_loss(d_minus, d_plus, w_x, w_y, axis_name)
       return loss, (spectral, gap, gp)
 
-    trainable = {"D": state.params["D"], "W": state.params["W"]}
-    grads, (spectral, gap, gp) = jax.grad(loss_fn, has_aux=True)(trainable)
-    state = apply_grads(self.tx, state, grads, ("D", "W") if train_w else ("D",), axis_name)
+    state, _, (spectral, gap, gp) = base.update(self.tx, state, parts, loss_fn, axis_name)
     return state.replace(spectral=spectral), {"d/gap": gap, "d/gp": gp}
 
   def iteration(self, state: TrainState, batch, axis_name=None):

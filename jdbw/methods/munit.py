@@ -168,11 +168,11 @@ class MUNIT(base.MarginalTranslator):
     c = self.config
     x, y = batch["x"], batch["y"]
     s_x, s_y = self._styles(rng, x.shape[0], axis_name)
-    train_w = self.bw.active
+    parts = ("G",) + self.bw.parts("generator")
     sg = jax.lax.stop_gradient
+    lsgan = self.bw.lsgan_term
 
-    def loss_fn(trainable):
-      params = {**state.params, "G": trainable["G"], "W": trainable["W"]}
+    def loss_fn(params):
       t = self._translations(params, x, y, s_x, s_y)
       x_rec = self.decode(params, "G_x", t["c_x"], t["s_x_own"])
       y_rec = self.decode(params, "G_y", t["c_y"], t["s_y_own"])
@@ -190,12 +190,11 @@ class MUNIT(base.MarginalTranslator):
                                  axis_name)
       d_xy = self.discriminate(params, "D_y", t["xy"])
       d_yx = self.discriminate(params, "D_x", t["yx"])
-      terms["adv"] = (losses.weighted_sum(losses.lsgan_per_sample(d_xy, 1.0), sg(w_x), axis_name)
-                      + losses.weighted_sum(losses.lsgan_per_sample(d_yx, 1.0), sg(w_y), axis_name))
+      terms["adv"] = lsgan(d_xy, 1.0, sg(w_x), axis_name) + lsgan(d_yx, 1.0, sg(w_y), axis_name)
       loss = (c.gan_w * terms["adv"] + c.recon_x_w * terms["recon_x"]
               + c.recon_s_w * terms["recon_s"] + c.recon_c_w * terms["recon_c"]
               + c.recon_x_cyc_w * terms.get("recon_cyc", 0.0))
-      if train_w:
+      if "W" in parts:
         score = losses.score_per_sample
         terms["w_loss"] = self.bw.marginal_w_loss(
             (score(d_yx), w_y, score(self.discriminate(params, "D_x", x))),
@@ -203,12 +202,9 @@ class MUNIT(base.MarginalTranslator):
         loss = loss + terms["w_loss"]
       return loss, (terms, w_x, w_y)
 
-    trainable = {"G": state.params["G"], "W": state.params["W"]}
-    grads, (terms, w_x, w_y) = jax.grad(loss_fn, has_aux=True)(trainable)
-    state = base.apply_grads(self.tx, state, grads, ("G", "W") if train_w else ("G",), axis_name)
+    state, _, (terms, w_x, w_y) = base.update(self.tx, state, parts, loss_fn, axis_name)
     m = parallel.global_size(x.shape[0], axis_name)
-    metrics = {f"g/{k}" if k != "w_loss" else "w/loss": v for k, v in terms.items()}
-    return state, (metrics, {"w_x": w_x * m, "w_y": w_y * m})
+    return state, (base.step_metrics("g", terms), {"w_x": w_x * m, "w_y": w_y * m})
 
   def discriminator_step(self, state, batch, rng, axis_name=None):
     """MUNIT's dis_update (LSGAN), the fake side of each domain weighted by ω."""
@@ -218,19 +214,17 @@ class MUNIT(base.MarginalTranslator):
     t = jax.lax.stop_gradient(self._translations(state.params, x, y, s_x, s_y))
     w_x, w_y = self.bw.weights(state.params["W"], x, t["xy"], t["yx"], y, state.step,
                                axis_name)
+    lsgan = self.bw.lsgan_term
 
-    def loss_fn(d_params):
-      params = {**state.params, "D": d_params}
-      fake = (losses.weighted_sum(losses.lsgan_per_sample(self.discriminate(params, "D_y", t["xy"]), 0.0),
-                                  w_x, axis_name)
-              + losses.weighted_sum(losses.lsgan_per_sample(self.discriminate(params, "D_x", t["yx"]), 0.0),
-                                    w_y, axis_name))
-      real = (losses.batch_mean(losses.lsgan_per_sample(self.discriminate(params, "D_y", y), 1.0), axis_name)
-              + losses.batch_mean(losses.lsgan_per_sample(self.discriminate(params, "D_x", x), 1.0), axis_name))
-      return c.gan_w * (fake + real)
+    def loss_fn(params):
+      d = functools.partial(self.discriminate, params)
+      fake = (lsgan(d("D_y", t["xy"]), 0.0, w_x, axis_name)
+              + lsgan(d("D_x", t["yx"]), 0.0, w_y, axis_name))
+      real = (losses.batch_mean(losses.lsgan_per_sample(d("D_y", y), 1.0), axis_name)
+              + losses.batch_mean(losses.lsgan_per_sample(d("D_x", x), 1.0), axis_name))
+      return c.gan_w * (fake + real), None
 
-    loss, grads = jax.value_and_grad(loss_fn)(state.params["D"])
-    state = base.apply_grads(self.tx, state, {"D": grads}, ("D",), axis_name)
+    state, loss, _ = base.update(self.tx, state, ("D",), loss_fn, axis_name)
     return state, {"d/loss": loss}
 
   def iteration(self, state, batch, axis_name=None):
