@@ -202,17 +202,17 @@ def check_evaluable(specs: dict, min_classifier_accuracy: float | None) -> None:
   classifier threshold for its data set (a folder needs --min_classifier_accuracy), an
   unlabelled folder, or two folders whose class subfolder names differ (the Evaluator
   checks the same on the loaded data; this reads only the file lists)."""
-  from jdbw.data import folder, mixture
+  from jdbw.data import folder
   from jdbw.evaluation import classifier, evaluator
   sides = {}
   for k, s in specs.items():
-    if not mixture.is_mixture(s.source):   # a mixture's classifier is exact
+    src = s.parsed
+    if not src.is_points:   # a mixture's classifier is exact
       classifier.threshold_for(s, min_classifier_accuracy)
-    names, is_folder = (), s.source.startswith(folder.NAME + ":")
-    if is_folder:
-      directory, opts = folder.parse(s.source, s.flag("source"))
-      names = folder.scan(directory, "train", opts, s.flag("source"))[3]
-    sides[k] = (s.source, bool(names) or not is_folder, names)
+    names = ()
+    if src.is_folder:
+      names = folder.scan(src.arg, "train", src.folder, s.flag("source"))[3]
+    sides[k] = (s.source, bool(names) or not src.is_folder, names)
   evaluator.check_labels(sides)
 
 
@@ -299,11 +299,12 @@ def model_config(model: str, strict: bool = True):
     if model != "jd":
       raise ConfigError(f"--oracle_generators: not a setting of --model={model}")
     from jdbw.data import mixture
-    for side in ("x", "y"):
-      if not mixture.is_mixture(FLAGS[f"source_{side}"].value):
+    specs = domain_specs()
+    for side, spec in specs.items():
+      if not spec.parsed.is_points:
         raise ConfigError(f"--oracle_generators: needs two {mixture.NAME} domains; got"
-                          f" --source_{side}={FLAGS[f'source_{side}'].value}")
-    m, c = mixture.true_map(FLAGS.source_x, FLAGS.source_y)
+                          f" --source_{side}={spec.source}")
+    m, c = mixture.true_map(specs["x"].parsed.mixture, specs["y"].parsed.mixture)
     values["oracle_map"] = (tuple(m.reshape(-1)), tuple(c))
   return cls(channels_x=FLAGS.channels_x, channels_y=FLAGS.channels_y,
              resolution=FLAGS.resolution, **values)

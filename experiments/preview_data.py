@@ -42,7 +42,7 @@ def main(argv):
       point_panels.append({"title": f"{name.upper()}: {d.spec.source} [{d.spec.split}],"
                                     f" drawn mode masses {freq}",
                            "points": sample[name]["image"], "color": lab,
-                           "centres": mixture.parse(d.spec.source).means})
+                           "centres": d.data.mixture.means})
     path = figures.point_panels(FLAGS.output, point_panels, "Two point domains; numbers"
                                 " mark the modes (the classes)")
     logging.info("wrote %s", path)

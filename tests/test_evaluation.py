@@ -41,9 +41,16 @@ def _eval_config(clf_dir, **kw):
 
 
 def test_dataset_names_and_thresholds():
-  assert classifier.dataset_name("tfds:fashion_mnist:3.0.1") == "fashion_mnist"
-  assert classifier.dataset_name("idx:/usr/share/datasets/fashion-mnist/") == "fashion_mnist"
-  assert classifier.dataset_name("digits") == "digits"
+  name = lambda text: data.parse_source(text).dataset_name
+  assert name("tfds:fashion_mnist:3.0.1") == "fashion_mnist"
+  assert name("idx:/usr/share/datasets/fashion-mnist/") == "fashion_mnist"
+  assert name("digits") == "digits"
+  assert name("folder:/data/Edges-2-Shoes:size=64") == "edges_2_shoes"
+  assert data.parse_source("folder:/data/a:b:size=64").arg == "/data/a:b"
+  for bad in ("digits:3", "tfds:", "png:/data"):
+    with pytest.raises(ConfigError) as e:
+      data.parse_source(bad, "--source_y")
+    helpers.one_line(e, "--source_y", repr(bad))
   assert classifier.threshold_for(data.DomainSpec(source="tfds:mnist")) == 0.98
   assert classifier.threshold_for(X, 0.5) == 0.5
   with pytest.raises(ConfigError, match="--min_classifier_accuracy"):

@@ -354,7 +354,7 @@ def test_a_concurrent_decode_of_the_same_folder_uses_the_other_processes_cache(t
   _shoes_and_bags(tmp_path / "sb")
   spec = f"folder:{tmp_path / 'sb'}:size=28,test_fraction=0"
   want = data.load_source(spec, "train")   # the first process's cache
-  cache = folder.load(spec, "train", "f")[0]["cache"]
+  cache = folder.load(*folder.parse(spec, "f"), "train", "f")[0]["cache"]
   shutil.copytree(cache, tmp_path / "other")
   shutil.rmtree(cache)
   real = os.replace

@@ -3,5 +3,5 @@
 from jdbw.data.pipeline import (Domain, DomainSpec, domain_dataset, host_batch_size,
                                 load_domain, make_batches)
 from jdbw.data.sampling import class_probabilities, parse_class_spec
-from jdbw.data.sources import SourceData, load_source
+from jdbw.data.sources import Source, SourceData, load_source, parse_source
 from jdbw.errors import ConfigError

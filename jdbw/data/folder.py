@@ -328,13 +328,12 @@ class FolderStream:
     return ds.repeat()
 
 
-def load(spec: str, split: str, what: str):
+def load(directory: str, opts: FolderOptions, split: str, what: str):
   """(meta, images or None, class names) of a folder split (the whole split; the caller
   slices it), decoded once into the cache. `meta`: {'labels': int32 [N], 'channels',
   'size', 'cache'}. Images are None when the split streams (`stream=yes`, or `auto` and
   more than STREAM_BYTES decoded); else uint8 [N, size, size, C] read from the cache."""
   import tensorflow as tf
-  directory, opts = parse(spec, what)
   root, paths, labels, classes = scan(directory, split.split("[")[0], opts, what)
   cache = _cache_dir(root, paths, opts)
   if not os.path.isfile(os.path.join(cache, "meta.json")):
@@ -354,11 +353,10 @@ def load(spec: str, split: str, what: str):
   return meta, np.concatenate(parts), classes
 
 
-def fingerprint(spec: str, what: str) -> str:
+def fingerprint(directory: str, opts: FolderOptions, what: str) -> str:
   """A short key of a folder source's contents (both splits' file lists, sizes,
   modification times and the decoding options): what a cache built from the folder,
   such as an evaluation classifier's, must be keyed by."""
-  directory, opts = parse(spec, what)
   keys = [os.path.basename(_cache_dir(*scan(directory, s, opts, what)[:2], opts))
           for s in ("train", "test")]
   return hashlib.sha256("|".join(keys).encode()).hexdigest()[:12]
@@ -378,8 +376,7 @@ def paired_names(a: str, b: str) -> int:
 
 def report_pairing(specs: dict) -> int:
   """Logs (and returns) how many file names two folder domains share: paired data."""
-  dirs = [parse(s.source, s.flag("source"))[0] for s in specs.values()
-          if s.source.startswith(NAME + ":")]
+  dirs = [s.parsed.arg for s in specs.values() if s.parsed.is_folder]
   if len(dirs) != 2 or not all(os.path.isdir(d) for d in dirs):
     return 0
   n = paired_names(*dirs)

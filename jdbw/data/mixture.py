@@ -17,7 +17,7 @@ A source string is `mixture2d` or `mixture2d:key=value,...` with keys
 A domain's points are p = scale · R(rotate) · (μ_k + σ ε) + (dx, dy), ε ~ N(0, I), k
 the mode (the label). Two domains with the same modes, radius and sigma are images of
 one base mixture under two affine maps, so the true translation X -> Y is the affine map
-`true_map(x_source, y_source)` (mode k goes to mode k) and Y -> X is its inverse.
+`true_map(mixture_x, mixture_y)` (mode k goes to mode k) and Y -> X is its inverse.
 
 Streams are infinite and fresh (no finite pool): draw i of a split is a pure function of
 (stream seed, split, i), drawn by tf.data with stateless ops in blocks, so the same seed
@@ -99,10 +99,6 @@ class Mixture2D:
     return tf.data.Dataset.counter().map(block).unbatch()
 
 
-def is_mixture(source: str) -> bool:
-  return source.partition(":")[0] == NAME
-
-
 def parse(source: str, what: str = "--source") -> Mixture2D:
   """'mixture2d[:key=value,...]' -> Mixture2D; one-line ConfigError otherwise."""
   kind, _, arg = source.partition(":")
@@ -131,13 +127,12 @@ def parse(source: str, what: str = "--source") -> Mixture2D:
   return m
 
 
-def true_map(source_x: str, source_y: str) -> tuple[np.ndarray, np.ndarray]:
+def true_map(mx: Mixture2D, my: Mixture2D) -> tuple[np.ndarray, np.ndarray]:
   """(M, c) with G_xy(x) = M x + c the exact translation X -> Y (mode k to mode k).
 
-  Needs both domains to be `mixture2d` images of the same base mixture (same modes,
-  radius and sigma); Y -> X is x = M⁻¹ (y − c).
+  Needs both domains to be images of the same base mixture under two affine maps (same
+  modes, radius and sigma); Y -> X is x = M⁻¹ (y − c).
   """
-  mx, my = parse(source_x, "--source_x"), parse(source_y, "--source_y")
   base = lambda m: (m.modes, m.radius, m.sigma)
   if base(mx) != base(my):
     raise ConfigError(

@@ -9,6 +9,7 @@ seed. Labels travel with images for evaluation and monitoring only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import zlib
 from typing import Iterator, Mapping, Sequence
 
@@ -30,6 +31,11 @@ class DomainSpec:
 
   def flag(self, field: str) -> str:
     return f"--{field}_{self.name}"
+
+  @functools.cached_property
+  def parsed(self) -> sources.Source:
+    """The source string parsed once (a one-line ConfigError naming --source_<name>)."""
+    return sources.parse_source(self.source, self.flag("source"))
 
   @property
   def key(self) -> str:
@@ -60,7 +66,7 @@ def load_domain(spec: DomainSpec, *, data_dir: str | None = None,
   transforms.get_transform(spec.transform, spec.flag("transform"))
   if spec.channels not in (1, 3):
     raise ConfigError(f"{spec.flag('channels')}: got {spec.channels}; expected 1 or 3")
-  data = sources.load_source(spec.source, spec.split, data_dir=data_dir,
+  data = sources.load_source(spec.parsed, spec.split, data_dir=data_dir,
                              process_index=process_index, process_count=process_count,
                              what=spec.flag("source"))
   if data.mixture is not None:

@@ -11,6 +11,7 @@ runs, so every host reads only its own part.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -55,6 +56,57 @@ class SourceData:
     if self.mixture is not None:
       return np.ones(self.num_classes, np.int64)
     return np.bincount(self.labels, minlength=self.num_classes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """A data source string parsed once (`parse_source`; `DomainSpec.parsed` keeps it).
+
+  `kind`: 'digits', 'tfds', 'idx', 'folder' or 'mixture2d'; `arg`: the TFDS name, the IDX
+  directory or the folder's directory; `folder` / `mixture`: the parsed options of a
+  folder or mixture source.
+  """
+  text: str                 # as given (--source_x / --source_y)
+  kind: str
+  arg: str = ""
+  folder: folder_lib.FolderOptions | None = None
+  mixture: mixture_lib.Mixture2D | None = None
+
+  @property
+  def is_points(self) -> bool:
+    return self.mixture is not None
+
+  @property
+  def is_folder(self) -> bool:
+    return self.kind == folder_lib.NAME
+
+  @property
+  def dataset_name(self) -> str:
+    """The data set's name, which keys the evaluation classifiers' thresholds and
+    caches: 'tfds:fashion_mnist:3.0.1' and 'idx:/x/fashion-mnist' -> 'fashion_mnist'."""
+    if self.kind in ("digits", mixture_lib.NAME):
+      return self.kind
+    if self.kind == "tfds":
+      return self.arg.split(":")[0].split("/")[0]
+    return os.path.basename(os.path.normpath(self.arg)).lower().replace("-", "_")
+
+
+def parse_source(text: str, what: str = "--source") -> Source:
+  """'digits', 'tfds:<name>', 'idx:<dir>', 'folder:<dir>[:key=value,...]' or
+  'mixture2d[:key=value,...]' -> Source; one-line ConfigError (naming `what`) otherwise."""
+  kind, _, arg = text.partition(":")
+  if kind == mixture_lib.NAME:
+    return Source(text, kind, mixture=mixture_lib.parse(text, what))
+  if kind == "digits" and not arg:
+    return Source(text, kind)
+  if kind in ("tfds", "idx") and arg:
+    return Source(text, kind, arg)
+  if kind == folder_lib.NAME and arg:
+    directory, options = folder_lib.parse(text, what)
+    return Source(text, kind, directory, folder=options)
+  raise ConfigError(
+      f"{what}: unknown source {text!r}; expected 'digits', 'tfds:<name>', 'idx:<dir>',"
+      f" 'folder:<dir>' or '{mixture_lib.NAME}[:key=value,...]'")
 
 
 class _SplitSize(NamedTuple):
@@ -181,31 +233,33 @@ def _load_idx(directory: str, split: str, data_dir: str | None, what: str,
   return _tfds_load(builder, split, process_index, process_count)
 
 
-def load_source(spec: str, split: str = "train", *, data_dir: str | None = None,
+def load_source(source: Source | str, split: str = "train", *, data_dir: str | None = None,
                 process_index: int = 0, process_count: int = 1,
                 what: str = "--source") -> SourceData:
-  """Loads `spec` ('digits', 'tfds:<name>', 'idx:<dir>', 'folder:<dir>[:...]' or
-  'mixture2d[:...]'), this host's slice.
+  """Loads `source` (a `Source`, or its string: 'digits', 'tfds:<name>', 'idx:<dir>',
+  'folder:<dir>[:...]' or 'mixture2d[:...]'), this host's slice.
 
   `what` names the flag in error messages.
   """
-  kind, _, arg = spec.partition(":")
-  if kind == mixture_lib.NAME:
+  if isinstance(source, str):
+    source = parse_source(source, what)
+  spec, kind, arg = source.text, source.kind, source.arg
+  if source.is_points:
     if split not in ("train", "validation", "test"):
       raise ConfigError(f"{what}: {mixture_lib.NAME} has splits 'train', 'validation' and"
                         f" 'test' (independent infinite streams, no slices), not {split!r}")
-    m = mixture_lib.parse(spec, what)
     empty = np.zeros((0, mixture_lib.DIM), np.float32)
-    return SourceData(spec, empty, np.zeros((0,), np.int32), m.modes, mixture=m)
-  if kind == "digits" and not arg:
+    return SourceData(spec, empty, np.zeros((0,), np.int32), source.mixture.modes,
+                      mixture=source.mixture)
+  if kind == "digits":
     images, labels, k = _load_digits(split, what)
     images, labels = images[process_index::process_count], labels[process_index::process_count]
-  elif kind == "tfds" and arg:
+  elif kind == "tfds":
     images, labels, k = _load_tfds(arg, split, data_dir, what, process_index, process_count)
-  elif kind == "idx" and arg:
+  elif kind == "idx":
     images, labels, k = _load_idx(arg, split, data_dir, what, process_index, process_count)
-  elif kind == folder_lib.NAME and arg:
-    meta, images, names = folder_lib.load(spec, split, what)
+  else:
+    meta, images, names = folder_lib.load(arg, source.folder, split, what)
     name = split.split("[")[0]
     # The slice is cut from every class alike (a validation slice holds every class).
     keep, ranges = folder_lib.select(
@@ -223,10 +277,6 @@ def load_source(spec: str, split: str = "train", *, data_dir: str | None = None,
       images = images[keep]
     return SourceData(spec, images, labels, max(len(names), 1), class_names=names,
                       labelled=bool(names), stream=stream)
-  else:
-    raise ConfigError(
-        f"{what}: unknown source {spec!r}; expected 'digits', 'tfds:<name>', 'idx:<dir>',"
-        f" 'folder:<dir>' or '{mixture_lib.NAME}[:key=value,...]'")
   if len(labels) == 0:
     raise ConfigError(f"{what}: source {spec!r} split {split!r} is empty on this host")
   return SourceData(spec, images, labels, int(k))

@@ -76,20 +76,10 @@ class Classifier(nn.Module):
     return nn.Dense(self.num_classes)(emb), emb
 
 
-def dataset_name(source: str) -> str:
-  """'tfds:fashion_mnist:3.0.1' -> 'fashion_mnist'; 'idx:/x/fashion-mnist' -> 'fashion_mnist'."""
-  kind, _, arg = source.partition(":")
-  if kind == "digits":
-    return "digits"
-  if kind == "tfds":
-    return arg.split(":")[0].split("/")[0]
-  return os.path.basename(os.path.normpath(arg)).lower().replace("-", "_")
-
-
 def threshold_for(spec: data.DomainSpec, override: float | None = None) -> float:
   if override is not None:
     return override
-  key = (dataset_name(spec.source), spec.transform)
+  key = (spec.parsed.dataset_name, spec.transform)
   if key not in THRESHOLDS:
     raise ConfigError(
         f"--min_classifier_accuracy: no default threshold for data set {key[0]!r} with"
@@ -106,10 +96,11 @@ def cache_key(spec: data.DomainSpec, classes: np.ndarray, resolution: int,
               config: ClassifierConfig) -> str:
   fields = [spec.source, spec.transform, spec.channels, resolution,
             np.flatnonzero(classes).tolist(), dataclasses.asdict(config)]
-  if spec.source.startswith(folder_lib.NAME + ":"):   # a changed folder trains a new one
-    fields.append(folder_lib.fingerprint(spec.source, spec.flag("source")))
+  src = spec.parsed
+  if src.is_folder:   # a changed folder trains a new one
+    fields.append(folder_lib.fingerprint(src.arg, src.folder, spec.flag("source")))
   text = json.dumps(fields)
-  return f"{dataset_name(spec.source)}-{spec.transform}-{zlib.crc32(text.encode()):08x}"
+  return f"{src.dataset_name}-{spec.transform}-{zlib.crc32(text.encode()):08x}"
 
 
 @dataclasses.dataclass
@@ -203,8 +194,7 @@ class NearestModeClassifier:
 
 def nearest_mode_classifier(spec: data.DomainSpec, draws: int = 5000,
                             data_dir: str | None = None) -> NearestModeClassifier:
-  from jdbw.data import mixture
-  m = mixture.parse(spec.source, spec.flag("source"))
+  m = spec.parsed.mixture
   test = _balanced(data.load_domain(dataclasses.replace(spec, split="test"), data_dir=data_dir))
   clf = NearestModeClassifier(m.means, {})
   images, labels = _draws(test, draws, 1, 0)
@@ -226,8 +216,7 @@ def load_or_train(spec: data.DomainSpec, cache_dir: str, *, resolution: int = 32
   Raises ConfigError when its test accuracy is below the data set's threshold. A
   `mixture2d` domain gets its exact nearest-mode classifier instead.
   """
-  from jdbw.data import mixture
-  if mixture.is_mixture(spec.source):
+  if spec.parsed.is_points:
     return nearest_mode_classifier(spec, data_dir=data_dir)
   threshold = threshold_for(spec, min_accuracy)
   train_domain = data.load_domain(dataclasses.replace(spec, split="train"), data_dir=data_dir)
