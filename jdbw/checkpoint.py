@@ -102,11 +102,15 @@ class Checkpointer:
 
   CHECKSUMS = "checkpoint_checksums"   # <workdir>/checkpoint_checksums/<step>.json
 
-  def __init__(self, workdir: str, keep: int = 3):
+  def __init__(self, workdir: str, keep: int = 3, *, trainer: bool = False):
+    """`trainer`: opened by the workdir's one trainer (it holds the lock, `jdbw.workdir`):
+    orbax removes the temporary directories of writes a crash cut short (it leaves them
+    otherwise), which no reader may do while a trainer may be writing."""
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     self.manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                             cleanup_tmp_directories=trainer))
     self._unsealed: list[int] = []
     self._sums = os.path.join(os.path.dirname(self.directory), self.CHECKSUMS)
 
@@ -232,26 +236,18 @@ class Checkpointer:
       logging.warning("moved the damaged checkpoint of step %d to %s", step, dest)
     self.manager.reload()
 
-  def remove_unfinished(self) -> list[str]:
-    """Deletes the temporary directories of writes a crash cut short (orbax leaves them
-    until that step is saved again). Only for the workdir's one trainer (it holds the
-    lock, `jdbw.workdir`), before its first save."""
+  def remove_write_probes(self) -> list[str]:
+    """Deletes the write probes of killed runs (`jdbw.workdir.ensure_room`). Only for the
+    workdir's one trainer, before its first save."""
     try:
-      names = [n for n in os.listdir(self.directory) if not n.isdigit()
-               and (".orbax-checkpoint-tmp" in n or n.startswith(".write_probe."))]
+      names = [n for n in os.listdir(self.directory) if n.startswith(".write_probe.")]
     except OSError:
       return []
-    for n in names:   # and the write probes of killed runs (`jdbw.workdir.ensure_room`)
-      path = os.path.join(self.directory, n)
-      if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-      else:
-        try:
-          os.remove(path)
-        except OSError:
-          pass
-    if names:
-      logging.info("removed %d unfinished checkpoint write(s): %s", len(names), ", ".join(names))
+    for n in names:
+      try:
+        os.remove(os.path.join(self.directory, n))
+      except OSError:
+        pass
     return names
 
   def quarantine(self, step: int) -> None:

@@ -213,16 +213,33 @@ class _Preemption:
   after the current step, with a checkpoint; during start-up before the first step.
   The handler only sets a flag (no KeyboardInterrupt that a library callback could
   swallow). A second Ctrl-C stops at once: one line, exit EXIT_INTERRUPTED, nothing
-  saved (the lock is taken over by the next run)."""
+  saved (the lock is taken over by the next run).
+
+  Several processes (`jax.distributed`): SIGTERM is left to JAX's preemption service,
+  which tells every process of a notice to any one of them and agrees on one step to
+  stop at; `reached(step)` asks it through orbax (`CheckpointManager.reached_preemption`),
+  so all processes write the same checkpoint, which their collective save needs.
+  """
 
   SIGNALS = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}
 
   def __init__(self):
     self.requested = None   # the name of the first signal received
     self._old = {}
+    self._synced = jax.process_count() > 1
+
+  def reached(self, step: int, ckpt) -> bool:
+    """Whether the run stops after `step` (every process calls it at every step)."""
+    if self._synced and not self.requested and ckpt.manager.reached_preemption(step):
+      logging.warning("a preemption notice (SIGTERM to one of the %d processes): every"
+                      " process stops after step %d", jax.process_count(), step)
+      self.requested = "SIGTERM"
+    return self.requested is not None
 
   def __enter__(self):
     for sig in self.SIGNALS:
+      if sig == signal.SIGTERM and self._synced:
+        continue
       try:
         self._old[sig] = signal.signal(sig, self._handle)
       except ValueError:  # Not the main thread: leave signals alone.
@@ -333,9 +350,9 @@ def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
   step_fn = compile_iteration(method, run.parallel, mesh)
   if iteration_wrapper is not None:
     step_fn = iteration_wrapper(step_fn)
-  ckpt = checkpoint.Checkpointer(workdir, run.keep_checkpoints)
+  ckpt = checkpoint.Checkpointer(workdir, run.keep_checkpoints, trainer=lead)
   if lead:
-    ckpt.remove_unfinished()
+    ckpt.remove_write_probes()
   state = method.init_state(jax.random.PRNGKey(run.seed))
   watch = hooks.default_hooks(method, domains, ema=run.weight_ema, every=run.log_every)
   history = hooks.new_history(watch)
@@ -415,7 +432,8 @@ def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
         finish(*pending)
       done = step + 1
       pending = (done, metrics, per_sample, labels)
-      save = done % run.checkpoint_every == 0 or done == run.steps or preempt.requested
+      stop = preempt.reached(done, ckpt)
+      save = done % run.checkpoint_every == 0 or done == run.steps or stop
       draw = done % run.figure_every == 0 or done == run.steps
       score = evaluate is not None and run.eval_every and (
           done % run.eval_every == 0 or done == run.steps)
@@ -437,7 +455,7 @@ def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
         for k, v in scores.items():
           writer.add_scalar(f"eval/{k}", v, done)
         writer.flush()
-      if preempt.requested:
+      if stop:
         logging.warning("%s: checkpoint written at step %d; exiting", preempt.requested, done)
         break
   finally:

@@ -99,3 +99,59 @@ def test_entrypoint_on_two_processes_writes_once_checkpoints_and_resumes(tmp_pat
     assert "resumed" in out and "at step 2" in out
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "4"]
   assert len(glob.glob(os.path.join(workdir, "tb", "events.*"))) == 2   # one per run
+
+
+def test_sigterm_to_one_of_two_processes_stops_both_at_one_checkpoint(tmp_path):
+  """A preemption notice reaches one process (SIGTERM to process 1 alone): JAX's
+  preemption service makes both stop after the same step, both write that checkpoint
+  (orbax's save is collective: at different steps it would hang) and exit with status
+  75; the same command then finishes the run from it."""
+  import re
+  import signal
+  import threading
+  workdir = str(tmp_path / "run")
+
+  def args(i, port, steps):
+    return [sys.executable, "-m", "experiments.mnist_srmnist",
+            "--flagfile=experiments/configs/quickstart.flags", f"--workdir={workdir}",
+            f"--steps={steps}", "--batch_size=8", "--g_features=4", "--d_features=2",
+            "--w_features=2", "--d_steps=1", "--checkpoint_every=1000", "--log_every=1",
+            "--figure_every=1000", "--jax_distributed",
+            f"--coordinator_address=localhost:{port}", "--num_processes=2",
+            f"--process_id={i}"]
+
+  port = _port()
+  procs = [subprocess.Popen(args(i, port, 400), cwd=ROOT, env=_env(1), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  outs = [[], []]
+  stepped = threading.Event()
+
+  def read(i):
+    for line in procs[i].stdout:
+      outs[i].append(line)
+      if i == 1 and re.search(r"step 3/400", line):
+        stepped.set()
+
+  readers = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(2)]
+  for t in readers:
+    t.start()
+  try:
+    assert stepped.wait(300), "".join(outs[1])[-3000:]
+    procs[1].send_signal(signal.SIGTERM)
+    codes = [p.wait(timeout=300) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for t in readers:
+    t.join(10)
+  text = ["".join(o) for o in outs]
+  assert codes == [75, 75], "\n".join(t[-2000:] for t in text)
+  stopped = [int(re.search(r"preempted \(SIGTERM\) at step (\d+)", t).group(1)) for t in text]
+  assert stopped[0] == stopped[1] and 3 <= stopped[0] < 400, stopped
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [str(stopped[0])]
+  # Rerunning the same command on both continues from that step to the end.
+  port = _port()
+  outs = _launch(lambda i: args(i, port, stopped[0] + 2), 2, devices=1)
+  for out in outs:
+    assert f"at step {stopped[0]}" in out and "resumed" in out

@@ -49,13 +49,8 @@ def test_shard_map_and_pmap_match_single_device(variant, modes):
   method = jd.JD(jd.JDConfig(**TINY, **variant))
   state = method.init_state(jax.random.PRNGKey(0))
   batch = _batch(method.config.d_steps)
-  ref_state, ref_metrics, ref_w = jax.jit(method.iteration)(_copy(state), batch)
-  for mode in modes:
-    fn = train.compile_iteration(method, mode)
-    got_state, got_metrics, got_w = fn(train.place_state(_copy(state), mode),
-                                       train.place_batch(batch, mode))
-    got_state = train.host_state(got_state, mode)
-    got_metrics = jax.tree.map(lambda a: np.asarray(a).reshape(-1)[0], got_metrics)
+  for (ref_state, ref_metrics, ref_w), (got_state, got_metrics, got_w) in (
+      helpers.iterations_across_devices(method, state, batch, modes)):
     chex.assert_trees_all_close(got_metrics, ref_metrics, rtol=2e-4, atol=1e-6)
     # Critic scores near zero (6.6e-4 seen) differ by float noise (1e-8): an atol too.
     chex.assert_trees_all_close(train.flat_per_sample(got_w), train.flat_per_sample(ref_w),
