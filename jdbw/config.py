@@ -185,6 +185,16 @@ class MethodConfig(ImageConfig, OptimizerConfig, BatchWeightConfig, ExecutionCon
     return self
 
 
+@dataclasses.dataclass(frozen=True)
+class MarginalTranslatorConfig(MethodConfig):
+  """The defaults the translators with one critic per domain share (MUNIT, CycleGAN,
+  DistanceGAN): no batch weight, one critic step per generator step, and the clip
+  relaxed by generator step 1000 (the authors' MUNIT + BW, counted at d = 1)."""
+  batch_weight: str = "none"
+  d_steps: int = 1
+  bw_full: int = 1000
+
+
 SECTIONS = (ImageConfig, OptimizerConfig, BatchWeightConfig, ExecutionConfig)
 
 

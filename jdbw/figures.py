@@ -276,12 +276,7 @@ def class_histograms(path: str, hists: dict, title: str, ylabel: str = "class ma
     h = np.asarray(h)
     ax.bar(np.arange(len(h)) + (i - (n - 1) / 2) * width, h, width=width, label=label)
   ax.set_xticks(np.arange(len(h)))
-  ax.set_xlabel("class")
-  ax.set_ylabel(ylabel)
-  ax.set_title(title, fontsize=9)
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  return save(fig, path)
+  return _finish_plot(fig, ax, path, "class", ylabel, title)
 
 
 def metric_curves(path: str, steps, curves: dict, ylabel: str, title: str) -> str:
@@ -289,7 +284,12 @@ def metric_curves(path: str, steps, curves: dict, ylabel: str, title: str) -> st
   fig, ax = plt.subplots(figsize=(6, 3.5))
   for label, v in curves.items():
     ax.plot(steps, v, "o-", label=label)
-  ax.set_xlabel("generator step")
+  return _finish_plot(fig, ax, path, "generator step", ylabel, title)
+
+
+def _finish_plot(fig, ax, path: str, xlabel: str, ylabel: str, title: str) -> str:
+  """Labels, title and legend of a one-axes plot, then saved to `path`."""
+  ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   ax.set_title(title, fontsize=9)
   ax.legend(fontsize=7)

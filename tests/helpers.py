@@ -23,3 +23,21 @@ def xla_flags(devices=1):
   compiles the suite (LLVM -O0)."""
   return SUITE_OPT_LEVEL + (f" {fake_devices(devices)}" if devices > 1 else "")
 
+
+
+def iterations_across_devices(method, state, batch, modes):
+  """One iteration of `method` on one device (the reference) and in each data-parallel
+  mode of `modes` ('shard_map', 'pmap') from copies of `state`: yields (reference, got),
+  each (state, metrics, per-sample values) on the host, metrics as scalars."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from jdbw import train
+  copy = lambda t: jax.tree.map(lambda a: jnp.array(a, copy=True), t)
+  ref = jax.device_get(jax.jit(method.iteration)(copy(state), batch))
+  for mode in modes:
+    fn = train.compile_iteration(method, mode)
+    got_state, got_metrics, got_w = fn(train.place_state(copy(state), mode),
+                                       train.place_batch(batch, mode))
+    got_metrics = jax.tree.map(lambda a: np.asarray(a).reshape(-1)[0], got_metrics)
+    yield ref, (jax.device_get(train.host_state(got_state, mode)), got_metrics, got_w)

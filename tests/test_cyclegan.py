@@ -46,7 +46,7 @@ def test_network_shapes_at_both_sizes():
   chex.assert_shape(out, (1, 128, 128, 3))
   d3 = nets_cg.PatchDiscriminator(ndf=64, n_layers=3)
   chex.assert_shape(jax.eval_shape(lambda: d3.apply(d3.init(key, big), big)), (1, 14, 14))
-  e = nets_cg.EncoderDecoderGenerator(3, dim=8)
+  e = nets_cg.EncoderDecoderGenerator(out_channels=3, dim=8)
   v = e.init(key, x)
   assert "batch_stats" in v   # and the authors' convolutions have no bias:
   assert not [k for k, p in v["params"].items() if k.startswith("Conv") and "bias" in p]

@@ -210,39 +210,33 @@ def test_idx_dir_without_files(tmp_path):
   _one_line(e, "--source_x", "train-images-idx3-ubyte.gz")
 
 
-def test_malformed_idx_file(tmp_path, fashion_dir):
-  for name in os.listdir(fashion_dir):
-    os.symlink(os.path.join(fashion_dir, name), tmp_path / name)
-  os.remove(tmp_path / "t10k-labels-idx1-ubyte.gz")
-  with gzip.open(tmp_path / "t10k-labels-idx1-ubyte.gz", "wb") as f:
-    f.write(b"not an idx file")
-  with pytest.raises(ConfigError) as e:
-    data.load_domain(data.DomainSpec(source=f"idx:{tmp_path}"))
-  _one_line(e, "--source_x", "t10k-labels-idx1-ubyte.gz", "magic")
-
-
-def test_truncated_gzip_idx_file_is_one_line(tmp_path, fashion_dir):
-  for name in os.listdir(fashion_dir):
-    os.symlink(os.path.join(fashion_dir, name), tmp_path / name)
-  os.remove(tmp_path / "t10k-labels-idx1-ubyte.gz")
-  with open(os.path.join(fashion_dir, "t10k-labels-idx1-ubyte.gz"), "rb") as f:
+def _truncated(path):
+  with open(path, "rb") as f:
     whole = f.read()
-  with open(tmp_path / "t10k-labels-idx1-ubyte.gz", "wb") as f:   # a copy cut off mid-stream
-    f.write(whole[:len(whole) // 2])
-  with pytest.raises(ConfigError) as e:
-    data.load_domain(data.DomainSpec(source=f"idx:{tmp_path}"))
-  _one_line(e, "--source_x", "t10k-labels-idx1-ubyte.gz", "truncated or damaged")
+  return whole[:len(whole) // 2]   # a copy cut off mid-stream
 
 
-def test_idx_label_count_mismatch(tmp_path, fashion_dir):
+@pytest.mark.parametrize("contents,needles", [
+    (lambda fashion: _gzipped(b"not an idx file"), ("--source_x", "magic")),
+    (lambda fashion: _truncated(os.path.join(fashion, "t10k-labels-idx1-ubyte.gz")),
+     ("--source_x", "truncated or damaged")),
+    (lambda fashion: _gzipped(bytes([0, 0, 8, 1]) + (5).to_bytes(4, "big") + bytes(5)),
+     ("expected (10000,)",)),
+], ids=["malformed", "truncated_gzip", "label_count_mismatch"])
+def test_a_damaged_idx_file_is_one_line(tmp_path, fashion_dir, contents, needles):
+  """Fashion-MNIST's files with the test labels replaced by `contents`."""
   for name in os.listdir(fashion_dir):
     os.symlink(os.path.join(fashion_dir, name), tmp_path / name)
   os.remove(tmp_path / "t10k-labels-idx1-ubyte.gz")
-  with gzip.open(tmp_path / "t10k-labels-idx1-ubyte.gz", "wb") as f:
-    f.write(bytes([0, 0, 8, 1]) + (5).to_bytes(4, "big") + bytes(5))
+  with open(tmp_path / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+    f.write(contents(fashion_dir))
   with pytest.raises(ConfigError) as e:
     data.load_domain(data.DomainSpec(source=f"idx:{tmp_path}"))
-  _one_line(e, "t10k-labels-idx1-ubyte.gz", "expected (10000,)")
+  _one_line(e, "t10k-labels-idx1-ubyte.gz", *needles)
+
+
+def _gzipped(payload: bytes) -> bytes:
+  return gzip.compress(payload)
 
 
 @pytest.mark.parametrize("spec,needle", [

@@ -43,7 +43,7 @@ def test_parse_defaults_and_errors():
 
 def test_true_map_sends_mode_centres_to_mode_centres():
   mx, my = mixture.parse(SRC_X), mixture.parse(SRC_Y)
-  m, c = mixture.true_map(SRC_X, SRC_Y)
+  m, c = mixture.true_map(mixture.parse(SRC_X), mixture.parse(SRC_Y))
   np.testing.assert_allclose(mx.means @ m.T + c, my.means, atol=1e-12)
   # And it is the pushforward of whole points, noise included (x1.1 scale of sigma).
   lab = np.arange(4).repeat(50)
@@ -51,7 +51,7 @@ def test_true_map_sends_mode_centres_to_mode_centres():
   py = my.sample_numpy(lab, np.random.default_rng(0))
   np.testing.assert_allclose(px @ m.T + c, py, atol=1e-5)
   with pytest.raises(ConfigError) as e:
-    mixture.true_map(SRC_X, "mixture2d:sigma=0.3")
+    mixture.true_map(mx, mixture.parse("mixture2d:sigma=0.3"))
   _one_line(e, "--oracle_generators", "share modes")
 
 
@@ -111,7 +111,7 @@ def test_vector_networks_shapes_and_residual_generator():
 
 
 def test_oracle_generators_are_the_true_map_and_its_inverse_and_never_train():
-  m, c = mixture.true_map(SRC_X, SRC_Y)
+  m, c = mixture.true_map(mixture.parse(SRC_X), mixture.parse(SRC_Y))
   method = jd.JD(jd.JDConfig(**{**BENCH, "d_steps": 1},
                              oracle_map=(tuple(m.reshape(-1)), tuple(c))))
   state = method.init_state(jax.random.PRNGKey(0))
@@ -191,7 +191,7 @@ def test_oracle_generators_calibrate_the_weights(tmp_path):
   with compile); with the sign of W's loss flipped, seed 0 ends at 0.649 and the test
   fails. The threshold 0.10 leaves twice the worst seed's TV.
   """
-  m, c = mixture.true_map(SRC_X, SRC_Y)
+  m, c = mixture.true_map(mixture.parse(SRC_X), mixture.parse(SRC_Y))
   s, workdir = _train_and_evaluate(tmp_path, 400, 0,
                                    oracle_map=(tuple(m.reshape(-1)), tuple(c)))
   assert s["class_consistency_xy"] == 1.0 and s["class_consistency_yx"] == 1.0

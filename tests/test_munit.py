@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import helpers
 
 from jdbw import data, inference, train
 from jdbw.nets import munit as mm
@@ -136,23 +137,17 @@ def test_pmap_and_shard_map_match_single_device(bw, modes):
   m = munit.MUNIT(munit.MUNITConfig(batch_weight=bw, **TINY))
   state = m.init_state(jax.random.PRNGKey(0))
   batch = _batch()
-  copy = lambda t: jax.tree.map(lambda a: jnp.array(a, copy=True), t)
-  ref_state, ref_metrics, ref_w = jax.jit(m.iteration)(copy(state), batch)
-  for mode in modes:
-    fn = train.compile_iteration(m, mode)
-    got_state, got_metrics, got_w = fn(train.place_state(copy(state), mode),
-                                       train.place_batch(batch, mode))
-    got_state = train.host_state(got_state, mode)
-    got_metrics = jax.tree.map(lambda a: np.asarray(a).reshape(-1)[0], got_metrics)
+  for (ref_state, ref_metrics, ref_w), (got_state, got_metrics, got_w) in (
+      helpers.iterations_across_devices(m, state, batch, modes)):
     chex.assert_trees_all_close(got_metrics, ref_metrics, rtol=2e-4, atol=1e-6)
     chex.assert_trees_all_close(train.flat_per_sample(got_w), train.flat_per_sample(ref_w),
                                 rtol=1e-5)
     # As for JD: moments ∝ gradients; params within ±lr per step where a gradient is
     # exactly zero in theory (biases before instance norm) and float noise sets Adam's sign.
-    chex.assert_trees_all_close(jax.device_get(got_state.opt_state),
-                                jax.device_get(ref_state.opt_state), rtol=2e-3, atol=1e-6)
-    chex.assert_trees_all_close(jax.device_get(got_state.params), jax.device_get(ref_state.params),
-                                rtol=1e-4, atol=2 * m.config.lr * 2)
+    chex.assert_trees_all_close(got_state.opt_state, ref_state.opt_state, rtol=2e-3,
+                                atol=1e-6)
+    chex.assert_trees_all_close(got_state.params, ref_state.params, rtol=1e-4,
+                                atol=2 * m.config.lr * 2)
 
 
 def test_tiny_run_checkpoints_figures_resume_inference_and_evaluation(tmp_path):

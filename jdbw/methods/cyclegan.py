@@ -47,7 +47,7 @@ BATCH_WEIGHTS = ("none", "two_sided")
 
 
 @dataclasses.dataclass(frozen=True)
-class CycleGANConfig(config_lib.MethodConfig):
+class CycleGANConfig(config_lib.MarginalTranslatorConfig):
   """CycleGAN's settings (the reference's defaults, networks sized for 32x32 digits).
 
   At 32x32: a ResNet generator of width 32 with 3 blocks and a 2-layer PatchGAN of
@@ -55,10 +55,7 @@ class CycleGANConfig(config_lib.MethodConfig):
   (ngf 64, 9 blocks; ndf 64, 3 layers) are `--ngf=64 --n_blocks=9 --ndf=64
   --dis_layers=3` (6 blocks is its 128x128 choice).
   """
-  batch_weight: str = "none"
-  d_steps: int = 1
   lr: float = 2e-4
-  bw_full: int = 1000
   ngf: int = config_lib.setting(32, "CycleGAN ResNet generator width (reference: 64).")
   n_blocks: int = config_lib.setting(3, "CycleGAN residual blocks (reference: 9 at 256, 6 at 128).")
   ndf: int = config_lib.setting(32, "CycleGAN PatchGAN width (reference: 64).")

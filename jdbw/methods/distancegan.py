@@ -176,8 +176,8 @@ class DistanceGAN(cyclegan.CycleGAN):
     kw = dict(axis_name=axis_name, **self.kw)
     if part == "G":
       out = c.channels_y if name == "G_xy" else c.channels_x
-      return nets.cyclegan.EncoderDecoderGenerator(out, c.g_dim, **kw)
-    return nets.cyclegan.DCGANDiscriminator(c.d_dim, **kw)
+      return nets.cyclegan.EncoderDecoderGenerator(out_channels=out, dim=c.g_dim, **kw)
+    return nets.cyclegan.DCGANDiscriminator(dim=c.d_dim, **kw)
 
   def network_names(self) -> dict:
     if self.config.one_sided:

@@ -41,16 +41,13 @@ BATCH_WEIGHTS = ("none", "two_sided")
 
 
 @dataclasses.dataclass(frozen=True)
-class MUNITConfig(config_lib.MethodConfig):
+class MUNITConfig(config_lib.MarginalTranslatorConfig):
   """MUNIT's SR-MNIST settings (authors' code) by default; saved with the workdir.
 
-  Shared sections from `jdbw.config`, with MUNIT's defaults for some of their fields
-  (no batch weight, 1 D step, weight decay 1e-4, the clip relaxed by step 1000).
+  Shared sections from `jdbw.config`, with the marginal translators' defaults (no batch
+  weight, 1 D step, the clip relaxed by step 1000) and MUNIT's weight decay 1e-4.
   """
-  batch_weight: str = "none"
-  d_steps: int = 1
   weight_decay: float = 1e-4
-  bw_full: int = 1000
   gen_dim: int = config_lib.setting(64, "MUNIT generator width.")
   mlp_dim: int = config_lib.setting(256, "MUNIT AdaIN-MLP width.")
   n_downsample: int = config_lib.setting(1, "MUNIT content down-samplings.")

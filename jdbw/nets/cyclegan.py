@@ -93,20 +93,29 @@ def _batch_norm(train: bool, axis_name, name=None):
                       axis_name=axis_name, name=name)
 
 
-class EncoderDecoderGenerator(nn.Module):
-  """DistanceGAN's 32x32 generator (module docstring)."""
-  out_channels: int
+class _DCGANNet(nn.Module):
+  """DistanceGAN's networks' shared settings and pieces (bias-free convolutions, leaky
+  ReLU 0.05, batch norm over the global batch)."""
   dim: int = 64
   axis_name: str | None = None   # global batch statistics under shard_map / pmap
   impl: str = "auto"
   dtype: Any = None
 
-  @nn.compact
-  def __call__(self, x, train: bool = True):
+  def pieces(self, train: bool):
+    """(conv keywords, activation, batch norm, 1-pixel padding) for one call."""
     kw = dict(impl=self.impl, dtype=self.dtype, use_bias=False)
     act = lambda h: nn.leaky_relu(h, 0.05)
     bn = lambda h: _batch_norm(train, self.axis_name)(layers.at_least_float32(h))
-    pad = ((1, 1), (1, 1))
+    return kw, act, bn, ((1, 1), (1, 1))
+
+
+class EncoderDecoderGenerator(_DCGANNet):
+  """DistanceGAN's 32x32 generator (module docstring)."""
+  out_channels: int = 1
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    kw, act, bn, pad = self.pieces(train)
     h = act(bn(layers.Conv(self.dim, (4, 4), 2, pad, **kw)(x)))
     h = act(bn(layers.Conv(2 * self.dim, (4, 4), 2, pad, **kw)(h)))
     h = act(bn(layers.Conv(2 * self.dim, (3, 3), 1, pad, **kw)(h)))
@@ -116,19 +125,12 @@ class EncoderDecoderGenerator(nn.Module):
     return jnp.tanh(layers.at_least_float32(h))
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(_DCGANNet):
   """DistanceGAN's 32x32 discriminator: a [B, h, w] map (1x1 at 32x32)."""
-  dim: int = 64
-  axis_name: str | None = None
-  impl: str = "auto"
-  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    kw = dict(impl=self.impl, dtype=self.dtype, use_bias=False)
-    act = lambda h: nn.leaky_relu(h, 0.05)
-    bn = lambda h: _batch_norm(train, self.axis_name)(layers.at_least_float32(h))
-    pad = ((1, 1), (1, 1))
+    kw, act, bn, pad = self.pieces(train)
     h = act(layers.Conv(self.dim, (4, 4), 2, pad, **kw)(x))
     h = act(bn(layers.Conv(2 * self.dim, (4, 4), 2, pad, **kw)(h)))
     h = act(bn(layers.Conv(4 * self.dim, (4, 4), 2, pad, **kw)(h)))
