@@ -107,5 +107,10 @@ def test_numerics_match_the_recorded_values(variant):
     np.testing.assert_allclose([g[k] for k in sorted(g)], [w[k] for k in sorted(w)],
                                rtol=RTOL, atol=1e-5, err_msg=f"iteration {i}")
   assert sorted(got["checksums"]) == sorted(want["checksums"])
-  for k, w in want["checksums"].items():
-    np.testing.assert_allclose(got["checksums"][k], w, rtol=RTOL, atol=1e-5, err_msg=k)
+  for k, (want_sum, want_sq) in want["checksums"].items():
+    got_sum, got_sq = got["checksums"][k]
+    np.testing.assert_allclose(got_sq, want_sq, rtol=RTOL, err_msg=k)
+    # A sum of thousands of parameters cancels to near zero, so it is held to the scale
+    # of the parameters (their L2 norm), not to its own: Adam turns the float noise of an
+    # exactly-zero gradient (a bias before instance norm) into a +-lr step of either sign.
+    assert abs(got_sum - want_sum) <= RTOL * np.sqrt(want_sq), (k, got_sum, want_sum)
