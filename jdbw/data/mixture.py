@@ -36,8 +36,6 @@ from jdbw.errors import ConfigError
 
 NAME = "mixture2d"
 DIM = 2
-_FIELDS = {"modes": int, "radius": float, "sigma": float, "rotate": float, "scale": float,
-           "dx": float, "dy": float}
 _BLOCK = 256  # points per stateless draw inside tf.data (amortises per-element cost)
 
 
@@ -97,6 +95,10 @@ class Mixture2D:
       return {"image": points, "label": tf.cast(labels, tf.int32)}
 
     return tf.data.Dataset.counter().map(block).unbatch()
+
+
+# The source's keys and their types: Mixture2D's fields (their defaults' types).
+_FIELDS = {f.name: type(f.default) for f in dataclasses.fields(Mixture2D)}
 
 
 def parse(source: str, what: str = "--source") -> Mixture2D:

@@ -26,7 +26,6 @@ mnist_to_svhn/model.py`, after mnist-svhn-transfer):
 
 from __future__ import annotations
 
-from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -40,51 +39,45 @@ _UP_3 = ((1, 2), (1, 2))    # k 3, p 1, output_padding 1 (CycleGAN): 2x
 _UP_4 = ((2, 2), (2, 2))    # k 4, p 1 (DistanceGAN): 2x
 
 
-class ResnetGenerator(nn.Module):
+class ResnetGenerator(layers.ConvNet):
   """CycleGAN's ResNet generator (module docstring); `out_channels` of the target."""
   out_channels: int
   ngf: int = 64
   n_blocks: int = 9
   n_down: int = 2
-  impl: str = "auto"
-  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
-    kw = dict(impl=self.impl, dtype=self.dtype)
     d = self.ngf
-    h = ConvBlock(d, 7, 1, 3, "in", "relu", **kw)(x)
+    h = ConvBlock(d, 7, 1, 3, "in", "relu", **self.kw)(x)
     for _ in range(self.n_down):
       d *= 2
-      h = layers.Conv(d, (3, 3), 2, ((1, 1), (1, 1)), **kw)(h)
+      h = layers.Conv(d, (3, 3), 2, ((1, 1), (1, 1)), **self.kw)(h)
       h = nn.relu(instance_norm(h))
     for _ in range(self.n_blocks):
-      h = ResBlock(d, norm="in", layout="munit", **kw)(h)
+      h = ResBlock(d, norm="in", layout="munit", **self.kw)(h)
     for _ in range(self.n_down):
       d //= 2
-      h = layers.conv_transpose(d, (3, 3), 2, _UP_3, **kw)(h)
+      h = layers.conv_transpose(d, (3, 3), 2, _UP_3, **self.kw)(h)
       h = nn.relu(instance_norm(h))
-    h = ConvBlock(self.out_channels, 7, 1, 3, "none", "none", **kw)(h)
+    h = ConvBlock(self.out_channels, 7, 1, 3, "none", "none", **self.kw)(h)
     return jnp.tanh(layers.at_least_float32(h))
 
 
-class PatchDiscriminator(nn.Module):
+class PatchDiscriminator(layers.ConvNet):
   """CycleGAN's PatchGAN: a [B, h, w] map of patch scores (module docstring)."""
   ndf: int = 64
   n_layers: int = 3
-  impl: str = "auto"
-  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
-    kw = dict(impl=self.impl, dtype=self.dtype)
     pad = ((1, 1), (1, 1))
-    h = nn.leaky_relu(layers.Conv(self.ndf, (4, 4), 2, pad, **kw)(x), 0.2)
+    h = nn.leaky_relu(layers.Conv(self.ndf, (4, 4), 2, pad, **self.kw)(x), 0.2)
     for n in range(1, self.n_layers + 1):
       stride = 2 if n < self.n_layers else 1
-      h = layers.Conv(self.ndf * min(2 ** n, 8), (4, 4), stride, pad, **kw)(h)
+      h = layers.Conv(self.ndf * min(2 ** n, 8), (4, 4), stride, pad, **self.kw)(h)
       h = nn.leaky_relu(instance_norm(h), 0.2)
-    out = layers.Conv(1, (4, 4), 1, pad, **kw)(h)
+    out = layers.Conv(1, (4, 4), 1, pad, **self.kw)(h)
     return layers.at_least_float32(out[..., 0])
 
 
@@ -93,17 +86,15 @@ def _batch_norm(train: bool, axis_name, name=None):
                       axis_name=axis_name, name=name)
 
 
-class _DCGANNet(nn.Module):
+class _DCGANNet(layers.ConvNet):
   """DistanceGAN's networks' shared settings and pieces (bias-free convolutions, leaky
   ReLU 0.05, batch norm over the global batch)."""
   dim: int = 64
   axis_name: str | None = None   # global batch statistics under shard_map / pmap
-  impl: str = "auto"
-  dtype: Any = None
 
   def pieces(self, train: bool):
     """(conv keywords, activation, batch norm, 1-pixel padding) for one call."""
-    kw = dict(impl=self.impl, dtype=self.dtype, use_bias=False)
+    kw = dict(self.kw, use_bias=False)
     act = lambda h: nn.leaky_relu(h, 0.05)
     bn = lambda h: _batch_norm(train, self.axis_name)(layers.at_least_float32(h))
     return kw, act, bn, ((1, 1), (1, 1))

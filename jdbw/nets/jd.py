@@ -27,7 +27,20 @@ from jdbw.nets.blocks import (ResBlock, conv, conv_transpose, dense, instance_no
 Array = Any
 
 
-class Generator(nn.Module):
+class _NoiseGenerator(layers.ConvNet):
+  """The paper's stochastic generators G(x, z): `features` wide, spectral norm on every
+  layer (replacing normalisation), `out_channels` of the target domain."""
+  out_channels: int = 1
+  features: int = 64
+  spectral_norm: bool = True
+
+  def layer_fns(self):
+    """This generator's conv and ResBlock constructors (its spectral norm, impl, dtype)."""
+    return (functools.partial(conv, sn=self.spectral_norm, **self.kw),
+            functools.partial(ResBlock, sn=self.spectral_norm, **self.kw))
+
+
+class Generator(_NoiseGenerator):
   """Table 2: G(x, z) at 32x32.
 
   x -> KxK conv(64)/s -> 2 ResBlock(64) -> 1x1 conv(64) = x0; z tiled over the
@@ -35,32 +48,25 @@ class Generator(nn.Module):
   KxK transposed conv(c)/s -> tanh. MNIST-SRMNIST: K=4, s=2, d=8; MNIST-SVHN:
   K=1, s=1, d=16.
   """
-  out_channels: int = 1
   kernel: int = 4
   stride: int = 2
-  features: int = 64
-  spectral_norm: bool = True
-  impl: str = "auto"   # layers.CONV_IMPLS
-  dtype: Any = None    # compute dtype; output float32
 
   @nn.compact
   def __call__(self, x, z, update_stats: bool = False):
-    sn, f = self.spectral_norm, self.features
-    kw = dict(impl=self.impl, dtype=self.dtype)
-    res = functools.partial(ResBlock, sn=sn, **kw)
-    h = conv(f, self.kernel, self.stride, sn, **kw)(x, update_stats)
+    (c, res), f = self.layer_fns(), self.features
+    h = c(f, self.kernel, self.stride)(x, update_stats)
     h = res(f)(h, update_stats)
     h = res(f)(h, update_stats)
-    h = conv(f, 1, sn=sn, **kw)(nn.relu(h), update_stats)
-    h = conv(f, 1, sn=sn, **kw)(with_tiled_noise(h, z), update_stats)
+    h = c(f, 1)(nn.relu(h), update_stats)
+    h = c(f, 1)(with_tiled_noise(h, z), update_stats)
     h = res(f)(h, update_stats)
     h = res(f)(h, update_stats)
-    h = conv_transpose(self.out_channels, self.kernel, self.stride, sn, **kw)(
-        nn.relu(h), update_stats)
+    h = conv_transpose(self.out_channels, self.kernel, self.stride, self.spectral_norm,
+                       **self.kw)(nn.relu(h), update_stats)
     return jnp.tanh(layers.at_least_float32(h))
 
 
-class GeneratorHiRes(nn.Module):
+class GeneratorHiRes(_NoiseGenerator):
   """128x128 generator (§4.2): MUNIT's generator without AdaIN, with spectral norm.
 
   MUNIT's content encoder: 7x7 conv(f), n_down x 4x4/2 conv(2x), instance norm,
@@ -72,18 +78,12 @@ class GeneratorHiRes(nn.Module):
   zeros where MUNIT pads by reflection (one padding rule for every network here).
   """
   out_channels: int = 3
-  features: int = 64
   n_down: int = 2
   n_res: int = 4
-  spectral_norm: bool = True
-  impl: str = "auto"   # layers.CONV_IMPLS
-  dtype: Any = None    # compute dtype; output float32
 
   @nn.compact
   def __call__(self, x, z, update_stats: bool = False):
-    sn, d = self.spectral_norm, self.features
-    c = functools.partial(conv, sn=sn, impl=self.impl, dtype=self.dtype)
-    res = functools.partial(ResBlock, sn=sn, impl=self.impl, dtype=self.dtype)
+    (c, res), d = self.layer_fns(), self.features
     h = nn.relu(instance_norm(c(d, 7)(x, update_stats)))
     for _ in range(self.n_down):
       d *= 2
@@ -100,7 +100,7 @@ class GeneratorHiRes(nn.Module):
     return jnp.tanh(layers.at_least_float32(h))
 
 
-class JointDiscriminator(nn.Module):
+class JointDiscriminator(layers.ConvNet):
   """Table 1: D(x, y) -> R with three streams per level (all convs 4x4, stride 2).
 
   Level l: x_l = conv(x_{l-1}), y_l = conv(y_{l-1}), xy_l = conv(h_{l-1}) with
@@ -116,33 +116,30 @@ class JointDiscriminator(nn.Module):
   spectral_norm: bool = True
   levels: tuple = (1, 2, 4)
   res_level: int = 2
-  impl: str = "auto"   # layers.CONV_IMPLS
-  dtype: Any = None    # compute dtype; output float32
 
   @nn.compact
   def __call__(self, x, y, update_stats: bool = False):
     sn, f = self.spectral_norm, self.features
-    kw = dict(impl=self.impl, dtype=self.dtype)
     act = functools.partial(nn.leaky_relu, negative_slope=0.2)
     hx, hy, h = x, y, jnp.concatenate([x, y], -1)
     for level, mult in enumerate(self.levels, start=1):
-      hx = act(conv(f * mult, 4, 2, sn, name=f"x{level}", **kw)(hx, update_stats))
-      hy = act(conv(f * mult, 4, 2, sn, name=f"y{level}", **kw)(hy, update_stats))
-      hxy = act(conv(2 * f * mult, 4, 2, sn, name=f"xy{level}", **kw)(h, update_stats))
+      hx = act(conv(f * mult, 4, 2, sn, name=f"x{level}", **self.kw)(hx, update_stats))
+      hy = act(conv(f * mult, 4, 2, sn, name=f"y{level}", **self.kw)(hy, update_stats))
+      hxy = act(conv(2 * f * mult, 4, 2, sn, name=f"xy{level}", **self.kw)(h, update_stats))
       h = jnp.concatenate([hx, hxy, hy], -1)
       self.sow("intermediates", f"concat{level}", h)
       if level == self.res_level:
-        h = ResBlock(2 * f * mult, sn, act, **kw)(h, update_stats)
-        h = ResBlock(2 * f * mult, sn, act, **kw)(h, update_stats)
+        h = ResBlock(2 * f * mult, sn, act, **self.kw)(h, update_stats)
+        h = ResBlock(2 * f * mult, sn, act, **self.kw)(h, update_stats)
         self.sow("intermediates", f"res{level}", h)
-    h = act(conv(8 * f, 4, 2, sn, name="out_conv", **kw)(h, update_stats))
+    h = act(conv(8 * f, 4, 2, sn, name="out_conv", **self.kw)(h, update_stats))
     h = h.reshape(h.shape[0], -1)
     self.sow("intermediates", "fc_in", h)
     h = act(dense(8 * f, sn, name="fc1", dtype=self.dtype)(h, update_stats))
     return layers.at_least_float32(dense(1, sn, name="fc2", dtype=self.dtype)(h, update_stats)[:, 0])
 
 
-class DCGANCritic(nn.Module):
+class DCGANCritic(layers.ConvNet):
   """DCGAN discriminator body: four 4x4 stride-2 convs (64, 128, 256, 512), linear -> R.
 
   Used for the weight networks W_x, W_y (paper §4.3; no spectral norm by default) and
@@ -154,8 +151,6 @@ class DCGANCritic(nn.Module):
   spectral_norm: bool = False
   num_layers: int = 4
   max_features: int | None = None   # cap on the doubling widths (deeper 128x128 nets)
-  impl: str = "auto"   # layers.CONV_IMPLS
-  dtype: Any = None    # compute dtype; output float32
 
   @nn.compact
   def __call__(self, *images, update_stats: bool = False):
@@ -164,7 +159,7 @@ class DCGANCritic(nn.Module):
       width = self.features * 2 ** i
       if self.max_features:
         width = min(width, self.max_features)
-      h = conv(width, 4, 2, self.spectral_norm, impl=self.impl, dtype=self.dtype)(h, update_stats)
+      h = conv(width, 4, 2, self.spectral_norm, **self.kw)(h, update_stats)
       h = nn.leaky_relu(h, 0.2)
     h = h.reshape(h.shape[0], -1)
     return layers.at_least_float32(

@@ -180,3 +180,19 @@ class Dense(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
     dtype = self.dtype or jnp.result_type(x, kernel)
     return _dot(x.astype(dtype), kernel.astype(dtype)) + bias.astype(dtype)
+
+
+class ConvNet(nn.Module, kw_only=True):
+  """Base of the convolutional networks: how their layers run, never what they compute.
+
+  `impl` (CONV_IMPLS) picks the convolution kernels, `dtype` the compute dtype (None: the
+  promoted type of inputs and parameters); parameters and network outputs stay float32.
+  Keyword-only, so a subclass's own fields keep their positions.
+  """
+  impl: str = "auto"
+  dtype: Any = None
+
+  @property
+  def kw(self) -> dict:
+    """The layer keywords that carry these settings (`Conv`, `ConvBlock`, `ResBlock`...)."""
+    return dict(impl=self.impl, dtype=self.dtype)

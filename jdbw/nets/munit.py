@@ -12,7 +12,6 @@ No spectral norm and no batch statistics: every call is per sample.
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import flax.linen as nn
 
@@ -20,17 +19,15 @@ from jdbw.nets import layers
 from jdbw.nets.blocks import ConvBlock, ResBlock, upsample2x
 
 
-class ContentEncoder(nn.Module):
+class ContentEncoder(layers.ConvNet):
   """7x7 conv(dim) -> n_down x 4x4/2 conv(2x) -> n_res ResBlocks, instance norm."""
   dim: int = 64
   n_down: int = 1
   n_res: int = 2
-  impl: str = "auto"
-  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
-    d, kw = self.dim, dict(impl=self.impl, dtype=self.dtype)
+    d, kw = self.dim, self.kw
     x = ConvBlock(d, 7, 1, 3, "in", "relu", **kw)(x)
     for _ in range(self.n_down):
       d *= 2
@@ -40,17 +37,15 @@ class ContentEncoder(nn.Module):
     return x
 
 
-class StyleEncoder(nn.Module):
+class StyleEncoder(layers.ConvNet):
   """7x7 conv(dim) -> 2 x 4x4/2 conv(2x) -> (n_down - 2) x 4x4/2 conv -> avg -> 1x1 (style)."""
   dim: int = 64
   style_dim: int = 8
   n_down: int = 4
-  impl: str = "auto"
-  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
-    d, kw = self.dim, dict(impl=self.impl, dtype=self.dtype)
+    d, kw = self.dim, self.kw
     x = ConvBlock(d, 7, 1, 3, "none", "relu", **kw)(x)
     for i in range(self.n_down):
       if i < 2:
@@ -60,18 +55,16 @@ class StyleEncoder(nn.Module):
     return layers.Dense(self.style_dim)(x)
 
 
-class Decoder(nn.Module):
+class Decoder(layers.ConvNet):
   """n_res AdaIN ResBlocks -> n_up x (2x nearest upsample, 5x5 conv(dim/2), LN) -> 7x7 tanh."""
   dim: int = 128
   n_up: int = 1
   n_res: int = 2
   out_channels: int = 1
-  impl: str = "auto"
-  dtype: Any = None
 
   @nn.compact
   def __call__(self, content, adain_params):
-    x, d, kw = content, self.dim, dict(impl=self.impl, dtype=self.dtype)
+    x, d, kw = content, self.dim, self.kw
     for i in range(self.n_res):
       x = ResBlock(d, norm="adain", layout="munit", **kw)(x, adain=adain_params[i])
     for _ in range(self.n_up):
@@ -93,7 +86,7 @@ class MLP(nn.Module):
     return layers.Dense(self.out)(s)
 
 
-class AdaINGenerator(nn.Module):
+class AdaINGenerator(layers.ConvNet):
   """One domain's MUNIT generator: `encode(x) -> (content, style)`, `decode(c, s) -> x`."""
   out_channels: int = 1
   dim: int = 64
@@ -102,15 +95,12 @@ class AdaINGenerator(nn.Module):
   n_down: int = 1
   n_res: int = 2
   style_down: int = 4
-  impl: str = "auto"   # layers.CONV_IMPLS
-  dtype: Any = None    # compute dtype of the convolutions; MLP, style and output float32
 
   def setup(self):
-    kw = dict(impl=self.impl, dtype=self.dtype)
-    self.content_enc = ContentEncoder(self.dim, self.n_down, self.n_res, **kw)
-    self.style_enc = StyleEncoder(self.dim, self.style_dim, self.style_down, **kw)
+    self.content_enc = ContentEncoder(self.dim, self.n_down, self.n_res, **self.kw)
+    self.style_enc = StyleEncoder(self.dim, self.style_dim, self.style_down, **self.kw)
     self.content_dim = self.dim * 2 ** self.n_down
-    self.dec = Decoder(self.content_dim, self.n_down, self.n_res, self.out_channels, **kw)
+    self.dec = Decoder(self.content_dim, self.n_down, self.n_res, self.out_channels, **self.kw)
     self.mlp = MLP(self.mlp_dim, 4 * self.n_res * self.content_dim)
 
   def encode(self, x):
@@ -131,7 +121,7 @@ class AdaINGenerator(nn.Module):
     return self.decode(content, style)
 
 
-class MsImageDis(nn.Module):
+class MsImageDis(layers.ConvNet):
   """Multi-scale LSGAN discriminator: per scale 4x4/2 lrelu convs -> 1x1 conv to a map.
 
   Returns a list of [B, h, w] maps, one per scale (3x3/2 average pooling between scales).
@@ -139,12 +129,10 @@ class MsImageDis(nn.Module):
   dim: int = 64
   n_layer: int = 4
   num_scales: int = 1
-  impl: str = "auto"   # layers.CONV_IMPLS
-  dtype: Any = None    # compute dtype; maps float32
 
   @nn.compact
   def __call__(self, x):
-    outs, kw = [], dict(impl=self.impl, dtype=self.dtype)
+    outs, kw = [], self.kw
     for _ in range(self.num_scales):
       h, d = x, self.dim
       h = ConvBlock(d, 4, 2, 1, "none", "lrelu", **kw)(h)
