@@ -353,7 +353,10 @@ def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
   ckpt = checkpoint.Checkpointer(workdir, run.keep_checkpoints, trainer=lead)
   if lead:
     ckpt.remove_write_probes()
-  state = method.init_state(jax.random.PRNGKey(run.seed))
+  # One compiled program instead of hundreds of eager ones (each network layer's
+  # initialisers): about 15 s less start-up on a 2-core CPU, and a relaunch reads it
+  # from JAX's persistent compilation cache when one is set.
+  state = jax.jit(method.init_state)(jax.random.PRNGKey(run.seed))
   watch = hooks.default_hooks(method, domains, ema=run.weight_ema, every=run.log_every)
   history = hooks.new_history(watch)
   start = 0

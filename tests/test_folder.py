@@ -214,7 +214,8 @@ def test_a_folder_trains_at_128_and_evaluates_on_its_classes(tmp_path):
                              split="test", classifier_dir=str(tmp_path / "clf"),
                              min_classifier_accuracy=0.5)
   res = report.evaluate_workdir(str(tmp_path / "run"), cfg, classifier_config=(
-      classifier.ClassifierConfig(steps=40, train_draws=120, test_draws=40)))
+      classifier.ClassifierConfig(features=(8, 16, 16), hidden=32, steps=40, batch_size=16,
+                                    train_draws=120, test_draws=40)))
   assert res["classifier"]["x"]["test_accuracy"] >= 0.5
   assert {"class_consistency_xy", "tv_weighted"} <= set(res["scalars"])
   # An unlabelled Y trains (at 32x32, to keep the test short), and the evaluation says it

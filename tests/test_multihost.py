@@ -76,36 +76,13 @@ def test_each_process_reads_its_own_slice():
   assert len(parts[0].data.images) + len(parts[1].data.images) == len(whole.data.images)
 
 
-def test_entrypoint_on_two_processes_writes_once_checkpoints_and_resumes(tmp_path):
-  workdir = str(tmp_path / "run")
-  port = _port()
-
-  def args(steps):
-    return lambda i: [
-        sys.executable, "-m", "experiments.mnist_srmnist",
-        "--flagfile=experiments/configs/quickstart.flags", f"--workdir={workdir}",
-        f"--steps={steps}", "--batch_size=8", "--g_features=4", "--d_features=2",
-        "--w_features=2", "--d_steps=1", "--checkpoint_every=2", "--log_every=1",
-        "--figure_every=100", "--jax_distributed", f"--coordinator_address=localhost:{port}",
-        "--num_processes=2", f"--process_id={i}"]
-  _launch(args(2), 2, devices=1)
-  assert os.path.isfile(os.path.join(workdir, "config.json"))
-  assert len(glob.glob(os.path.join(workdir, "tb", "events.*"))) == 1   # process 0 only
-  assert os.path.isfile(os.path.join(workdir, "figures", "figure3_weights.png"))
-  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2"]
-  port = _port()
-  outs = _launch(args(4), 2, devices=1)
-  for out in outs:
-    assert "resumed" in out and "at step 2" in out
-  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "4"]
-  assert len(glob.glob(os.path.join(workdir, "tb", "events.*"))) == 2   # one per run
-
-
-def test_sigterm_to_one_of_two_processes_stops_both_at_one_checkpoint(tmp_path):
-  """A preemption notice reaches one process (SIGTERM to process 1 alone): JAX's
-  preemption service makes both stop after the same step, both write that checkpoint
-  (orbax's save is collective: at different steps it would hang) and exit with status
-  75; the same command then finishes the run from it."""
+def test_entrypoint_on_two_processes_writes_once_stops_together_on_sigterm_and_resumes(
+    tmp_path):
+  """Through the entrypoint on two processes: only process 0 writes config, events and
+  figures, both checkpoint. A preemption notice reaches one process (SIGTERM to process
+  1 alone): JAX's preemption service makes both stop after the same step, both write
+  that checkpoint (orbax's save is collective: at different steps it would hang) and
+  exit with status 75; the same command then resumes both from it and finishes."""
   import re
   import signal
   import threading
@@ -115,7 +92,7 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_checkpoint(tmp_path):
     return [sys.executable, "-m", "experiments.mnist_srmnist",
             "--flagfile=experiments/configs/quickstart.flags", f"--workdir={workdir}",
             f"--steps={steps}", "--batch_size=8", "--g_features=4", "--d_features=2",
-            "--w_features=2", "--d_steps=1", "--checkpoint_every=1000", "--log_every=1",
+            "--w_features=2", "--d_steps=1", "--checkpoint_every=2", "--log_every=1",
             "--figure_every=1000", "--jax_distributed",
             f"--coordinator_address=localhost:{port}", "--num_processes=2",
             f"--process_id={i}"]
@@ -149,9 +126,15 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_checkpoint(tmp_path):
   assert codes == [75, 75], "\n".join(t[-2000:] for t in text)
   stopped = [int(re.search(r"preempted \(SIGTERM\) at step (\d+)", t).group(1)) for t in text]
   assert stopped[0] == stopped[1] and 3 <= stopped[0] < 400, stopped
-  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [str(stopped[0])]
+  saved = lambda: sorted(int(p) for p in os.listdir(os.path.join(workdir, "checkpoints")))
+  assert saved()[-1] == stopped[0] and all(s % 2 == 0 for s in saved()[:-1]), saved()
+  assert os.path.isfile(os.path.join(workdir, "config.json"))
+  assert len(glob.glob(os.path.join(workdir, "tb", "events.*"))) == 1   # process 0 only
   # Rerunning the same command on both continues from that step to the end.
   port = _port()
   outs = _launch(lambda i: args(i, port, stopped[0] + 2), 2, devices=1)
   for out in outs:
     assert f"at step {stopped[0]}" in out and "resumed" in out
+  assert saved()[-1] == stopped[0] + 2
+  assert len(glob.glob(os.path.join(workdir, "tb", "events.*"))) == 2   # one per run
+  assert os.path.isfile(os.path.join(workdir, "figures", "figure3_weights.png"))
