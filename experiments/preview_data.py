@@ -30,7 +30,6 @@ def main(argv):
                                   resolution=FLAGS.resolution, device_count=1,
                                   process_index=0, process_count=1))
   if any(d.is_points for d in domains.values()):  # 2-D mixture: scatter plots by mode.
-    from jdbw.data import mixture
     point_panels = []
     for name, d in domains.items():
       if not d.is_points:
