@@ -54,7 +54,8 @@ class RunConfig:
   checkpoint_every: int = setting(1000, "Checkpoint period (steps).")
   keep_checkpoints: int = setting(3, "Checkpoints kept.")
   log_every: int = setting(50, "Log/TensorBoard period (steps).")
-  figure_every: int = setting(5000, "Figure period (steps); figures also at the end.")
+  figure_every: int = setting(5000, "Figure period (steps); figures also at the end;"
+                              " 0 = no figures.")
   data_dir: str | None = None     # a domain flag (--data_dir), shared with evaluation
   weight_ema: float = 0.98        # Figure 3's moving average; not a flag
   eval_every: int = setting(0, "Evaluate (experiments.evaluate's metrics) every N steps and"
@@ -73,12 +74,13 @@ class RunConfig:
       raise ConfigError(f"--parallel: got {self.parallel!r}; expected one of {PARALLEL}")
     if self.seed < 0:
       raise ConfigError(f"--seed: got {self.seed}; expected >= 0")
-    for f in ("batch_size", "checkpoint_every", "log_every", "figure_every", "keep_checkpoints",
+    for f in ("batch_size", "checkpoint_every", "log_every", "keep_checkpoints",
               "stream_segment"):
       if getattr(self, f) < 1:
         raise ConfigError(f"--{f}: got {getattr(self, f)}; expected >= 1")
-    if self.eval_every < 0:
-      raise ConfigError(f"--eval_every: got {self.eval_every}; expected >= 0 (0 = off)")
+    for f in ("figure_every", "eval_every"):
+      if getattr(self, f) < 0:
+        raise ConfigError(f"--{f}: got {getattr(self, f)}; expected >= 0 (0 = off)")
     return self
 
 
@@ -353,18 +355,21 @@ def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
   ckpt = checkpoint.Checkpointer(workdir, run.keep_checkpoints, trainer=lead)
   if lead:
     ckpt.remove_write_probes()
-  # One compiled program instead of hundreds of eager ones (each network layer's
-  # initialisers): a tiny JD launch started about 9 s sooner on a 2-core CPU
-  # (2026-12-06, warm compilation cache), and a relaunch reads it from JAX's
-  # persistent compilation cache when one is set.
-  state = jax.jit(method.init_state)(jax.random.PRNGKey(run.seed))
   watch = hooks.default_hooks(method, domains, ema=run.weight_ema, every=run.log_every)
   history = hooks.new_history(watch)
   start = 0
-  if ckpt.latest_step():
-    state, restored, start = ckpt.restore_latest(state, quarantine=jax.process_index() == 0)
+  key = jax.random.PRNGKey(run.seed)
+  if ckpt.latest_step():   # a resume restores into shapes: nothing to initialise
+    state, restored, start = ckpt.restore_latest(jax.eval_shape(method.init_state, key),
+                                                 quarantine=jax.process_index() == 0)
     history = {**hooks.new_history(watch, len(restored.get("steps", []))), **restored}
     logging.info("resumed %s at step %d", workdir, start)
+  else:
+    # One compiled program instead of hundreds of eager ones (each network layer's
+    # initialisers): a tiny JD launch started about 9 s sooner on a 2-core CPU
+    # (2026-12-06, warm compilation cache), and a relaunch reads it from JAX's
+    # persistent compilation cache when one is set.
+    state = jax.jit(method.init_state)(key)
   if not start and method.prepare_batches:
     state = prepare(method, state, domains, run)
   if start >= run.steps:
@@ -438,7 +443,7 @@ def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
       pending = (done, metrics, per_sample, labels)
       stop = preempt.reached(done, ckpt)
       save = done % run.checkpoint_every == 0 or done == run.steps or stop
-      draw = done % run.figure_every == 0 or done == run.steps
+      draw = run.figure_every and (done % run.figure_every == 0 or done == run.steps)
       score = evaluate is not None and run.eval_every and (
           done % run.eval_every == 0 or done == run.steps)
       if not (save or draw or score):

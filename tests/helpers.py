@@ -41,3 +41,18 @@ def iterations_across_devices(method, state, batch, modes):
                                        train.place_batch(batch, mode))
     got_metrics = jax.tree.map(lambda a: np.asarray(a).reshape(-1)[0], got_metrics)
     yield ref, (jax.device_get(train.host_state(got_state, mode)), got_metrics, got_w)
+
+
+def optimised(step_fn, level=2):
+  """`jdbw.train.train`'s `iteration_wrapper`: the compiled iteration at XLA's optimisation
+  `level` (default 2, XLA's own) instead of the suite's -O0, for the tests whose many
+  steps, not their compiles, take the time. Compiled on the first call; the same
+  program otherwise (numerics move by float reassociation only)."""
+  compiled = []
+
+  def call(state, batch):
+    if not compiled:
+      compiled.append(step_fn.lower(state, batch).compile(
+          compiler_options={"xla_backend_optimization_level": level}))
+    return compiled[0](state, batch)
+  return call

@@ -24,7 +24,7 @@ def main(out, pid, nproc, port):
   from jdbw.methods import jd
   method = jd.JD(jd.JDConfig(g_features=4, d_features=2, w_features=2, d_steps=1))
   fn = train.compile_iteration(method, "shard_map")
-  state = train.place_state(method.init_state(jax.random.PRNGKey(0)), "shard_map")
+  state = train.place_state(jax.jit(method.init_state)(jax.random.PRNGKey(0)), "shard_map")
   rng = np.random.default_rng(0)
   record = []
   for _ in range(2):

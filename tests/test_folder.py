@@ -5,6 +5,7 @@ skew by name, unlabelled domains, and a tiny 128x128 run that trains and evaluat
 import dataclasses
 import os
 
+import jax
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -192,8 +193,9 @@ def test_mixed_sizes_crop_and_the_cache(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_a_folder_trains_at_128_and_evaluates_on_its_classes(tmp_path):
-  """Shoes & Bags with 90 % shoes (X) against an unskewed copy (Y), 128x128 networks,
-  a few iterations, then the evaluation with classifiers trained on the folder classes."""
+  """Shoes & Bags with 90 % shoes (X) against an unskewed copy (Y), §4.4's 128x128
+  networks: a few iterations train every network, then the evaluation with classifiers
+  trained on the folder classes."""
   _shoes_and_bags(tmp_path / "x")
   _shoes_and_bags(tmp_path / "y", rgb_every=3)
   assert folder.paired_names(str(tmp_path / "x"), str(tmp_path / "y")) > 0
@@ -203,9 +205,13 @@ def test_a_folder_trains_at_128_and_evaluates_on_its_classes(tmp_path):
   m = methods.build("jd", resolution=128, channels_x=3, channels_y=3, noise_dim=4, d_steps=1,
                     g_features=4, d_features=4, w_features=4)
   run = train.RunConfig(workdir=str(tmp_path / "run"), steps=3, batch_size=2,
-                        checkpoint_every=3, figure_every=3, log_every=1)
+                        checkpoint_every=3, figure_every=0, log_every=1)
   state = train.train(m, run, specs)
   assert int(state.step) == 3
+  init = jax.jit(m.init_state)(jax.random.PRNGKey(run.seed))
+  for net in ("G", "D", "W"):
+    assert not all(np.array_equal(a, b) for a, b in zip(
+        jax.tree.leaves(init.params[net]), jax.tree.leaves(state.params[net]))), net
   import json
   with open(tmp_path / "run" / "config.json") as f:
     assert json.load(f)["class_names"] == {"x": ["bags", "shoes"], "y": ["bags", "shoes"]}
@@ -218,23 +224,22 @@ def test_a_folder_trains_at_128_and_evaluates_on_its_classes(tmp_path):
                                     train_draws=120, test_draws=40)))
   assert res["classifier"]["x"]["test_accuracy"] >= 0.5
   assert {"class_consistency_xy", "tv_weighted"} <= set(res["scalars"])
-  # An unlabelled Y trains (at 32x32, to keep the test short), and the evaluation says it
-  # needs labels.
+  # An unlabelled Y trains (the same networks: their programs are compiled), and the
+  # evaluation says it needs labels.
   flat = tmp_path / "flat"
   for i, p in enumerate(sorted((tmp_path / "y" / "bags").iterdir())[:6]):
     os.makedirs(flat, exist_ok=True)
     (flat / f"{i}{p.suffix}").write_bytes(p.read_bytes())
-  unl = {"x": dataclasses.replace(specs["x"], source=f"folder:{tmp_path / 'x'}:size=32"),
-         "y": dataclasses.replace(specs["y"], source=f"folder:{flat}:size=32,test_fraction=0")}
-  small = methods.build("jd", channels_x=3, channels_y=3, noise_dim=4, d_steps=1,
-                        g_features=4, d_features=4, w_features=4)
-  train.train(small, dataclasses.replace(run, workdir=str(tmp_path / "unl"), steps=1), unl)
+  unl = {"x": specs["x"],
+         "y": dataclasses.replace(specs["y"], source=f"folder:{flat}:size=128,test_fraction=0")}
+  train.train(m, dataclasses.replace(run, workdir=str(tmp_path / "unl"), steps=1,
+                                     figure_every=1), unl)
   with open(tmp_path / "unl" / "figures" / "figure3_weights.json") as f:
     fig3 = json.load(f)   # Figure 3 names X's classes and says Y has none to split by
   assert fig3["unlabelled"] == ["y"] and fig3["class_names"] == {"x": ["bags", "shoes"]}
   assert fig3["targets"] is None
   with pytest.raises(ConfigError) as e:
-    evaluator.Evaluator(small, unl, dataclasses.replace(cfg, split="train"),
+    evaluator.Evaluator(m, unl, dataclasses.replace(cfg, split="train"),
                         with_classifiers=False)
   helpers.one_line(e, "--source_y", "unlabelled")
 

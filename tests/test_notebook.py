@@ -68,14 +68,14 @@ def test_notebook_runs_headless_on_cpu(tmp_path):
   at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
   # As papermill does: a cell after the parameters cell overrides them.
   nb.cells.insert(at + 1, nbformat.v4.new_code_cell(
-      f"STEPS = 20\nQUICK = True\nWORKDIR = {str(tmp_path / 'run')!r}"))
+      f"STEPS = 10\nQUICK = True\nWORKDIR = {str(tmp_path / 'run')!r}"))
   NotebookClient(nb, timeout=600, kernel_name="python3",
                  resources={"metadata": {"path": str(tmp_path)}}).execute()
   run = tmp_path / "run"
   for name in ("figure2_transfer.png", "figure3_weights.png", "figure4_noise.png",
                "confusion.png"):
     assert (run / "figures" / name).is_file(), name
-  assert (run / "report.md").is_file() and (run / "checkpoints" / "20").is_dir()
+  assert (run / "report.md").is_file() and (run / "checkpoints" / "10").is_dir()
   outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
   images = [o for o in outputs if "image/png" in o.get("data", {})]
   assert len(images) >= 5   # Figures 2-4, the confusion matrix, the translation
