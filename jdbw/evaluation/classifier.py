@@ -237,7 +237,7 @@ def load_or_train(spec: data.DomainSpec, cache_dir: str, *, resolution: int = 32
     clf = train_classifier(train_domain, resolution=resolution, config=config,
                            data_dir=data_dir)
     os.makedirs(path, exist_ok=True)
-    tmp = params_path + ".tmp"
+    tmp = f"{params_path}.{os.getpid()}.tmp"   # two processes may train the same one
     with open(tmp, "wb") as f:
       f.write(serialization.to_bytes(jax.device_get(clf.params)))
     os.replace(tmp, params_path)
