@@ -318,15 +318,15 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
   run.validate()
   workdir = os.path.abspath(run.workdir)
   lead = jax.process_index() == 0   # writes events and figures; every process checkpoints
-  ckpt_bytes = checkpoint.size_bytes(
-      jax.eval_shape(method.init_state, jax.random.PRNGKey(run.seed)))
+  abstract = jax.eval_shape(method.init_state, jax.random.PRNGKey(run.seed))
+  ckpt_bytes = checkpoint.size_bytes(abstract)
   if lead:   # before loading data or compiling: the workdir takes files, one checkpoint fits
     wd.check_writable(workdir, ckpt_bytes)
   with _Preemption() as preempt, (
       wd.WorkdirLock(workdir) if lead else contextlib.nullcontext()):
     try:
-      return _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
-                    iteration_wrapper, preempt)
+      return _train(method, run, domain_specs, workdir, lead, abstract, ckpt_bytes,
+                    evaluate, iteration_wrapper, preempt)
     except Exception as e:
       error = wd.storage_error(e, workdir)
       if error is None:
@@ -334,7 +334,7 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
       raise error from e
 
 
-def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
+def _train(method, run, domain_specs, workdir, lead, abstract, ckpt_bytes, evaluate,
            iteration_wrapper, preempt):
   domains = {k: data.load_domain(s, data_dir=run.data_dir, process_index=jax.process_index(),
                                  process_count=jax.process_count())
@@ -358,10 +358,8 @@ def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
   watch = hooks.default_hooks(method, domains, ema=run.weight_ema, every=run.log_every)
   history = hooks.new_history(watch)
   start = 0
-  key = jax.random.PRNGKey(run.seed)
   if ckpt.latest_step():   # a resume restores into shapes: nothing to initialise
-    state, restored, start = ckpt.restore_latest(jax.eval_shape(method.init_state, key),
-                                                 quarantine=jax.process_index() == 0)
+    state, restored, start = ckpt.restore_latest(abstract, quarantine=jax.process_index() == 0)
     history = {**hooks.new_history(watch, len(restored.get("steps", []))), **restored}
     logging.info("resumed %s at step %d", workdir, start)
   else:
@@ -369,7 +367,7 @@ def _train(method, run, domain_specs, workdir, lead, ckpt_bytes, evaluate,
     # initialisers): a tiny JD launch started about 9 s sooner on a 2-core CPU
     # (2026-12-06, warm compilation cache), and a relaunch reads it from JAX's
     # persistent compilation cache when one is set.
-    state = jax.jit(method.init_state)(key)
+    state = jax.jit(method.init_state)(jax.random.PRNGKey(run.seed))
   if not start and method.prepare_batches:
     state = prepare(method, state, domains, run)
   if start >= run.steps:

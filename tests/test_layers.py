@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import helpers
 
 from jdbw import data, nets
 from jdbw.nets import layers
@@ -117,9 +118,7 @@ def _digit_batches(steps, batch, d_steps):
 def _trajectory(config, state, batches):
   """The iteration's metrics over `batches`, compiled at XLA's default optimisation level
   (2): the suite's -O0 (conftest.py) makes these wider steps about 6 times slower."""
-  method = jd.JD(config)
-  step = jax.jit(method.iteration).lower(state, batches[0]).compile(
-      compiler_options={"xla_backend_optimization_level": 2})
+  step = helpers.optimised(jax.jit(jd.JD(config).iteration))
   out = []
   for b in batches:
     state, metrics, _ = step(state, b)
