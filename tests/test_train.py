@@ -379,6 +379,17 @@ def test_workdir_config_check_takes_new_fields_defaults_and_ignores_execution(tm
         str(tmp_path), {**record, "model": {**defaults, "compute_dtype": "bfloat16"}}, defaults)
 
 
+def test_figure_and_eval_periods_take_0_for_off():
+  train.RunConfig(workdir="w", figure_every=0, eval_every=0).validate()
+  for f in ("figure_every", "eval_every"):
+    with pytest.raises(ConfigError) as e:
+      train.RunConfig(workdir="w", **{f: -1}).validate()
+    one_line(e, f"--{f}: got -1; expected >= 0 (0 = off)")
+  with pytest.raises(ConfigError) as e:
+    train.RunConfig(workdir="w", log_every=0).validate()
+  one_line(e, "--log_every: got 0; expected >= 1")
+
+
 def test_the_128_setting():
   """§4.4's 128x128 setting: d = 2 (three batches an iteration) and the geometry checks.
   That one iteration at 128 trains every network is asserted by test_folder.py's run at
