@@ -322,7 +322,7 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
   ckpt_bytes = checkpoint.size_bytes(abstract)
   if lead:   # before loading data or compiling: the workdir takes files, one checkpoint fits
     wd.check_writable(workdir, ckpt_bytes)
-  with _Preemption() as preempt, (
+  with wd.BackgroundErrors(workdir), _Preemption() as preempt, (
       wd.WorkdirLock(workdir) if lead else contextlib.nullcontext()):
     try:
       return _train(method, run, domain_specs, workdir, lead, abstract, ckpt_bytes,
@@ -466,9 +466,11 @@ def _train(method, run, domain_specs, workdir, lead, abstract, ckpt_bytes, evalu
         logging.warning("%s: checkpoint written at step %d; exiting", preempt.requested, done)
         break
   finally:
-    ckpt.wait()
-    ckpt.close()
-    writer.close()
+    try:
+      ckpt.wait()   # raises what a write in flight failed with
+    finally:
+      ckpt.close()
+      writer.close()
   if preempt.requested:
     raise Preempted(workdir, done, preempt.requested)
   return host_state(dev_state, run.parallel)

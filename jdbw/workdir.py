@@ -9,18 +9,24 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import gc
 import json
+import logging as py_logging
 import os
 import shutil
 import socket
+import sys
 import threading
 import time
+import traceback
 
 from absl import logging
 
 from jdbw.errors import CheckpointError, ConfigError, DataUnavailableError, StorageError
 
 LOCK = "lock"
+# Where the checkpoint writer's background threads' errors go (`BackgroundErrors`).
+BACKGROUND_ERRORS = "background_errors.log"
 # A lock whose heartbeat (its file's mtime, touched every HEARTBEAT_S by the holder) is
 # older than this belongs to a dead run, whatever its host. On the holder's own host a
 # dead PID is detected at once.
@@ -303,3 +309,95 @@ class WorkdirLock:
       except OSError:
         pass
     self._held = False
+
+
+class BackgroundErrors:
+  """While a trainer runs, the errors that orbax's background threads report on their
+  own go to `<workdir>/background_errors.log` instead of the terminal: orbax's ERROR
+  records (through absl), asyncio's "exception was never retrieved" records of its
+  futures, and the unraisable "Event loop is closed" errors of TensorStore's callbacks
+  into its closed loops. A disk filled in the middle of a write printed 332 tracebacks
+  in 2,300 lines that way, while the same failure reaches the main thread once and is
+  told there in one line (`storage_error`). Anything else passes through unchanged.
+  When the file cannot be written (the disk that failed the write is full), they are
+  dropped.
+
+  A failed write's futures are collected whenever the last reference to them goes,
+  which can be after the run has ended: after a failure the diversion stays installed
+  (for orbax's records only) until the next `BackgroundErrors` or the process ends."""
+
+  _lingering: "BackgroundErrors | None" = None   # the last failed run's, still installed
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, BACKGROUND_ERRORS)
+    self.diverted = self.written = 0
+    self._loggers = (py_logging.getLogger("absl"), py_logging.getLogger("asyncio"))
+    self._hook = None
+
+  @staticmethod
+  def _from_orbax(record) -> bool:
+    if f"{os.sep}orbax{os.sep}" in (record.pathname or ""):
+      return True   # logged by orbax itself
+    if record.name != "asyncio":
+      return False
+    text = record.getMessage()
+    if record.exc_info:
+      text += "".join(traceback.format_exception(*record.exc_info))
+    return "orbax" in text   # a future of orbax's writes, or its traceback
+
+  def filter(self, record) -> bool:   # a logging filter: False drops the record
+    if record.levelno < py_logging.ERROR or not self._from_orbax(record):
+      return True
+    text = f"{record.name}: {record.getMessage()}\n"
+    if record.exc_info:
+      text += "".join(traceback.format_exception(*record.exc_info))
+    self._write(text)
+    return False
+
+  def _unraisable(self, info) -> None:
+    closed_loop = (isinstance(info.exc_value, RuntimeError)
+                   and str(info.exc_value) == "Event loop is closed")
+    if not closed_loop:
+      self._hook(info)
+      return
+    self._write("unraisable: " + "".join(traceback.format_exception(
+        info.exc_type, info.exc_value, info.exc_traceback)))
+
+  def _write(self, text: str) -> None:
+    self.diverted += 1
+    try:
+      with open(self.path, "a") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}")
+      self.written += 1
+    except OSError:
+      pass   # the disk that failed the checkpoint write is full or read-only
+
+  def _install(self) -> None:
+    for logger in self._loggers:
+      logger.addFilter(self)
+    self._hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
+
+  def _uninstall(self) -> None:
+    sys.unraisablehook = self._hook
+    for logger in self._loggers:
+      logger.removeFilter(self)
+
+  def __enter__(self):
+    if BackgroundErrors._lingering is not None:
+      BackgroundErrors._lingering._uninstall()
+      BackgroundErrors._lingering = None
+    self._install()
+    return self
+
+  def __exit__(self, exc_type, exc, tb):
+    if exc is None:
+      self._uninstall()
+      return
+    if isinstance(exc, StorageError):
+      self._write("the error that ended the run:\n" + "".join(
+          traceback.format_exception(exc)))
+    BackgroundErrors._lingering = self
+    gc.collect()   # most of a failed write's futures report their errors here
+    if self.written:
+      logging.warning("the checkpoint writer's background threads reported %d error(s);"
+                      " their tracebacks are in %s", self.diverted, self.path)
