@@ -8,9 +8,19 @@ from __future__ import annotations
 
 import math
 
-import tensorflow as tf
-
 from jdbw.errors import ConfigError
+
+
+class _TensorFlow:
+  """TensorFlow, imported on first use (2.6 s): an entry point that stops at a bad flag,
+  or runs on 2-D points, never loads it."""
+
+  def __getattr__(self, name):
+    import tensorflow
+    return getattr(tensorflow, name)
+
+
+tf = _TensorFlow()
 
 TRANSFORMS = ("plain", "sr")
 
