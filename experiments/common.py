@@ -160,7 +160,8 @@ def define_eval_flags() -> None:
                        "Sources (first of the sample) for the noise-keeps-class metric.")
   flags.DEFINE_integer("eval_noise_draws", e.noise_draws, "Noise draws per source for it.")
   flags.DEFINE_string("classifier_dir", e.classifier_dir,
-                      "Cache of the evaluation classifiers (trained once per domain).")
+                      "Cache of the evaluation classifiers (trained once per domain);"
+                      " empty: $JDBW_CACHE/classifiers, else ~/.cache/jdbw/classifiers.")
   flags.DEFINE_integer("classifier_steps", c.steps, "Training steps of an evaluation classifier.")
   flags.DEFINE_integer("classifier_train_draws", c.train_draws,
                        "Training draws of an evaluation classifier (transforms applied once).")

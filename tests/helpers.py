@@ -14,6 +14,18 @@ def one_line(excinfo, *needles):
 SUITE_OPT_LEVEL = "--xla_backend_optimization_level=0"
 
 
+# The evaluation classifiers' settings of the tests that evaluate on digits (and of the
+# notebook's QUICK run): one setting, so that its classifiers train once per session in
+# the session's shared cache (conftest.py's JDBW_CACHE; `shared_classifier_dir`).
+# Small but real: digits classifiers reach > 90 % in a few hundred steps.
+DIGITS_CLASSIFIER = dict(steps=300, train_draws=4000, test_draws=1000)
+
+
+def shared_classifier_dir() -> str:
+  import os
+  return os.path.join(os.environ["JDBW_CACHE"], "classifiers")
+
+
 def fake_devices(n: int) -> str:
   return f"--xla_force_host_platform_device_count={n}"
 

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import helpers
 
 from jdbw import checkpoint, data, inference, methods, train
 from jdbw.methods import cyclegan as cg
@@ -367,10 +368,11 @@ def test_tiny_runs_resume_exactly_translate_and_evaluate(tmp_path):
                                                   seed=2))   # z ignored
   from jdbw.evaluation import classifier, evaluator, report
   cfg = evaluator.EvalConfig(samples=100, batch_size=100, noise_sources=10, noise_draws=2,
-                             classifier_dir=str(tmp_path / "clf"), min_classifier_accuracy=0.5)
+                             classifier_dir=helpers.shared_classifier_dir(),
+                             min_classifier_accuracy=0.5)
   res = report.evaluate_workdir(str(tmp_path / "a"), cfg,
                                 classifier_config=classifier.ClassifierConfig(
-                                    steps=100, train_draws=2000, test_draws=500))
+                                    **helpers.DIGITS_CLASSIFIER))
   assert "not_applicable" in res["noise_xy"]
   assert not any(k.startswith("noise_") for k in res["scalars"])
   assert {"class_consistency_xy", "class_consistency_yx", "tv_weighted"} <= set(res["scalars"])

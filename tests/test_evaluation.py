@@ -23,16 +23,15 @@ from jdbw.evaluation import classifier, evaluator, metrics, report
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Small but real: digits classifiers reach > 90% in a few hundred steps.
-CLF = classifier.ClassifierConfig(steps=300, train_draws=4000, test_draws=1000)
+CLF = classifier.ClassifierConfig(**helpers.DIGITS_CLASSIFIER)
 TINY = dict(g_features=4, d_features=2, w_features=2, d_steps=1)
 X = data.DomainSpec(source="digits", name="x")
 Y = data.DomainSpec(source="digits", classes="0:0.5", transform="sr", name="y")
 
 
 @pytest.fixture(scope="module")
-def clf_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("classifiers"))
+def clf_dir():
+  return helpers.shared_classifier_dir()
 
 
 def _eval_config(clf_dir, **kw):

@@ -166,8 +166,9 @@ def test_tiny_run_checkpoints_figures_resume_inference_and_evaluation(tmp_path):
   out = tr.translate(np.zeros((2, 32, 32, 1), np.float32), "yx", seed=1)
   assert out.shape == (2, 32, 32, 1)
   cfg = evaluator.EvalConfig(samples=100, batch_size=100, noise_sources=10, noise_draws=2,
-                             classifier_dir=str(tmp_path / "clf"), min_classifier_accuracy=0.5)
+                             classifier_dir=helpers.shared_classifier_dir(),
+                             min_classifier_accuracy=0.5)
   from jdbw.evaluation import classifier
   res = report.evaluate_workdir(str(tmp_path), cfg, classifier_config=classifier.ClassifierConfig(
-      steps=100, train_draws=2000, test_draws=500))
+      **helpers.DIGITS_CLASSIFIER))
   assert {"class_consistency_xy", "class_consistency_yx", "tv_weighted"} <= set(res["scalars"])

@@ -1,5 +1,6 @@
 """Input pipeline: sources, class-skewed domains, transforms, batches."""
 
+from jdbw.data.folder import cache_root
 from jdbw.data.pipeline import (Domain, DomainSpec, domain_dataset, host_batch_size,
                                 load_domain, make_batches)
 from jdbw.data.sampling import class_probabilities, parse_class_spec

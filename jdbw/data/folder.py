@@ -193,8 +193,13 @@ def _cache_dir(root, paths, opts) -> str:
   for p in paths:
     st = os.stat(os.path.join(root, p))
     h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-  base = os.environ.get("JDBW_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "jdbw"))
-  return os.path.join(base, "folders", h.hexdigest()[:20])
+  return os.path.join(cache_root(), "folders", h.hexdigest()[:20])
+
+
+def cache_root() -> str:
+  """The folder of jdbw's caches (decoded folders, evaluation classifiers):
+  `$JDBW_CACHE`, else `~/.cache/jdbw`."""
+  return os.environ.get("JDBW_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "jdbw")
 
 
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")

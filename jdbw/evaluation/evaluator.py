@@ -35,7 +35,7 @@ class EvalConfig:
   batch_size: int = 500
   noise_sources: int = 500     # first sources of the sample used for the noise metric
   noise_draws: int = 10
-  classifier_dir: str = os.path.join("~", ".cache", "jdbw", "classifiers")
+  classifier_dir: str = ""     # "": <jdbw.data.cache_root()>/classifiers
   min_classifier_accuracy: float | None = None   # None: per-data-set default
 
   def validate(self):
@@ -84,7 +84,8 @@ class Evaluator:
     weights, which need no classifier) may then be called."""
     self.method, self.config = method, config.validate()
     resolution = method.config.resolution
-    cache = os.path.expanduser(config.classifier_dir)
+    cache = os.path.expanduser(config.classifier_dir
+                               or os.path.join(data.cache_root(), "classifiers"))
     domains = {k: data.load_domain(dataclasses.replace(s, split=config.split), data_dir=data_dir)
                for k, s in domain_specs.items()}
     check_labels({k: (d.spec.source, d.data.labelled, d.data.class_names)
