@@ -340,17 +340,15 @@ def define_run_flags() -> None:
 
 
 def run_config():
-  """`jdbw.train.RunConfig` from the run flags (unchecked: call `.validate()`)."""
+  """`jdbw.train.RunConfig` from the run flags (unchecked: call `.validate()`): every
+  field that has a flag (`define_run_flags`), the batch size's per-model default, and
+  --data_dir (a domain flag)."""
   from jdbw import train
-  batch = FLAGS.batch_size
-  return train.RunConfig(
-      workdir=FLAGS.workdir, steps=FLAGS.steps, seed=FLAGS.seed,
-      batch_size=DEFAULT_BATCH.get(FLAGS.model, train.RunConfig.batch_size) if batch is None
-      else batch,
-      parallel=FLAGS.parallel, checkpoint_every=FLAGS.checkpoint_every,
-      keep_checkpoints=FLAGS.keep_checkpoints, log_every=FLAGS.log_every,
-      figure_every=FLAGS.figure_every, data_dir=FLAGS.data_dir, eval_every=FLAGS.eval_every,
-      stream_segment=FLAGS.stream_segment)
+  kw = {f.name: FLAGS[f.name].value for f in dataclasses.fields(train.RunConfig)
+        if f.metadata.get("help")}
+  if kw["batch_size"] is None:
+    kw["batch_size"] = DEFAULT_BATCH.get(FLAGS.model, train.RunConfig.batch_size)
+  return train.RunConfig(**kw, data_dir=FLAGS.data_dir)
 
 
 def define_training_flags() -> None:

@@ -64,6 +64,12 @@ class RunConfig:
       1000, "Iterations per data-stream segment: each is seeded from (seed, its first step),"
       " so a resume replays the stream exactly, skipping at most this many iterations'"
       " draws. Keep it when resuming.")
+  pairing: str = setting(
+      "none", "How X and Y draws relate: independent streams (none), or each Y draw the X"
+      " draw's own image through --transform_y and --channels_y (same_draw: paired data,"
+      " with X's class distribution; --source_y must equal --source_x). The paired"
+      " methods (pix2pix) need pairs; the others ignore the pairing.",
+      choices=data.PAIRINGS)
 
   def validate(self):
     if not self.workdir:
@@ -72,6 +78,8 @@ class RunConfig:
       raise ConfigError(f"--steps: got {self.steps}; expected >= 1")
     if self.parallel not in PARALLEL:
       raise ConfigError(f"--parallel: got {self.parallel!r}; expected one of {PARALLEL}")
+    if self.pairing not in data.PAIRINGS:
+      raise ConfigError(f"--pairing: got {self.pairing!r}; expected one of {data.PAIRINGS}")
     if self.seed < 0:
       raise ConfigError(f"--seed: got {self.seed}; expected >= 0")
     for f in ("batch_size", "checkpoint_every", "log_every", "keep_checkpoints",
@@ -161,12 +169,14 @@ def _config_record(method, domains, run: RunConfig | None = None) -> dict:
   return record
 
 
+# The run settings' defaults, for records written before a field existed.
+RUN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 # How, not what, a run computes: a workdir may be resumed with another value.
 EXECUTION_FIELDS = ("conv_impl",)
 # The run settings that make the run what it is (its initial state and its data stream); a
 # resume with another value would continue silently on another stream. The others (steps,
 # periods, --parallel) may change between a run and its resume.
-RUN_IDENTITY = ("batch_size", "seed", "stream_segment")
+RUN_IDENTITY = ("batch_size", "seed", "stream_segment", "pairing")
 
 
 def as_json(value):
@@ -192,8 +202,9 @@ def check_workdir_config(workdir: str, record: dict, defaults: dict | None = Non
                   if old.get(sec, {}).get(k) != record[sec].get(k)
                   and not (sec == "model" and k in EXECUTION_FIELDS))
     if "run" in old and "run" in record:   # records before 2026-12-05 have no run section
-      diff = [f"run.{k} ({old['run'].get(k)} then, {record['run'].get(k)} now)"
-              for k in RUN_IDENTITY if old["run"].get(k) != record["run"].get(k)] + diff
+      was = {**RUN_DEFAULTS, **old["run"]}   # fields added since take their defaults
+      diff = [f"run.{k} ({was.get(k)} then, {record['run'].get(k)} now)"
+              for k in RUN_IDENTITY if was.get(k) != record["run"].get(k)] + diff
     if methods.canonical_name(old.get("method")) != methods.canonical_name(record["method"]):
       diff.insert(0, "method")
     old_names, names = old.get("class_names", {}), record.get("class_names", {})
@@ -342,6 +353,11 @@ def _train(method, run, domain_specs, workdir, lead, abstract, ckpt_bytes, evalu
   if lead:
     data.folder.report_pairing(domain_specs)
   method.check_domains(domains)
+  data.check_pairing(domains, run.pairing)
+  if method.paired and run.pairing == "none":
+    raise ConfigError(f"--pairing: {method.name} trains on pairs; set"
+                      f" --pairing=same_draw (each Y draw the X draw's own image through"
+                      f" --transform_y)")
   points = method.point_domains
   data.host_batch_size(run.batch_size, device_count=jax.device_count(),
                        process_count=jax.process_count())
@@ -380,7 +396,8 @@ def _train(method, run, domain_specs, workdir, lead, abstract, ckpt_bytes, evalu
     first = step - step % run.stream_segment
     return data.make_batches(domains, run.batch_size, seed=stream_seed(run.seed, first),
                              resolution=method.config.resolution,
-                             stack=(method.batches_per_iteration,), skip=step - first)
+                             stack=(method.batches_per_iteration,), skip=step - first,
+                             pairing=run.pairing)
 
   batches = stream(start)
   writer = _tb_writer(os.path.join(workdir, "tb")) if lead else _NoWriter()

@@ -151,6 +151,47 @@ def test_skip_continues_the_stream_exactly():
   chex.assert_trees_all_equal(want, next(data.make_batches(points, 8, seed=1, skip=3)))
 
 
+def test_same_draw_pairs_are_the_x_stream_and_its_images_through_ys_transform():
+  """--pairing=same_draw: X's batches are the unpaired X stream's, draw for draw; each Y
+  is the same image (same label) through Y's transform, so Y follows X's classes (not
+  --classes_y); with the same transform the pair is one image twice. Skip continues it."""
+  x = data.load_domain(data.DomainSpec(source="digits", classes="3:0.6"))
+  y_sr = data.load_domain(data.DomainSpec(source="digits", classes="0:0.5", transform="sr",
+                                          name="y"))
+  y_plain = data.load_domain(data.DomainSpec(source="digits", name="y"))
+  take = lambda it, n: [next(it) for _ in range(n)]
+  unpaired = take(data.make_batches({"x": x, "y": y_sr}, 64, seed=5, stack=(2,)), 3)
+  paired = take(data.make_batches({"x": x, "y": y_sr}, 64, seed=5, stack=(2,),
+                                  pairing="same_draw"), 3)
+  for u, p in zip(unpaired, paired):
+    chex.assert_trees_all_equal(u["x"], p["x"])
+    np.testing.assert_array_equal(p["y"]["label"], p["x"]["label"])
+    assert not np.array_equal(p["y"]["image"], p["x"]["image"])   # SR moved them
+  labels = np.concatenate([p["y"]["label"].ravel() for p in paired])
+  assert 0.45 < np.mean(labels == 3) < 0.75 and np.mean(labels == 0) < 0.2
+  same = next(data.make_batches({"x": x, "y": y_plain}, 16, seed=5, pairing="same_draw"))
+  np.testing.assert_array_equal(same["x"]["image"], same["y"]["image"])
+  later = next(data.make_batches({"x": x, "y": y_sr}, 64, seed=5, stack=(2,), skip=2,
+                                 pairing="same_draw"))
+  chex.assert_trees_all_equal(later, paired[2])
+
+
+def test_pairs_need_one_source_and_a_known_pairing():
+  x = data.load_domain(data.DomainSpec(source="digits"))
+  fashion = data.load_domain(data.DomainSpec(source="idx:/usr/share/datasets/fashion-mnist",
+                                             name="y"))
+  with pytest.raises(ConfigError) as e:
+    data.check_pairing({"x": x, "y": fashion}, "same_draw")
+  _one_line(e, "--source_y", "--pairing=same_draw", "give the same source")
+  with pytest.raises(ConfigError) as e:
+    data.check_pairing({"x": x, "y": x}, "by_name")
+  _one_line(e, "--pairing", "by_name", "same_draw")
+  points = data.load_domain(data.DomainSpec(source="mixture2d", name="y"))
+  with pytest.raises(ConfigError) as e:
+    data.check_pairing({"x": x, "y": points}, "same_draw")
+  _one_line(e, "--pairing", "point source")
+
+
 def test_layouts_for_pmap_and_mesh():
   assert jax.device_count() == 2, "tests expect two fake CPU devices (conftest)"
   domain = data.load_domain(data.DomainSpec(source="digits"))

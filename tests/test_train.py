@@ -135,6 +135,12 @@ def test_tiny_run_writes_everything_and_resumes(tmp_path):
     train.train(method, train.RunConfig(workdir=str(tmp_path), steps=6, batch_size=8,
                                         checkpoint_every=2, log_every=1), _specs())
   one_line(e, "run.batch_size (4 then, 8 now)")
+  # Paired draws are another stream too; a record without the field (before 2026-12-06)
+  # reads as unpaired (the resume above compared it so).
+  with pytest.raises(ConfigError) as e:
+    train.train(method, _run(tmp_path, 6, pairing="same_draw"),
+                {**_specs(), "y": data.DomainSpec(source="digits", transform="sr", name="y")})
+  one_line(e, "run.pairing (none then, same_draw now)")
 
 
 def _damage(workdir, step, how):

@@ -97,19 +97,33 @@ def keep_tf_off_accelerators() -> None:
     pass  # Already initialised, or no such device type: nothing to hide.
 
 
-def domain_dataset(domain: Domain, *, seed: int, resolution: int = 32,
-                   process_index: int = 0, skip: int = 0):
-  """The domain's infinite stream of {'image': f32 [r, r, c] in [-1, 1], 'label': i32}.
+# How the draws of the two domains relate: independent streams ('none'), or each Y draw
+# the X draw's own image through Y's transform and channels ('same_draw': (x, sr(x))
+# pairs for the paired methods, drawn with X's class distribution).
+PAIRINGS = ("none", "same_draw")
 
-  For a point domain (`mixture2d`) 'image' holds the point, f32 [2], unscaled.
-  `skip`: draws dropped from the front before their transform runs (cheap), so the
-  stream continues exactly where a stream of the same seed stood after `skip` draws.
-  """
+
+def check_pairing(domains: Mapping[str, Domain], pairing: str) -> None:
+  """One ConfigError line when the loaded domains cannot be drawn with `pairing`."""
+  if pairing not in PAIRINGS:
+    raise ConfigError(f"--pairing: got {pairing!r}; expected one of {PAIRINGS}")
+  if pairing == "none":
+    return
+  x, y = domains["x"], domains["y"]
+  if x.is_points or y.is_points:
+    raise ConfigError(f"--pairing: {pairing} pairs images; a point source has no pairs")
+  if (y.spec.source, y.spec.split) != (x.spec.source, x.spec.split):
+    raise ConfigError(
+        f"--source_y: --pairing={pairing} draws each pair from one image of --source_x"
+        f" (Y is that image through --transform_y); got --source_y={y.spec.source!r}"
+        f" (split {y.spec.split!r}) and --source_x={x.spec.source!r} (split"
+        f" {x.spec.split!r}): give the same source and split")
+
+
+def _draws(domain: Domain, shuffle_seed: int):
+  """The domain's infinite stream of (index, {'image': uint8, 'label'}) before its
+  transform: a class by the domain's probabilities, then that class's next example."""
   import tensorflow as tf
-  keep_tf_off_accelerators()
-  shuffle_seed, elem_seed = _stream_seed(seed, domain.spec.name, process_index)
-  if domain.is_points:  # {'image': f32 [2] (the point), 'label'}; no transform.
-    return domain.data.mixture.dataset(domain.probs, elem_seed, domain.spec.split).skip(skip)
   labels = domain.data.labels
   classes = np.flatnonzero(domain.probs > 0)
   per_class = []
@@ -125,18 +139,63 @@ def domain_dataset(domain: Domain, *, seed: int, resolution: int = 32,
     per_class.append(ds.repeat())
   ds = tf.data.Dataset.sample_from_datasets(
       per_class, weights=[float(p) for p in domain.probs[classes]], seed=shuffle_seed)
+  return tf.data.Dataset.zip(tf.data.Dataset.counter(), ds)
+
+
+def _transformer(domain: Domain, elem_seed: int, resolution: int):
+  """(index, uint8 image) -> the domain's f32 image in [-1, 1], seeded per draw."""
+  import tensorflow as tf
   transform = transforms.get_transform(domain.spec.transform)
   channels = domain.spec.channels
 
-  def apply(index, example):
+  def apply(index, image):
     draw_seed = tf.stack([tf.constant(elem_seed, tf.int64), index])
-    image = transforms.match_channels(example["image"], channels)
-    image = transform(image, draw_seed, resolution)
-    return {"image": transforms.to_unit_range(image),
+    image = transform(transforms.match_channels(image, channels), draw_seed, resolution)
+    return transforms.to_unit_range(image)
+  return apply
+
+
+def domain_dataset(domain: Domain, *, seed: int, resolution: int = 32,
+                   process_index: int = 0, skip: int = 0):
+  """The domain's infinite stream of {'image': f32 [r, r, c] in [-1, 1], 'label': i32}.
+
+  For a point domain (`mixture2d`) 'image' holds the point, f32 [2], unscaled.
+  `skip`: draws dropped from the front before their transform runs (cheap), so the
+  stream continues exactly where a stream of the same seed stood after `skip` draws.
+  """
+  import tensorflow as tf
+  keep_tf_off_accelerators()
+  shuffle_seed, elem_seed = _stream_seed(seed, domain.spec.name, process_index)
+  if domain.is_points:  # {'image': f32 [2] (the point), 'label'}; no transform.
+    return domain.data.mixture.dataset(domain.probs, elem_seed, domain.spec.split).skip(skip)
+  transform = _transformer(domain, elem_seed, resolution)
+
+  def apply(index, example):
+    return {"image": transform(index, example["image"]),
             "label": tf.cast(example["label"], tf.int32)}
 
-  ds = tf.data.Dataset.zip(tf.data.Dataset.counter(), ds).skip(skip)
-  return ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return _draws(domain, shuffle_seed).skip(skip).map(
+      apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def paired_dataset(x: Domain, y: Domain, *, seed: int, resolution: int = 32,
+                   process_index: int = 0, skip: int = 0):
+  """The pairs' infinite stream {'x': {...}, 'y': {...}} of `--pairing=same_draw`: X's
+  stream exactly as `domain_dataset(x)` draws it, and beside each draw the same image
+  through Y's transform and channels (Y's own per-draw seeds), with the same label."""
+  import tensorflow as tf
+  keep_tf_off_accelerators()
+  shuffle_seed, x_seed = _stream_seed(seed, x.spec.name, process_index)
+  _, y_seed = _stream_seed(seed, y.spec.name, process_index)
+  to_x, to_y = _transformer(x, x_seed, resolution), _transformer(y, y_seed, resolution)
+
+  def apply(index, example):
+    label = tf.cast(example["label"], tf.int32)
+    return {"x": {"image": to_x(index, example["image"]), "label": label},
+            "y": {"image": to_y(index, example["image"]), "label": label}}
+
+  return _draws(x, shuffle_seed).skip(skip).map(
+      apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def host_batch_size(global_batch: int, *, device_count: int, process_count: int,
@@ -152,7 +211,8 @@ def host_batch_size(global_batch: int, *, device_count: int, process_count: int,
 def make_batches(domains: Mapping[str, Domain], global_batch: int, *, seed: int,
                  resolution: int = 32, stack: Sequence[int] = (),
                  device_count: int | None = None, process_index: int | None = None,
-                 process_count: int | None = None, skip: int = 0) -> Iterator[dict]:
+                 process_count: int | None = None, skip: int = 0,
+                 pairing: str = "none") -> Iterator[dict]:
   """Host-local numpy batches {name: {'image', 'label'}} of all domains.
 
   Each element has shape [*stack, global_batch / process_count, r, r, c]; `stack`
@@ -160,7 +220,8 @@ def make_batches(domains: Mapping[str, Domain], global_batch: int, *, seed: int,
   one iteration). `skip`: elements dropped from the front (without transforming
   their images): the stream then equals the same seed's stream after `skip` elements.
   Device counts default to JAX's; see `jdbw.parallel` for turning a
-  host batch into a pmap layout or a global sharded array.
+  host batch into a pmap layout or a global sharded array. `pairing` (`PAIRINGS`):
+  'same_draw' draws X and Y as pairs (`paired_dataset`).
   """
   import jax
   import tensorflow as tf
@@ -169,15 +230,24 @@ def make_batches(domains: Mapping[str, Domain], global_batch: int, *, seed: int,
   process_count = jax.process_count() if process_count is None else process_count
   per_host = host_batch_size(global_batch, device_count=device_count,
                              process_count=process_count)
-  streams = {}
-  for name, domain in domains.items():
-    draws = skip * per_host * int(np.prod(tuple(stack), dtype=np.int64))
-    ds = domain_dataset(domain, seed=seed, resolution=resolution, process_index=process_index,
-                        skip=draws).batch(per_host, drop_remainder=True)
+  draws = skip * per_host * int(np.prod(tuple(stack), dtype=np.int64))
+
+  def batched(ds):
+    ds = ds.batch(per_host, drop_remainder=True)
     for n in reversed(tuple(stack)):
       ds = ds.batch(n, drop_remainder=True)
-    streams[name] = ds
-  ds = tf.data.Dataset.zip(streams).prefetch(tf.data.AUTOTUNE)
+    return ds
+
+  if pairing == "none":
+    ds = tf.data.Dataset.zip({
+        name: batched(domain_dataset(domain, seed=seed, resolution=resolution,
+                                     process_index=process_index, skip=draws))
+        for name, domain in domains.items()})
+  else:
+    check_pairing(domains, pairing)
+    ds = batched(paired_dataset(domains["x"], domains["y"], seed=seed, resolution=resolution,
+                                process_index=process_index, skip=draws))
+  ds = ds.prefetch(tf.data.AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = True
   return ds.with_options(options).as_numpy_iterator()

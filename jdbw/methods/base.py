@@ -58,6 +58,7 @@ class Method(Protocol):
   unroll_d_steps: bool
   point_domains: bool             # vector (2-D mixture) domains instead of images
   stochastic: bool                # False: translations ignore z (no noise metrics, Figure 4)
+  paired: bool                    # True: trains on (x, y) pairs (`--pairing`), e.g. pix2pix
   prepare_batches: int            # > 0: batches per domain for `prepare` (a data-dependent start)
   weighted_sides: tuple[str, ...] # domains with non-uniform batch weights: (), ('x',), ('x', 'y')
   critic_names: dict | None       # Figure 3's names of the per-sample critic scores d_x / d_y
@@ -90,10 +91,12 @@ class Method(Protocol):
 
 
 class BaseMethod:
-  """Defaults of the `Method` members most methods share: stochastic, no data-dependent
-  start, image domains checked against the config's channels, weights from `self.bw`."""
+  """Defaults of the `Method` members most methods share: stochastic, unpaired, no
+  data-dependent start, image domains checked against the config's channels, weights
+  from `self.bw`."""
 
   stochastic = True
+  paired = False
   prepare_batches = 0
   point_domains = False
   critic_names = None
