@@ -56,12 +56,14 @@ class CycleGANConfig(config_lib.MarginalTranslatorConfig):
   --dis_layers=3` (6 blocks is its 128x128 choice).
   """
   lr: float = 2e-4
-  ngf: int = config_lib.setting(32, "CycleGAN ResNet generator width (reference: 64).")
+  ngf: int = config_lib.setting(
+      32, "Generator base width (cyclegan: ResNet, pix2pix: U-Net; references: 64).")
   n_blocks: int = config_lib.setting(3, "CycleGAN residual blocks (reference: 9 at 256, 6 at 128).")
-  ndf: int = config_lib.setting(32, "CycleGAN PatchGAN width (reference: 64).")
+  ndf: int = config_lib.setting(32, "PatchGAN width (cyclegan, pix2pix; references: 64).")
   dis_layers: int = config_lib.setting(
       2,
-      "Discriminator down-sampling layers (cyclegan's PatchGAN: reference 3; munit's).")
+      "Discriminator down-sampling layers (the PatchGAN of cyclegan and pix2pix: reference"
+      " 3; munit's).")
   # λ (the reference's lambda_A = lambda_B)
   cycle_weight: float = config_lib.setting(
       10.0,
@@ -80,7 +82,7 @@ class CycleGANConfig(config_lib.MarginalTranslatorConfig):
   # generator steps at --lr before the linear decay
   lr_hold_steps: int = config_lib.setting(
       0,
-      "CycleGAN's schedule: steps at --lr before the linear decay.")
+      "The reference's schedule (cyclegan, pix2pix): steps at --lr before the linear decay.")
   # steps of linear decay to 0 after them; 0 = constant
   lr_linear_decay: int = config_lib.setting(
       0,
@@ -131,16 +133,16 @@ class Runner:
     self.method, self.params, self.axis_name, self.train = method, params, axis_name, train
     self.spectral = {k: dict(v) for k, v in spectral.items()}
 
-  def __call__(self, part: str, name: str, x):
+  def __call__(self, part: str, name: str, *inputs):
     module = self.method.module(part, name, self.axis_name)
     variables = {"params": self.params[part][name]}
     stats = self.spectral.get(part, {}).get(name)
     if not stats:
-      return module.apply(variables, x)
+      return module.apply(variables, *inputs)
     variables["batch_stats"] = stats
     if not self.train:
-      return module.apply(variables, x, train=False)
-    out, new = module.apply(variables, x, train=True, mutable=["batch_stats"])
+      return module.apply(variables, *inputs, train=False)
+    out, new = module.apply(variables, *inputs, train=True, mutable=["batch_stats"])
     self.spectral[part][name] = new["batch_stats"]
     return out
 

@@ -65,18 +65,25 @@ class ResnetGenerator(layers.ConvNet):
 
 
 class PatchDiscriminator(layers.ConvNet):
-  """CycleGAN's PatchGAN: a [B, h, w] map of patch scores (module docstring)."""
+  """The reference's PatchGAN: a [B, h, w] map of patch scores (module docstring).
+  `norm`: 'in' (CycleGAN: instance norm, per sample) or 'bn' (pix2pix: batch norm over
+  the global batch, `axis_name`, the normalised convolutions without bias)."""
   ndf: int = 64
   n_layers: int = 3
+  norm: str = "in"
+  axis_name: str | None = None
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, train: bool = True):
     pad = ((1, 1), (1, 1))
     h = nn.leaky_relu(layers.Conv(self.ndf, (4, 4), 2, pad, **self.kw)(x), 0.2)
     for n in range(1, self.n_layers + 1):
       stride = 2 if n < self.n_layers else 1
-      h = layers.Conv(self.ndf * min(2 ** n, 8), (4, 4), stride, pad, **self.kw)(h)
-      h = nn.leaky_relu(instance_norm(h), 0.2)
+      h = layers.Conv(self.ndf * min(2 ** n, 8), (4, 4), stride, pad,
+                      use_bias=self.norm != "bn", **self.kw)(h)
+      h = (_batch_norm(train, self.axis_name)(layers.at_least_float32(h))
+           if self.norm == "bn" else instance_norm(h))
+      h = nn.leaky_relu(h, 0.2)
     out = layers.Conv(1, (4, 4), 1, pad, **self.kw)(h)
     return layers.at_least_float32(out[..., 0])
 

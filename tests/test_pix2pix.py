@@ -1,0 +1,162 @@
+"""pix2pix on paired data (`--pairing=same_draw`): the U-Net and the conditional PatchGAN,
+dropout as its noise, its losses against references, one device against two, a tiny
+paired run that resumes exactly, translates and evaluates, and the one-line refusals."""
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import helpers
+from jdbw import data, inference, losses, methods, train
+from jdbw.errors import ConfigError
+from jdbw.methods import pix2pix as p2p
+from jdbw.methods.cyclegan import Runner
+from jdbw.nets import cyclegan as nets_cg
+from jdbw.nets import pix2pix as nets_p2p
+
+TINY = dict(ngf=4, ndf=4, reverse=True)   # test_golden's
+
+
+def _batch(d_steps=1, b=4, seed=0):
+  rng = np.random.default_rng(seed)
+  return {k: rng.uniform(-1, 1, (d_steps + 1, b, 32, 32, 1)).astype(np.float32)
+          for k in ("x", "y")}
+
+
+def _convs(params):
+  return {k: v for k, v in params.items() if k.startswith("Conv")}
+
+
+def test_unet_and_conditional_patchgan_shapes():
+  key, keys = jax.random.PRNGKey(0), jnp.zeros((2, 2), jnp.uint32)
+  x = jnp.zeros((2, 32, 32, 1))
+  g = nets_p2p.UnetGenerator(3, ngf=8, n_down=5)
+  v = g.init(key, x, keys)
+  chex.assert_shape(g.apply(v, x, keys, train=False), (2, 32, 32, 3))
+  convs = _convs(v["params"])
+  assert len(convs) == 10 and [k for k, p in convs.items() if "bias" in p] == ["Conv_9"]
+  # Down to 1x1: the innermost level has 8 ngf; the last up-sampling sees ngf + ngf.
+  assert convs["Conv_4"]["kernel"].shape == (4, 4, 64, 64)
+  assert convs["Conv_9"]["kernel"].shape == (4, 4, 16, 3)
+  assert len(v["batch_stats"]) == 3 + 4   # no norm: outermost down, innermost down, outermost up
+  # The reference's unet_256 and 70x70 PatchGAN (30x30 patch scores at 256x256).
+  big, big_keys = jnp.zeros((1, 256, 256, 3)), jnp.zeros((1, 2), jnp.uint32)
+  g8 = nets_p2p.UnetGenerator(3, ngf=64, n_down=8)
+  shapes = jax.eval_shape(lambda: g8.init(key, big, big_keys))
+  assert len(_convs(shapes["params"])) == 16
+  chex.assert_shape(jax.eval_shape(lambda: g8.apply(g8.init(key, big, big_keys), big,
+                                                    big_keys, train=False)), (1, 256, 256, 3))
+  d3 = nets_cg.PatchDiscriminator(ndf=64, n_layers=3, norm="bn")
+  pair = jnp.zeros((1, 256, 256, 6))
+  chex.assert_shape(jax.eval_shape(lambda: d3.apply(d3.init(key, pair), pair, train=False)),
+                    (1, 30, 30))
+
+
+def test_dropout_is_the_noise_and_each_samples_own():
+  m = p2p.Pix2Pix(p2p.Pix2PixConfig(ngf=4, ndf=4))
+  state = jax.jit(m.init_state)(jax.random.PRNGKey(0))
+  images = jnp.asarray(_batch()["x"][0])
+  z = jax.random.normal(jax.random.PRNGKey(1), (4, 8))
+  tr = jax.jit(m.translate, static_argnums=4)
+  a, b = tr(state.params, state.spectral, images, z, "xy"), tr(state.params, state.spectral,
+                                                               images, z[::-1], "xy")
+  np.testing.assert_array_equal(a, tr(state.params, state.spectral, images, z, "xy"))
+  assert float(jnp.abs(a - b).max()) > 1e-3            # other noise, other masks
+  # A sample's translation is its own: the same in any batch (running batch norm).
+  np.testing.assert_allclose(tr(state.params, state.spectral, images[1:2], z[1:2], "xy"),
+                             a[1:2], rtol=1e-5, atol=1e-6)
+  still = p2p.Pix2Pix(p2p.Pix2PixConfig(ngf=4, ndf=4, dropout_levels=0))
+  s0 = jax.jit(still.init_state)(jax.random.PRNGKey(0))
+  np.testing.assert_array_equal(still.translate(s0.params, s0.spectral, images, z, "xy"),
+                                still.translate(s0.params, s0.spectral, images, z[::-1], "xy"))
+
+
+def test_losses_are_the_references():
+  logits = np.array([[-3.0, 0.0], [2.0, 40.0]], np.float32)
+  sig = 1 / (1 + np.exp(-logits.astype(np.float64)))
+  np.testing.assert_allclose(losses.bce_per_sample(jnp.asarray(logits), 1.0),
+                             np.mean(-np.log(np.maximum(sig, 1e-300)), -1), rtol=1e-6)
+  np.testing.assert_allclose(losses.bce_per_sample(jnp.asarray(logits), 0.0),
+                             [np.mean(-np.log(1 - sig[0])), np.mean([-np.log(1 - sig[1, 0]), 40.0])],
+                             rtol=1e-6)
+  # The generator step's terms, recomputed from its pieces: BCE(D(x, G(x)), 1) and
+  # λ |G(x) − y|, each direction with its own dropout keys.
+  m = p2p.Pix2Pix(p2p.Pix2PixConfig(**TINY))
+  state = jax.jit(m.init_state)(jax.random.PRNGKey(0))
+  batch = jax.tree.map(lambda a: jnp.asarray(a[0]), _batch())
+  rng = jax.random.PRNGKey(5)
+  _, (metrics, _) = jax.jit(m.generator_step)(state, batch, rng)
+  run = Runner(m, state.params, state.spectral, None, train=True)
+  adv = l1 = 0.0
+  for k, d in enumerate(("xy", "yx")):
+    src, tgt = batch[d[0]], batch[d[1]]
+    fake = run("G", f"G_{d}", src, p2p.sample_keys(jax.random.fold_in(rng, k), 4))
+    score = run("D", f"D_{d[1]}", jnp.concatenate([src, fake], -1))
+    adv += float(jnp.mean(jax.nn.softplus(-score)))
+    l1 += 100.0 * float(jnp.mean(jnp.abs(fake - tgt)))
+  np.testing.assert_allclose([metrics["g/adv"], metrics["g/l1"]], [adv, l1], rtol=1e-4)
+
+
+@pytest.mark.parametrize("modes", [("shard_map", "pmap")])
+def test_devices_match_one_device(modes):
+  m = p2p.Pix2Pix(p2p.Pix2PixConfig(**TINY))
+  state = jax.jit(m.init_state)(jax.random.PRNGKey(0))
+  for (ref_state, ref_metrics, _), (got_state, got_metrics, _) in (
+      helpers.iterations_across_devices(m, state, _batch(), modes)):
+    chex.assert_trees_all_close(got_metrics, ref_metrics, rtol=2e-4, atol=1e-6)
+    chex.assert_trees_all_close(got_state.opt_state, ref_state.opt_state, rtol=2e-3, atol=1e-6)
+    chex.assert_trees_all_close(got_state.params, ref_state.params, rtol=1e-4,
+                                atol=2 * m.config.lr)
+    chex.assert_trees_all_close(got_state.spectral, ref_state.spectral, rtol=1e-4, atol=1e-5)
+
+
+def _specs():
+  return {"x": data.DomainSpec(source="digits", name="x"),
+          "y": data.DomainSpec(source="digits", classes="0:0.5", transform="sr", name="y")}
+
+
+def test_a_paired_run_resumes_exactly_translates_and_evaluates(tmp_path):
+  m = methods.build("pix2pix", **TINY)
+  run = train.RunConfig(workdir=str(tmp_path / "a"), steps=2, batch_size=8, checkpoint_every=1,
+                        figure_every=3, log_every=1, pairing="same_draw")
+  train.train(m, run, _specs())
+  resumed = train.train(m, dataclasses.replace(run, steps=3), _specs())
+  straight = train.train(m, dataclasses.replace(run, steps=3, workdir=str(tmp_path / "b"),
+                                                figure_every=0), _specs())
+  chex.assert_trees_all_equal(jax.device_get(resumed), jax.device_get(straight))
+  figures = sorted(p.name for p in (tmp_path / "a" / "figures").iterdir())
+  assert "figure2_transfer.png" in figures and "figure4_noise.png" in figures
+  tr = inference.Translator.from_workdir(str(tmp_path / "a"))
+  assert isinstance(tr.method, p2p.Pix2Pix) and tr.method.directions == ("xy", "yx")
+  out = tr.translate(np.zeros((2, 32, 32, 1), np.float32), "yx", seed=1)
+  assert out.shape == (2, 32, 32, 1)
+  from jdbw.evaluation import classifier, evaluator, report
+  cfg = evaluator.EvalConfig(samples=100, batch_size=100, noise_sources=10, noise_draws=2,
+                             classifier_dir=helpers.shared_classifier_dir(),
+                             min_classifier_accuracy=0.5)
+  res = report.evaluate_workdir(str(tmp_path / "a"), cfg, classifier_config=(
+      classifier.ClassifierConfig(**helpers.DIGITS_CLASSIFIER)))
+  assert {"class_consistency_xy", "class_consistency_yx"} <= set(res["scalars"])
+  assert any(k.startswith("noise_") for k in res["scalars"])   # dropout is its noise
+
+
+def test_refusals_are_one_line(tmp_path, monkeypatch):
+  def refuse(*a, **k):
+    raise AssertionError("compiled before the refusal")
+  monkeypatch.setattr(train, "compile_iteration", refuse)
+  m = methods.build("pix2pix", **TINY)
+  with pytest.raises(ConfigError) as e:   # unpaired data
+    train.train(m, train.RunConfig(workdir=str(tmp_path), steps=1, batch_size=4), _specs())
+  helpers.one_line(e, "--pairing", "pix2pix trains on pairs", "same_draw")
+  for kw, needles in ((dict(resolution=48), ("--resolution", "power of 2")),
+                      (dict(dropout_levels=4), ("--dropout_levels", "0 to 3")),
+                      (dict(noise_dim=1), ("--noise_dim", ">= 2")),
+                      (dict(batch_weight="two_sided"), ("--batch_weight", "('none',)")),
+                      (dict(l1_weight=-1.0), ("--l1_weight",))):
+    with pytest.raises(ConfigError) as e:
+      methods.build("pix2pix", **kw)
+    helpers.one_line(e, *needles)
