@@ -249,6 +249,14 @@ def _define_flag(field: dataclasses.Field, default, text: str, choices=None,
     _DEFINE[field.type](field.name, default, text, flag_values=flag_values)
 
 
+def define_run_setting(name: str) -> None:
+  """The flag of one run setting (a `jdbw.train.RunConfig` field, e.g. 'pairing'), for an
+  entry point that takes it without the whole run (`preview_data`)."""
+  from jdbw import train
+  f = {f.name: f for f in dataclasses.fields(train.RunConfig)}[name]
+  _define_flag(f, f.default, f.metadata["help"], f.metadata.get("choices"))
+
+
 def model_settings() -> dict[str, dict]:
   """{field: {model: default}} of every registered method's settable config fields."""
   from jdbw import methods

@@ -3,6 +3,7 @@ r"""Writes a PNG preview of both domains: sample grids and class masses.
   python -m experiments.preview_data --output=preview.png
   python -m experiments.preview_data --source_x=idx:/usr/share/datasets/fashion-mnist \
       --source_y=idx:/usr/share/datasets/fashion-mnist --output=fashion.png
+  python -m experiments.preview_data --pairing=same_draw --output=pairs.png   # (x, sr(x))
 """
 
 import numpy as np
@@ -16,6 +17,7 @@ flags.DEFINE_integer("seed", 0, "Stream seed.")
 flags.DEFINE_integer("num_images", 64, "Images shown per domain.")
 flags.DEFINE_integer("num_draws", 8192, "Draws used for the empirical class mass.")
 common.define_domain_flags()
+common.define_run_setting("pairing")
 FLAGS = flags.FLAGS
 
 
@@ -26,9 +28,12 @@ def main(argv):
   specs = common.domain_specs()
   domains = {n: data.load_domain(s, data_dir=FLAGS.data_dir) for n, s in specs.items()}
   batch = FLAGS.num_draws
+  paired = FLAGS.pairing != "none"
+  if paired:
+    data.check_pairing(domains, FLAGS.pairing)
   sample = next(data.make_batches(domains, batch, seed=FLAGS.seed,
                                   resolution=FLAGS.resolution, device_count=1,
-                                  process_index=0, process_count=1))
+                                  process_index=0, process_count=1, pairing=FLAGS.pairing))
   if any(d.is_points for d in domains.values()):  # 2-D mixture: scatter plots by mode.
     point_panels = []
     for name, d in domains.items():
@@ -50,11 +55,14 @@ def main(argv):
   panels = []
   for name, d in domains.items():
     s = d.spec
-    panels.append(dict(
-        title=f"{name.upper()}: {s.source} [{s.split}] classes={s.classes or 'natural'}"
-              f" transform={s.transform}",
-        images=sample[name]["image"][:FLAGS.num_images],
-        labels=sample[name]["label"], probs=d.probs))
+    title = (f"{name.upper()}: {s.source} [{s.split}] classes={s.classes or 'natural'}"
+             f" transform={s.transform}")
+    if paired and name == "y":   # the X draws' own images, X's classes: shown pair by pair
+      title = (f"Y: X's draws through transform={s.transform} (--pairing={FLAGS.pairing};"
+               " each image the pair of X's in the same place)")
+    panels.append(dict(title=title, images=sample[name]["image"][:FLAGS.num_images],
+                       labels=sample[name]["label"],
+                       probs=domains["x"].probs if paired else d.probs))
   path = figures.domain_preview(FLAGS.output, panels)
   logging.info("wrote %s", path)
   print(path)

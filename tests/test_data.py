@@ -343,10 +343,11 @@ def test_unknown_flag_hint_names_the_flag_meant():
   assert e.value.flagname == "num_steps"   # what common.parse_flags reads
 
 
-def test_preview_writes_png(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--pairing=same_draw"]])
+def test_preview_writes_png(tmp_path, extra):
   proc = subprocess.run(
       [sys.executable, "-m", "experiments.preview_data", f"--output={tmp_path}/p.png",
-       "--num_draws=512"], capture_output=True, text=True, timeout=300,
+       "--num_draws=512", *extra], capture_output=True, text=True, timeout=300,
       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   assert proc.returncode == 0, proc.stderr[-2000:]
   with open(tmp_path / "p.png", "rb") as f:
