@@ -51,7 +51,7 @@ def define_domain_flags() -> None:
         f"source_{name}", d["source"],
         f"Domain {name.upper()} source: 'digits', 'tfds:<name>' (e.g. tfds:mnist),"
         " 'idx:<dir>' (MNIST-format IDX .gz files), 'folder:<dir>[:key=value,...]' (your"
-        " PNG/JPEG images; keys size, fit, test_fraction, max_bad, stream; README 'Your own"
+        " PNG/JPEG images; keys size, fit, test_fraction, max_bad, stream, half; README 'Your own"
         " data') or 'mixture2d[:key=value,...]' (2-D"
         " Gaussian modes; keys modes, radius, sigma, rotate, scale, dx, dy; needs"
         " --networks=mlp).")

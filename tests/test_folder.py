@@ -244,6 +244,32 @@ def test_a_folder_trains_at_128_and_evaluates_on_its_classes(tmp_path):
   helpers.one_line(e, "--source_y", "unlabelled")
 
 
+def test_the_halves_of_a_side_by_side_folder_are_pairs(tmp_path):
+  """pix2pix's aligned A|B files: `half=left` and `half=right` of one folder are two
+  domains whose same draws are pairs (`--pairing=same_draw`): here B is A inverted, so
+  each Y is −X; a half of another folder, or a streamed one, is refused in one line."""
+  shoes, bags = _fashion(n_per_class=8)
+  for name, imgs in (("shoes", shoes), ("bags", bags)):
+    for i, im in enumerate(imgs):
+      _write(f"{tmp_path}/ab/{name}/{i:03d}.png", np.concatenate([im, 255 - im], axis=1))
+  spec = lambda half, name: data.DomainSpec(
+      source=f"folder:{tmp_path / 'ab'}:size=28,half={half},test_fraction=0", name=name)
+  x, y = data.load_domain(spec("left", "x")), data.load_domain(spec("right", "y"))
+  assert x.data.images.shape == y.data.images.shape == (len(shoes) + len(bags), 28, 28, 1)
+  np.testing.assert_array_equal(y.data.images, 255 - x.data.images)
+  batch = next(data.make_batches({"x": x, "y": y}, 16, seed=0, resolution=28,
+                                 pairing="same_draw"))
+  np.testing.assert_array_equal(batch["x"]["label"], batch["y"]["label"])
+  np.testing.assert_allclose(batch["y"]["image"], -batch["x"]["image"], atol=1e-5)
+  unpaired = next(data.make_batches({"x": x, "y": y}, 16, seed=0, resolution=28))
+  np.testing.assert_array_equal(unpaired["x"]["image"], batch["x"]["image"])
+  other = data.load_domain(data.DomainSpec(source=f"folder:{tmp_path / 'ab'}:size=28",
+                                           name="y"))
+  with pytest.raises(ConfigError) as e:
+    data.check_pairing({"x": x, "y": other}, "same_draw")
+  helpers.one_line(e, "--source_y", "half=left and half=right")
+
+
 @pytest.mark.parametrize("flagfile", ["edges_shoes_bags", "celeba_portraits"])
 def test_the_128_flagfiles_parse_and_ask_for_their_folders(flagfile, tmp_path):
   """The paper's 128x128 tasks point at user-provided folders: their flags parse and

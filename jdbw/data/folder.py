@@ -57,9 +57,11 @@ class FolderOptions:
   test_fraction: float = 0.1
   max_bad: float = 0.05
   stream: str = "auto"
+  half: str = ""          # 'left' / 'right': that half of each file (pix2pix's A|B images)
 
 
 STREAMS = ("auto", "yes", "no")
+HALVES = ("", "left", "right")
 STREAM_BYTES = 2 ** 30   # stream=auto: a split above 1 GiB decoded is read as a stream
 CACHE_FORMAT = 3         # part of the cache key: bump when the cache layout changes
 
@@ -79,16 +81,18 @@ def parse(spec: str, what: str) -> tuple[str, FolderOptions]:
       raise ConfigError(f"{what}: folder option {item!r}; expected key=value with keys"
                         f" {sorted(fields)}")
     try:
-      kw[key] = value if key in ("fit", "stream") else (int(value) if key == "size" else float(value))
+      kw[key] = (value if key in ("fit", "stream", "half")
+                 else (int(value) if key == "size" else float(value)))
     except ValueError:
       raise ConfigError(f"{what}: folder option {key}={value!r} is not a number") from None
   o = FolderOptions(**kw)
   if not directory:
     raise ConfigError(f"{what}: expected folder:<directory>, got {spec!r}")
-  if (o.fit not in FITS or o.stream not in STREAMS or o.size < 8
+  if (o.fit not in FITS or o.stream not in STREAMS or o.half not in HALVES or o.size < 8
       or not 0 <= o.test_fraction < 1 or not 0 <= o.max_bad < 1):
     raise ConfigError(f"{what}: folder options {o}: expected fit in {FITS}, stream in"
-                      f" {STREAMS}, size >= 8, 0 <= test_fraction < 1, 0 <= max_bad < 1")
+                      f" {STREAMS}, half in {HALVES[1:]}, size >= 8, 0 <= test_fraction < 1,"
+                      " 0 <= max_bad < 1")
   return directory, o
 
 
@@ -188,7 +192,8 @@ def select(labels: np.ndarray, num_classes: int, split: str, slice_of, process_i
 def _cache_dir(root, paths, opts) -> str:
   """The cache of one split: keyed by the folder's file list, sizes and modification
   times and the decoding options (not `stream`, which only says how it is read)."""
-  key = {k: v for k, v in dataclasses.asdict(opts).items() if k != "stream"}
+  key = {k: v for k, v in dataclasses.asdict(opts).items()
+         if k != "stream" and not (k == "half" and not v)}   # caches before `half` stay valid
   h = hashlib.sha256(json.dumps([os.path.abspath(root), key, CACHE_FORMAT]).encode())
   for p in paths:
     st = os.stat(os.path.join(root, p))
@@ -228,6 +233,9 @@ def _decode_one(path: str, opts: FolderOptions, channels: int):
     img = img[..., :3]
   if img.shape[-1] == 2:   # grey + alpha
     img = img[..., :1]
+  if opts.half:   # pix2pix's aligned A|B files: A on the left, B on the right
+    w = img.shape[1] // 2
+    img = img[:, :w] if opts.half == "left" else img[:, w:2 * w]
   if opts.fit == "crop":
     h, w = img.shape[:2]
     s = min(h, w)
@@ -386,6 +394,7 @@ def report_pairing(specs: dict) -> int:
     return 0
   n = paired_names(*dirs)
   if n:
-    logging.info("folders %s and %s share %d image file names: paired data (the methods"
-                 " here train unpaired; the pairing is not used)", dirs[0], dirs[1], n)
+    logging.info("folders %s and %s share %d image file names: paired data (not paired by"
+                 " name here; --pairing pairs a source with itself or an A|B folder's"
+                 " halves)", dirs[0], dirs[1], n)
   return n

@@ -98,8 +98,9 @@ def keep_tf_off_accelerators() -> None:
 
 
 # How the draws of the two domains relate: independent streams ('none'), or each Y draw
-# the X draw's own image through Y's transform and channels ('same_draw': (x, sr(x))
-# pairs for the paired methods, drawn with X's class distribution).
+# the X draw's own example through Y's transform and channels ('same_draw', drawn with
+# X's class distribution): one source gives (x, sr(x)) pairs; the two halves of one
+# folder of pix2pix's A|B files (`folder:<dir>:half=left` / `half=right`) give (A, B).
 PAIRINGS = ("none", "same_draw")
 
 
@@ -112,17 +113,33 @@ def check_pairing(domains: Mapping[str, Domain], pairing: str) -> None:
   x, y = domains["x"], domains["y"]
   if x.is_points or y.is_points:
     raise ConfigError(f"--pairing: {pairing} pairs images; a point source has no pairs")
-  if (y.spec.source, y.spec.split) != (x.spec.source, x.spec.split):
+  if _same_source(x, y):
+    return
+  px, py = x.spec.parsed, y.spec.parsed
+  halves = (px.is_folder and py.is_folder and px.arg == py.arg
+            and {px.folder.half, py.folder.half} == {"left", "right"})
+  if not halves or y.spec.split != x.spec.split:
     raise ConfigError(
-        f"--source_y: --pairing={pairing} draws each pair from one image of --source_x"
-        f" (Y is that image through --transform_y); got --source_y={y.spec.source!r}"
-        f" (split {y.spec.split!r}) and --source_x={x.spec.source!r} (split"
-        f" {x.spec.split!r}): give the same source and split")
+        f"--source_y: --pairing={pairing} draws each pair from one example of --source_x"
+        f" (Y is that image through --transform_y, or the other half of an A|B file); got"
+        f" --source_y={y.spec.source!r} (split {y.spec.split!r}) and --source_x="
+        f"{x.spec.source!r} (split {x.spec.split!r}): give the same source and split, or"
+        " one folder's half=left and half=right")
+  if x.data.stream is not None or y.data.stream is not None:
+    raise ConfigError(f"--source_x: --pairing={pairing} of a folder's two halves needs them"
+                      " in memory; this split streams: set stream=no")
+  if not np.array_equal(x.data.labels, y.data.labels):   # the same files, so never
+    raise ConfigError(f"--source_y: the halves of {px.arg} hold other files or labels")
 
 
-def _draws(domain: Domain, shuffle_seed: int):
+def _same_source(x: Domain, y: Domain) -> bool:
+  return (y.spec.source, y.spec.split) == (x.spec.source, x.spec.split)
+
+
+def _draws(domain: Domain, shuffle_seed: int, pairs=None):
   """The domain's infinite stream of (index, {'image': uint8, 'label'}) before its
-  transform: a class by the domain's probabilities, then that class's next example."""
+  transform: a class by the domain's probabilities, then that class's next example.
+  `pairs`: another domain's images aligned with this one's, drawn beside them ('pair')."""
   import tensorflow as tf
   labels = domain.data.labels
   classes = np.flatnonzero(domain.probs > 0)
@@ -133,8 +150,10 @@ def _draws(domain: Domain, shuffle_seed: int):
       per_class.append(domain.data.stream.class_dataset(int(c), len(idx),
                                                         shuffle_seed + int(c)))
       continue
-    ds = tf.data.Dataset.from_tensor_slices(
-        {"image": domain.data.images[idx], "label": labels[idx]})
+    slices = {"image": domain.data.images[idx], "label": labels[idx]}
+    if pairs is not None:
+      slices["pair"] = pairs[idx]
+    ds = tf.data.Dataset.from_tensor_slices(slices)
     ds = ds.shuffle(len(idx), seed=shuffle_seed + int(c), reshuffle_each_iteration=True)
     per_class.append(ds.repeat())
   ds = tf.data.Dataset.sample_from_datasets(
@@ -181,20 +200,24 @@ def domain_dataset(domain: Domain, *, seed: int, resolution: int = 32,
 def paired_dataset(x: Domain, y: Domain, *, seed: int, resolution: int = 32,
                    process_index: int = 0, skip: int = 0):
   """The pairs' infinite stream {'x': {...}, 'y': {...}} of `--pairing=same_draw`: X's
-  stream exactly as `domain_dataset(x)` draws it, and beside each draw the same image
-  through Y's transform and channels (Y's own per-draw seeds), with the same label."""
+  stream exactly as `domain_dataset(x)` draws it, and beside each draw the same example
+  of Y (the same image, or the other half of its A|B file) through Y's transform and
+  channels (Y's own per-draw seeds), with the same label."""
   import tensorflow as tf
   keep_tf_off_accelerators()
   shuffle_seed, x_seed = _stream_seed(seed, x.spec.name, process_index)
   _, y_seed = _stream_seed(seed, y.spec.name, process_index)
   to_x, to_y = _transformer(x, x_seed, resolution), _transformer(y, y_seed, resolution)
 
+  same = _same_source(x, y)
+
   def apply(index, example):
     label = tf.cast(example["label"], tf.int32)
     return {"x": {"image": to_x(index, example["image"]), "label": label},
-            "y": {"image": to_y(index, example["image"]), "label": label}}
+            "y": {"image": to_y(index, example["image" if same else "pair"]),
+                  "label": label}}
 
-  return _draws(x, shuffle_seed).skip(skip).map(
+  return _draws(x, shuffle_seed, None if same else y.data.images).skip(skip).map(
       apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
