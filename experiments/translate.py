@@ -24,6 +24,9 @@ flags.DEFINE_string("input", None, "Input .npy or .png.")
 flags.DEFINE_string("output", None, "Output .npy or .png.")
 flags.DEFINE_enum("direction", "xy", ["xy", "yx"], "X->Y (G_xy) or Y->X (G_yx).")
 flags.DEFINE_integer("seed", 0, "Seed of the noise z.")
+flags.DEFINE_string("style_image", None,
+                    "A target-domain .png or .npy (in --input_range) whose style (munit) or"
+                    " code (bicyclegan) the translation takes, instead of noise from --seed.")
 flags.DEFINE_string("input_range", "-1,1",
                     "LO,HI: the value range of a .npy input's images, mapped linearly onto the"
                     " models' [-1, 1] (0,255 for uint8 images, 0,1 for [0, 1] floats). PNGs"
@@ -71,7 +74,16 @@ def main(argv):
   images = inference.prepare_input(raw, FLAGS.input, channels=channels,
                                    resolution=c.resolution, points=points,
                                    value_range=value_range)
-  out = tr.translate(images, FLAGS.direction, seed=FLAGS.seed)
+  style = None
+  if FLAGS.style_image:
+    if not os.path.isfile(FLAGS.style_image):
+      raise ConfigError(f"--style_image: {FLAGS.style_image} does not exist")
+    style = inference.prepare_input(
+        inference.load_input(FLAGS.style_image, "--style_image"), FLAGS.style_image,
+        channels=c.channels_y if FLAGS.direction == "xy" else c.channels_x,
+        resolution=c.resolution, points=points, value_range=value_range,
+        what="--style_image")
+  out = tr.translate(images, FLAGS.direction, seed=FLAGS.seed, style=style)
   _write(FLAGS.output, out)
   print(FLAGS.output)
 

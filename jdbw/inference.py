@@ -71,37 +71,38 @@ def parse_range(text: str) -> tuple[float, float]:
   return lo, hi
 
 
-def load_input(path: str):
+def load_input(path: str, what: str = "--input"):
   """The decoded input (a numpy array for .npy, a PIL image for .png); ConfigError, one
   line, for an empty, unreadable or undecodable file (the translate CLI reads it before
   loading the model)."""
   if os.path.getsize(path) == 0:
-    raise ConfigError(f"--input: {path} is empty")
+    raise ConfigError(f"{what}: {path} is empty")
   if path.endswith(".npy"):
     with open(path, "rb") as f:
       if f.read(6) != b"\x93NUMPY":
-        raise ConfigError(f"--input: {path} is not a .npy file (no NumPy header; write it"
+        raise ConfigError(f"{what}: {path} is not a .npy file (no NumPy header; write it"
                           " with numpy.save)")
     try:
       arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-      raise ConfigError(f"--input: {path} is not a readable .npy file ({e})") from e
+      raise ConfigError(f"{what}: {path} is not a readable .npy file ({e})") from e
     if arr.size == 0:
-      raise ConfigError(f"--input: {path} holds no values (shape {arr.shape})")
+      raise ConfigError(f"{what}: {path} holds no values (shape {arr.shape})")
     if arr.dtype.kind not in "fiub":
-      raise ConfigError(f"--input: {path} holds {arr.dtype} values; expected numbers")
+      raise ConfigError(f"{what}: {path} holds {arr.dtype} values; expected numbers")
     return arr
   from PIL import Image
   try:
     img = Image.open(path)
     img.load()
   except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ...
-    raise ConfigError(f"--input: {path} is not a decodable image ({type(e).__name__}: {e})") from e
+    raise ConfigError(f"{what}: {path} is not a decodable image ({type(e).__name__}: {e})") from e
   return img
 
 
 def prepare_input(raw, path: str, *, channels: int, resolution: int, points: bool,
-                  value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+                  value_range: tuple[float, float] = (-1.0, 1.0),
+                  what: str = "--input") -> np.ndarray:
   """Model-ready float32 inputs: PNGs converted and resized, .npy arrays scaled from
   `value_range` (images only); ConfigError, one line, for non-finite values or values
   outside the range."""
@@ -114,7 +115,7 @@ def prepare_input(raw, path: str, *, channels: int, resolution: int, points: boo
   arr = raw.astype(np.float32)
   bad = int(np.size(arr) - np.isfinite(arr).sum())
   if bad:
-    raise ConfigError(f"--input: {path} holds {bad} non-finite values (NaN or inf) of"
+    raise ConfigError(f"{what}: {path} holds {bad} non-finite values (NaN or inf) of"
                       f" {arr.size}")
   if points:
     return arr
@@ -123,7 +124,7 @@ def prepare_input(raw, path: str, *, channels: int, resolution: int, points: boo
   if found[0] < lo - 1e-3 * (hi - lo) or found[1] > hi + 1e-3 * (hi - lo):
     hint = (" (uint8 images: pass --input_range=0,255)" if raw.dtype == np.uint8 or found[1] > 2
             else "")
-    raise ConfigError(f"--input: {path} holds values in [{found[0]:.4g}, {found[1]:.4g}],"
+    raise ConfigError(f"{what}: {path} holds values in [{found[0]:.4g}, {found[1]:.4g}],"
                       f" outside --input_range=[{lo:g}, {hi:g}]{hint}")
   return np.clip((arr - lo) / (hi - lo) * 2.0 - 1.0, -1.0, 1.0)
 
@@ -135,14 +136,19 @@ class Translator:
     self.noise_dim = method.config.noise_dim
     self._translate = jax.jit(functools.partial(method.translate, state.params, state.spectral),
                               static_argnums=2)
+    self._encode = (jax.jit(functools.partial(method.encode_noise, state.params, state.spectral),
+                            static_argnums=1) if method.encodes_style else None)
 
   @classmethod
   def from_workdir(cls, workdir: str, step: int | None = None) -> "Translator":
     method, state, _ = load_run(workdir, step)
     return cls(method, state)
 
-  def translate(self, images, direction: str = "xy", noise=None, seed: int = 0) -> np.ndarray:
-    """Translates float images in [-1, 1]; noise given or drawn U(-1, 1) from `seed`."""
+  def translate(self, images, direction: str = "xy", noise=None, seed: int = 0,
+                style=None) -> np.ndarray:
+    """Translates float images in [-1, 1]; noise given, drawn U(-1, 1) from `seed`, or
+    read off `style`: target-domain images in [-1, 1] (one for all inputs, or one each)
+    whose style (MUNIT) or code (BiCycleGAN) the translations take."""
     if direction not in ("xy", "yx"):
       raise ConfigError(f"--direction: got {direction!r}; expected 'xy' or 'yx'")
     if direction not in self.method.directions:
@@ -162,8 +168,26 @@ class Translator:
     if not self.method.point_domains and (images.min() < -1.001 or images.max() > 1.001):
       raise ConfigError(f"--input: images hold values in [{images.min():.4g},"
                         f" {images.max():.4g}]; expected [-1, 1]")
+    if style is not None:
+      noise = self._style_noise(style, direction, len(images))
     if noise is None:
       noise = nets.sample_noise(jax.random.PRNGKey(seed), len(images), self.noise_dim)
     noise = jnp.asarray(noise, jnp.float32).reshape(len(images), self.noise_dim)
     out = np.asarray(self._translate(jnp.asarray(images), noise, direction))
     return out[0] if single else out
+
+  def _style_noise(self, style, direction: str, n: int):
+    if self._encode is None:
+      raise ConfigError(f"--style_image: {self.method.name} reads no style off an image"
+                        " (munit and bicyclegan do)")
+    style = np.asarray(style, np.float32)
+    shape = self.method.example_shape(direction[1])
+    if style.ndim == len(shape):
+      style = style[None]
+    if style.shape[1:] != shape or len(style) not in (1, n):
+      raise ConfigError(f"--style_image: an array of shape {style.shape}; expected one"
+                        f" target image of shape {shape}, or {n} of them")
+    if not np.isfinite(style).all() or style.min() < -1.001 or style.max() > 1.001:
+      raise ConfigError("--style_image: expected finite values in [-1, 1]")
+    noise = self._encode(jnp.asarray(style), direction)
+    return jnp.broadcast_to(noise, (n, self.noise_dim))

@@ -38,7 +38,8 @@ import pytest  # noqa: E402
 # order: longest first, the two workers end within about a minute of each other instead
 # of one waiting out a long file started last. Files not listed run after these.
 LONGEST_FIRST = ("test_train.py", "test_cyclegan.py", "test_evaluation.py", "test_munit.py",
-                 "test_multihost.py", "test_folder.py", "test_mixture.py", "test_workdir.py",
+                 "test_multihost.py", "test_folder.py", "test_paired.py", "test_mixture.py",
+                 "test_workdir.py",
                  "test_layers.py", "test_golden.py", "test_notebook.py", "test_models.py",
                  "test_data.py", "test_losses.py", "test_methods.py", "test_flops.py",
                  "test_batch_weight.py", "test_image_pool.py", "test_metrics.py")

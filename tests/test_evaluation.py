@@ -324,6 +324,9 @@ def test_translate_cli(tiny_workdir, tmp_path):
   with pytest.raises(ConfigError) as e:    # the array's own shape, not "()"
     tr.translate(np.zeros(5, np.float32), "xy")
   helpers.one_line(e, "an array of shape (5,)", "expected one example of shape (32, 32, 1)")
+  with pytest.raises(ConfigError) as e:   # JD draws its noise; it reads no style off an image
+    tr.translate(np.zeros((32, 32, 1), np.float32), "xy", style=np.zeros((32, 32, 1)))
+  helpers.one_line(e, "--style_image", "jd reads no style", "munit and bicyclegan do")
 
 
 @pytest.mark.parametrize("extra,expected", [

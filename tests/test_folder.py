@@ -195,7 +195,7 @@ def test_mixed_sizes_crop_and_the_cache(tmp_path, monkeypatch):
 def test_a_folder_trains_at_128_and_evaluates_on_its_classes(tmp_path):
   """Shoes & Bags with 90 % shoes (X) against an unskewed copy (Y), §4.4's 128x128
   networks: a few iterations train every network, then the evaluation with classifiers
-  trained on the folder classes."""
+  trained on the folder classes (an unlabelled folder: the test below)."""
   _shoes_and_bags(tmp_path / "x")
   _shoes_and_bags(tmp_path / "y", rgb_every=3)
   assert folder.paired_names(str(tmp_path / "x"), str(tmp_path / "y")) > 0
@@ -224,22 +224,32 @@ def test_a_folder_trains_at_128_and_evaluates_on_its_classes(tmp_path):
                                     train_draws=120, test_draws=40)))
   assert res["classifier"]["x"]["test_accuracy"] >= 0.5
   assert {"class_consistency_xy", "tv_weighted"} <= set(res["scalars"])
-  # An unlabelled Y trains (the same networks: their programs are compiled), and the
-  # evaluation says it needs labels.
+
+
+def test_an_unlabelled_folder_trains_and_the_evaluation_says_it_needs_labels(tmp_path):
+  """A folder without class subfolders is one unlabelled class: it trains (here at 32x32,
+  grey: the tiny JD programs of the other tests), Figure 3 names X's classes and says Y
+  has none to split by, and the evaluation refuses it in one line."""
+  _shoes_and_bags(tmp_path / "x")
   flat = tmp_path / "flat"
-  for i, p in enumerate(sorted((tmp_path / "y" / "bags").iterdir())[:6]):
-    os.makedirs(flat, exist_ok=True)
+  os.makedirs(flat)
+  for i, p in enumerate(sorted((tmp_path / "x" / "bags").iterdir())[:6]):
     (flat / f"{i}{p.suffix}").write_bytes(p.read_bytes())
-  unl = {"x": specs["x"],
-         "y": dataclasses.replace(specs["y"], source=f"folder:{flat}:size=128,test_fraction=0")}
-  train.train(m, dataclasses.replace(run, workdir=str(tmp_path / "unl"), steps=1,
-                                     figure_every=1), unl)
+  unl = {"x": data.DomainSpec(source=f"folder:{tmp_path / 'x'}:size=32", classes="shoes:0.9",
+                              name="x"),
+         "y": data.DomainSpec(source=f"folder:{flat}:size=32,test_fraction=0", name="y")}
+  m = methods.build("jd", g_features=4, d_features=2, w_features=2, d_steps=1)
+  train.train(m, train.RunConfig(workdir=str(tmp_path / "unl"), steps=1, batch_size=4,
+                                 checkpoint_every=1, figure_every=1, log_every=1), unl)
+  import json
   with open(tmp_path / "unl" / "figures" / "figure3_weights.json") as f:
-    fig3 = json.load(f)   # Figure 3 names X's classes and says Y has none to split by
+    fig3 = json.load(f)
   assert fig3["unlabelled"] == ["y"] and fig3["class_names"] == {"x": ["bags", "shoes"]}
   assert fig3["targets"] is None
+  from jdbw.evaluation import evaluator
   with pytest.raises(ConfigError) as e:
-    evaluator.Evaluator(m, unl, dataclasses.replace(cfg, split="train"),
+    evaluator.Evaluator(m, unl, evaluator.EvalConfig(split="train", samples=20, batch_size=10,
+                                                     noise_sources=4, noise_draws=2),
                         with_classifiers=False)
   helpers.one_line(e, "--source_y", "unlabelled")
 
@@ -270,7 +280,8 @@ def test_the_halves_of_a_side_by_side_folder_are_pairs(tmp_path):
   helpers.one_line(e, "--source_y", "half=left and half=right")
 
 
-@pytest.mark.parametrize("flagfile", ["edges_shoes_bags", "celeba_portraits"])
+@pytest.mark.parametrize("flagfile", ["edges_shoes_bags", "celeba_portraits",
+                                      "edges_shoes_paired"])
 def test_the_128_flagfiles_parse_and_ask_for_their_folders(flagfile, tmp_path):
   """The paper's 128x128 tasks point at user-provided folders: their flags parse and
   their model configs validate, and without the data the run stops in one line naming

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from jdbw.methods import cyclegan, distancegan, jd, munit, pix2pix
+from jdbw.methods import bicyclegan, cyclegan, distancegan, jd, munit, pix2pix
 
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "golden_numerics.json")
 ITERATIONS = 3
@@ -29,7 +29,8 @@ MUNIT_TINY = dict(gen_dim=4, mlp_dim=8, dis_dim=4, w_features=2)
 # test_cyclegan's tiny settings; a 3-image pool, so the pool's draws take part by iteration 2.
 CG_TINY = dict(ngf=4, ndf=4, n_blocks=1, w_features=2, pool_size=3)
 DG_TINY = dict(g_dim=4, d_dim=4, w_features=2, distance_batches=3)
-P2P_TINY = dict(ngf=4, ndf=4, reverse=True)   # test_pix2pix's; both directions pinned
+P2P_TINY = dict(ngf=4, ndf=4, reverse=True)   # test_paired's; both directions pinned
+BC_TINY = dict(ngf=4, ndf=4, nef=4, reverse=True)
 VARIANTS = {
     "jd_bw": lambda: jd.JD(jd.JDConfig(**JD_TINY, batch_weight="two_sided",
                                        weight_norm="softmax")),
@@ -44,6 +45,7 @@ VARIANTS = {
     "distancegan_bw": lambda: distancegan.DistanceGAN(distancegan.DistanceGANConfig(
         **DG_TINY, batch_weight="two_sided")),
     "pix2pix": lambda: pix2pix.Pix2Pix(pix2pix.Pix2PixConfig(**P2P_TINY)),
+    "bicyclegan": lambda: bicyclegan.BiCycleGAN(bicyclegan.BiCycleGANConfig(**BC_TINY)),
 }
 
 

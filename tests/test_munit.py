@@ -165,6 +165,12 @@ def test_tiny_run_checkpoints_figures_resume_inference_and_evaluation(tmp_path):
   assert isinstance(tr.method, munit.MUNIT)
   out = tr.translate(np.zeros((2, 32, 32, 1), np.float32), "yx", seed=1)
   assert out.shape == (2, 32, 32, 1)
+  # The style of a reference X image (X's style encoder) instead of noise.
+  ref = np.random.default_rng(0).uniform(-1, 1, (32, 32, 1)).astype(np.float32)
+  noise = np.asarray(tr._encode(jnp.asarray(ref[None]), "yx"))
+  np.testing.assert_allclose(tr.translate(np.zeros((2, 32, 32, 1), np.float32), "yx", style=ref),
+                             tr.translate(np.zeros((2, 32, 32, 1), np.float32), "yx",
+                                          noise=np.repeat(noise, 2, 0)), rtol=1e-5, atol=1e-6)
   cfg = evaluator.EvalConfig(samples=100, batch_size=100, noise_sources=10, noise_draws=2,
                              classifier_dir=helpers.shared_classifier_dir(),
                              min_classifier_accuracy=0.5)

@@ -15,7 +15,7 @@ import dataclasses
 from typing import NamedTuple
 
 from jdbw.errors import ConfigError
-from jdbw.methods import base, cyclegan, distancegan, jd, munit, pix2pix
+from jdbw.methods import base, bicyclegan, cyclegan, distancegan, jd, munit, pix2pix
 from jdbw.methods.base import Method, TrainState
 
 
@@ -39,6 +39,9 @@ REGISTRY: dict[str, Entry] = {
     "pix2pix": Entry(pix2pix.Pix2Pix, pix2pix.Pix2PixConfig,
                      "pix2pix: paired translation (needs --pairing=same_draw), U-Net with"
                      " dropout, conditional PatchGAN, L1; --reverse also trains Y -> X"),
+    "bicyclegan": Entry(bicyclegan.BiCycleGAN, bicyclegan.BiCycleGANConfig,
+                        "BiCycleGAN: multimodal paired translation (needs --pairing=same_draw),"
+                        " cVAE-GAN + cLR-GAN with an encoder E; --reverse also trains Y -> X"),
 }
 # Names saved in config.json by earlier versions (the class name).
 _SAVED_NAMES = {"JD": "jd", "MUNIT": "munit", "CycleGAN": "cyclegan", "DistanceGAN": "distancegan"}

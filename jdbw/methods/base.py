@@ -59,6 +59,7 @@ class Method(Protocol):
   point_domains: bool             # vector (2-D mixture) domains instead of images
   stochastic: bool                # False: translations ignore z (no noise metrics, Figure 4)
   paired: bool                    # True: trains on (x, y) pairs (`--pairing`), e.g. pix2pix
+  encodes_style: bool             # True: `encode_noise` reads the noise off a target image
   prepare_batches: int            # > 0: batches per domain for `prepare` (a data-dependent start)
   weighted_sides: tuple[str, ...] # domains with non-uniform batch weights: (), ('x',), ('x', 'y')
   critic_names: dict | None       # Figure 3's names of the per-sample critic scores d_x / d_y
@@ -84,6 +85,12 @@ class Method(Protocol):
     """The data-dependent start, once on a fresh run (`prepare_batches` > 0)."""
     ...
 
+  def encode_noise(self, params, spectral, images, direction: str):
+    """The noise z in (−1, 1)^d whose translation in `direction` takes the style (code) of
+    the target-domain `images` (MUNIT's style encoder, BiCycleGAN's E); only where
+    `encodes_style`."""
+    ...
+
   def check_domains(self, domains: dict) -> None:
     """Raises ConfigError (naming the flag) when the loaded {'x', 'y'} domains do not
     fit the method (channels, point size)."""
@@ -97,6 +104,7 @@ class BaseMethod:
 
   stochastic = True
   paired = False
+  encodes_style = False
   prepare_batches = 0
   point_domains = False
   critic_names = None
@@ -107,6 +115,9 @@ class BaseMethod:
 
   def prepare(self, state, batches):
     return state
+
+  def encode_noise(self, params, spectral, images, direction: str):
+    raise NotImplementedError(f"{self.name} reads no style off an image")
 
   def check_domains(self, domains: dict) -> None:
     from jdbw.errors import ConfigError

@@ -79,6 +79,11 @@ def style_from_noise(z):
   return jnp.sqrt(2.0) * jax.scipy.special.erfinv(z)
 
 
+def noise_from_style(s):
+  """N(0, 1) -> U(-1, 1), the inverse of `style_from_noise`: z = erf(s / √2)."""
+  return jnp.clip(jax.scipy.special.erf(s / jnp.sqrt(2.0)), -1.0 + 1e-6, 1.0 - 1e-6)
+
+
 class MUNIT(base.MarginalTranslator):
   """MUNIT; `batch_weight='two_sided'` is MUNIT + batch weight (the paper's ablation)."""
 
@@ -138,6 +143,14 @@ class MUNIT(base.MarginalTranslator):
     src, tgt = {"xy": ("G_x", "G_y"), "yx": ("G_y", "G_x")}[direction]
     content, _ = self.encode(params, src, images)
     return self.decode(params, tgt, content, style_from_noise(z))
+
+  encodes_style = True
+
+  def encode_noise(self, params, spectral, images, direction: str):
+    """The style of target images by the target domain's style encoder, as noise."""
+    del spectral
+    _, style = self.encode(params, {"xy": "G_y", "yx": "G_x"}[direction], images)
+    return noise_from_style(style)
 
   def _styles(self, key, n, axis_name):
     """Prior style codes s_x, s_y ~ N(0, I), one per sample keyed by its global index."""

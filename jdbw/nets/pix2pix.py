@@ -1,5 +1,6 @@
 """pix2pix's generator (Isola et al. 2017; `networks.py` of pytorch-CycleGAN-and-pix2pix,
-`UnetGenerator`), as a flax.linen module (NHWC). Its discriminator is the same PatchGAN
+`UnetGenerator`) and BiCycleGAN's encoder (Zhu et al. 2017; `E_ResNet` of the BicycleGAN
+code), as flax.linen modules (NHWC). Its discriminator is the same PatchGAN
 as CycleGAN's with batch norm (`jdbw.nets.cyclegan.PatchDiscriminator`, norm='bn'), on
 the (x, y) pair concatenated along channels.
 
@@ -26,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from jdbw.nets import layers
+from jdbw.nets.blocks import instance_norm
 from jdbw.nets.cyclegan import _batch_norm
 
 _PAD = ((1, 1), (1, 1))
@@ -40,30 +42,38 @@ def dropout(h, keys, salt: int, rate: float = 0.5):
 
 
 class UnetGenerator(layers.ConvNet):
-  """pix2pix's U-Net (module docstring); `out_channels` of the target."""
+  """pix2pix's U-Net (module docstring); `out_channels` of the target. `norm`: 'bn'
+  (pix2pix: batch norm, no biases before it) or 'in' (BiCycleGAN's default: instance
+  norm, per sample, with biases)."""
   out_channels: int
   ngf: int = 64
   n_down: int = 8
   dropout_levels: int = 3
   axis_name: str | None = None
+  norm: str = "bn"
 
   @nn.compact
   def __call__(self, x, keys, train: bool = True):
     n = self.n_down
     width = lambda i: self.ngf * min(2 ** i, 8)
-    bn = lambda h: _batch_norm(train, self.axis_name)(layers.at_least_float32(h))
-    conv = lambda i, **kw: layers.Conv(width(i), (4, 4), 2, _PAD, **kw, **self.kw)
+    if self.norm == "bn":
+      bn = lambda h: _batch_norm(train, self.axis_name)(layers.at_least_float32(h))
+    else:
+      bn = instance_norm
+    bias = self.norm != "bn"
+    conv = lambda i, use_bias=bias: layers.Conv(width(i), (4, 4), 2, _PAD, use_bias=use_bias,
+                                                **self.kw)
     skips, h = [], x
     for i in range(n):   # down: level i's input is kept for its skip
       skips.append(h)
       if i == 0:
-        h = conv(i, use_bias=False)(h)   # the reference: no bias anywhere before batch norm
+        h = conv(i)(h)   # pix2pix: no bias anywhere but on the last layer
       elif i < n - 1:
-        h = bn(conv(i, use_bias=False)(nn.leaky_relu(h, 0.2)))
+        h = bn(conv(i)(nn.leaky_relu(h, 0.2)))
       else:
-        h = conv(i, use_bias=False)(nn.leaky_relu(h, 0.2))    # innermost: no norm
+        h = conv(i)(nn.leaky_relu(h, 0.2))    # innermost: no norm
     for i in reversed(range(1, n)):   # up: level i's output has level i - 1's width
-      h = layers.conv_transpose(width(i - 1), (4, 4), 2, _UP, use_bias=False,
+      h = layers.conv_transpose(width(i - 1), (4, 4), 2, _UP, use_bias=bias,
                                 **self.kw)(nn.relu(h))
       h = bn(h)
       if n - 1 - self.dropout_levels <= i < n - 1:
@@ -71,3 +81,28 @@ class UnetGenerator(layers.ConvNet):
       h = jnp.concatenate([skips[i], h.astype(skips[i].dtype)], axis=-1)
     h = layers.conv_transpose(self.out_channels, (4, 4), 2, _UP, **self.kw)(nn.relu(h))
     return jnp.tanh(layers.at_least_float32(h))
+
+
+class ResNetEncoder(layers.ConvNet):
+  """BiCycleGAN's encoder E (`E_ResNet`, vaeLike): a 4x4/2 convolution (nef), then
+  `n_blocks - 1` residual blocks, each halving the size (instance norm, LeakyReLU 0.2,
+  3x3 conv, instance norm, LeakyReLU, 3x3 conv + 2x2 mean pool; shortcut: mean pool +
+  1x1 conv), widths nef * min(n + 1, 4); LeakyReLU, the mean over the remaining 8x8, and
+  two linear heads: (mu, logvar) of z, each [B, nz]. n_blocks = log2(resolution) − 3
+  (the reference's resnet_256: 5, resnet_128: 4)."""
+  nz: int = 8
+  nef: int = 64
+  n_blocks: int = 5
+
+  @nn.compact
+  def __call__(self, x):
+    act = lambda h: nn.leaky_relu(h, 0.2)
+    pool = lambda h: nn.avg_pool(h, (2, 2), (2, 2))
+    h = layers.Conv(self.nef, (4, 4), 2, _PAD, **self.kw)(x)
+    for n in range(1, self.n_blocks):
+      out = self.nef * min(n + 1, 4)
+      r = layers.Conv(h.shape[-1], (3, 3), 1, _PAD, **self.kw)(act(instance_norm(h)))
+      r = pool(layers.Conv(out, (3, 3), 1, _PAD, **self.kw)(act(instance_norm(r))))
+      h = r + layers.Conv(out, (1, 1), 1, "VALID", **self.kw)(pool(h))
+    h = jnp.mean(layers.at_least_float32(act(h)), axis=(1, 2))
+    return (layers.Dense(self.nz, name="mu")(h), layers.Dense(self.nz, name="logvar")(h))

@@ -1,6 +1,8 @@
-"""pix2pix on paired data (`--pairing=same_draw`): the U-Net and the conditional PatchGAN,
-dropout as its noise, its losses against references, one device against two, a tiny
-paired run that resumes exactly, translates and evaluates, and the one-line refusals."""
+"""The paired methods on paired data (`--pairing=same_draw`). pix2pix: the U-Net and the
+conditional PatchGAN, dropout as its noise, its losses against references, one device
+against two, a tiny paired run that resumes exactly, translates and evaluates, and the
+one-line refusals. BiCycleGAN: the encoder, its cVAE-GAN and cLR-GAN terms against
+references, one device against two, a resumed run, the code as its noise, refusals."""
 
 import dataclasses
 
@@ -13,6 +15,7 @@ import pytest
 import helpers
 from jdbw import data, inference, losses, methods, train
 from jdbw.errors import ConfigError
+from jdbw.methods import bicyclegan as bcg
 from jdbw.methods import pix2pix as p2p
 from jdbw.methods.cyclegan import Runner
 from jdbw.nets import cyclegan as nets_cg
@@ -101,12 +104,13 @@ def test_losses_are_the_references():
   np.testing.assert_allclose([metrics["g/adv"], metrics["g/l1"]], [adv, l1], rtol=1e-4)
 
 
-@pytest.mark.parametrize("modes", [("shard_map", "pmap")])
-def test_devices_match_one_device(modes):
+def test_devices_match_one_device():
+  """Under shard_map (the default wrapper; pmap runs the same step code and is checked
+  on JD's default variant, tests/test_train.py)."""
   m = p2p.Pix2Pix(p2p.Pix2PixConfig(**TINY))
   state = jax.jit(m.init_state)(jax.random.PRNGKey(0))
   for (ref_state, ref_metrics, _), (got_state, got_metrics, _) in (
-      helpers.iterations_across_devices(m, state, _batch(), modes)):
+      helpers.iterations_across_devices(m, state, _batch(), ("shard_map",))):
     chex.assert_trees_all_close(got_metrics, ref_metrics, rtol=2e-4, atol=1e-6)
     chex.assert_trees_all_close(got_state.opt_state, ref_state.opt_state, rtol=2e-3, atol=1e-6)
     chex.assert_trees_all_close(got_state.params, ref_state.params, rtol=1e-4,
@@ -160,3 +164,112 @@ def test_refusals_are_one_line(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as e:
       methods.build("pix2pix", **kw)
     helpers.one_line(e, *needles)
+
+
+BC_TINY = dict(ngf=4, ndf=4, nef=4, reverse=True)   # test_golden's
+
+
+def test_encoder_and_generator_shapes_and_names():
+  key = jax.random.PRNGKey(0)
+  e = nets_p2p.ResNetEncoder(nz=8, nef=8, n_blocks=2)
+  x = jnp.zeros((2, 32, 32, 1))
+  mu, logvar = e.apply(e.init(key, x), x)
+  chex.assert_shape([mu, logvar], (2, 8))
+  big = jnp.zeros((1, 256, 256, 3))   # the reference's resnet_256: 5 blocks, 8x8 pooled
+  e5 = nets_p2p.ResNetEncoder(nz=8, nef=64, n_blocks=5)
+  shapes = jax.eval_shape(lambda: e5.init(key, big))["params"]
+  assert shapes["Conv_12"]["kernel"].shape == (1, 1, 256, 256)   # the last shortcut
+  m = bcg.BiCycleGAN(bcg.BiCycleGANConfig(**BC_TINY))
+  state = jax.eval_shape(m.init_state, key)
+  assert sorted(state.params["G"]) == ["E_x", "E_y", "G_xy", "G_yx"]
+  assert sorted(state.params["D"]) == ["D2_x", "D2_y", "D_x", "D_y"]
+  # G reads x with the code tiled over its grid: 1 + 8 input channels.
+  assert state.params["G"]["G_xy"]["Conv_0"]["kernel"].shape == (4, 4, 9, 4)
+
+
+def test_bicyclegan_terms_are_the_references():
+  """The generator step's terms from their pieces: LSGAN of D on G(A1, z_e) and of D2 on
+  G(A1, z_r), λ_L1 |G(A1, z_e) − B1|, λ_KL · −½ Σ(1 + logvar − mu² − e^logvar) and
+  λ_latent |mu(E(G(A1, z_r))) − z_r|, the halves being the even and odd samples."""
+  m = bcg.BiCycleGAN(bcg.BiCycleGANConfig(**BC_TINY))
+  state = jax.jit(m.init_state)(jax.random.PRNGKey(0))
+  batch = jax.tree.map(lambda a: jnp.asarray(a[0]), _batch())
+  rng = jax.random.PRNGKey(5)
+  _, (metrics, _) = jax.jit(m.generator_step)(state, batch, rng)
+  run = Runner(m, state.params, state.spectral, None, train=True)
+  want = dict(adv=0.0, l1=0.0, kl=0.0, latent=0.0)
+  for k, d in enumerate(("xy", "yx")):
+    a1, b1 = batch[d[0]][0::2], batch[d[1]][0::2]
+    key = jax.random.fold_in(rng, k)
+    mu, logvar = run("G", f"E_{d[1]}", b1)
+    eps = jnp.stack([jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, 0), i), (8,))
+                     for i in range(2)])
+    z_r = jnp.stack([jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, 1), i), (8,))
+                     for i in range(2)])
+    fake_e = m.generate(run, d, a1, mu + eps * jnp.exp(0.5 * logvar))
+    fake_r = m.generate(run, d, a1, z_r)
+    want["adv"] += float(jnp.mean(jnp.square(run("D", f"D_{d[1]}", fake_e) - 1))
+                         + jnp.mean(jnp.square(run("D", f"D2_{d[1]}", fake_r) - 1)))
+    want["l1"] += 10 * float(jnp.mean(jnp.abs(fake_e - b1)))
+    mu_np, lv_np = np.asarray(mu, np.float64), np.asarray(logvar, np.float64)
+    want["kl"] += -0.5 * 0.01 * float(np.sum(1 + lv_np - mu_np ** 2 - np.exp(lv_np)))
+    want["latent"] += 0.5 * float(jnp.mean(jnp.abs(run("G", f"E_{d[1]}", fake_r)[0] - z_r)))
+  got = {k: float(metrics[f"g/{k}"]) for k in want}
+  np.testing.assert_allclose([got[k] for k in want], list(want.values()), rtol=1e-4, atol=1e-7)
+
+
+def test_bicyclegan_devices_match_one_device():
+  m = bcg.BiCycleGAN(bcg.BiCycleGANConfig(**BC_TINY))
+  state = jax.jit(m.init_state)(jax.random.PRNGKey(0))
+  for (ref_state, ref_metrics, _), (got_state, got_metrics, _) in (
+      helpers.iterations_across_devices(m, state, _batch(), ("shard_map",))):
+    chex.assert_trees_all_close(got_metrics, ref_metrics, rtol=2e-4, atol=1e-6)
+    chex.assert_trees_all_close(got_state.opt_state, ref_state.opt_state, rtol=2e-3, atol=1e-6)
+    chex.assert_trees_all_close(got_state.params, ref_state.params, rtol=1e-4,
+                                atol=2 * m.config.lr)
+
+
+def test_a_bicyclegan_run_resumes_exactly_and_its_code_is_the_noise(tmp_path):
+  m = methods.build("bicyclegan", **BC_TINY)
+  run = train.RunConfig(workdir=str(tmp_path / "a"), steps=1, batch_size=8, checkpoint_every=1,
+                        figure_every=0, log_every=1, pairing="same_draw")
+  train.train(m, run, _specs())
+  resumed = train.train(m, dataclasses.replace(run, steps=2), _specs())
+  straight = train.train(m, dataclasses.replace(run, steps=2, workdir=str(tmp_path / "b")),
+                         _specs())
+  chex.assert_trees_all_equal(jax.device_get(resumed), jax.device_get(straight))
+  tr = inference.Translator.from_workdir(str(tmp_path / "a"))
+  x = np.asarray(_batch()["x"][0, :2])
+  a, b = tr.translate(x, "xy", seed=1), tr.translate(x, "xy", seed=2)
+  np.testing.assert_array_equal(a, tr.translate(x, "xy", seed=1))
+  assert a.shape == (2, 32, 32, 1) and float(np.abs(a - b).max()) > 1e-4
+  # A reference Y image's code (E's mean) instead of noise: the translation of its
+  # noise, one code for every input or one each; a wrong shape is one line.
+  y = np.asarray(_batch()["y"][0, :2])
+  noise = np.asarray(tr._encode(jnp.asarray(y), "xy"))
+  np.testing.assert_allclose(tr.translate(x, "xy", style=y), tr.translate(x, "xy", noise=noise),
+                             rtol=1e-5, atol=1e-6)
+  one = tr.translate(x, "xy", style=y[0])
+  np.testing.assert_allclose(one, tr.translate(x, "xy", noise=np.repeat(noise[:1], 2, 0)),
+                             rtol=1e-5, atol=1e-6)
+  with pytest.raises(ConfigError) as e:
+    tr.translate(x, "xy", style=np.zeros((3, 32, 32, 1), np.float32))
+  helpers.one_line(e, "--style_image", "(3, 32, 32, 1)")
+
+
+def test_bicyclegan_refusals_are_one_line(tmp_path, monkeypatch):
+  with pytest.raises(ConfigError) as e:
+    methods.build("bicyclegan", resolution=8, dis_layers=1)
+  helpers.one_line(e, "--resolution", "at least 16")
+  with pytest.raises(ConfigError) as e:
+    methods.build("bicyclegan", kl_weight=-1.0)
+  helpers.one_line(e, "--kl_weight")
+  m = methods.build("bicyclegan", **BC_TINY)
+  with pytest.raises(ConfigError) as e:   # an odd batch per device cannot be halved
+    jax.eval_shape(m.generator_step, jax.eval_shape(m.init_state, jax.random.PRNGKey(0)),
+                   jax.tree.map(lambda a: jnp.asarray(a[0, :3]), _batch()), jax.random.PRNGKey(1))
+  helpers.one_line(e, "--batch_size", "even")
+  monkeypatch.setattr(train, "compile_iteration", lambda *a, **k: 1 / 0)
+  with pytest.raises(ConfigError) as e:
+    train.train(m, train.RunConfig(workdir=str(tmp_path), steps=1, batch_size=4), _specs())
+  helpers.one_line(e, "--pairing", "bicyclegan trains on pairs")

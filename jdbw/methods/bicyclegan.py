@@ -1,0 +1,239 @@
+"""BiCycleGAN (Zhu et al. 2017): multimodal paired translation, as pure steps for the
+shared loop.
+
+Trained on pairs (`--pairing=same_draw`), like pix2pix. An encoder E maps a target
+image to a Gaussian code z (mu, logvar; d_z = `noise_dim`, 8), and a U-Net generator
+G(x, z) takes z tiled over the input's grid (the reference's where_add='input'). Each
+device's batch is split by global index into two halves (even: A1/B1, odd: A2/B2; the
+reference: the first and second half of its batch):
+
+- cVAE-GAN: z_e = mu + σ ε from E(B1), G(A1, z_e) must fool D and equal B1:
+  λ_GAN LSGAN(D(G(A1, z_e)), 1) + λ_L1 |G(A1, z_e) − B1|₁ + λ_KL KL(N(mu, σ²) ‖ N(0, I))
+  (KL summed over the half batch and the code, as the reference);
+- cLR-GAN: a random z_r ~ N(0, I), G(A1, z_r) must fool D2 (judged against B2), and E
+  must recover it: λ_GAN2 LSGAN(D2(G(A1, z_r)), 1) + λ_latent |mu(E(G(A1, z_r))) − z_r|₁,
+  the last term training G alone (E held fixed in it, as the reference).
+
+G and E take one Adam step on the sum (the reference accumulates both backward passes
+before stepping); D and D2 minimise LSGAN(real, 1) + LSGAN(fake, 0) each. λ_GAN =
+λ_GAN2 = 1, λ_L1 = 10, λ_KL = 0.01, λ_latent = 0.5, Adam 2e-4 β1 0.5, linear decay.
+Instance norm in G, E and both PatchGANs (the reference's default norm), no dropout.
+
+Inference: G(x, z) with z = √2 erfinv(u) from the harness's noise u ~ U(−1, 1)^d (as
+MUNIT's style), so Figure 4 and the noise metrics show the diversity the code z drives.
+`reverse=True` adds an independent BiCycleGAN for Y → X (G_yx, E_x, D_x, D2_x).
+Differences from the reference's loop: one compiled iteration (generator step first,
+the critics on the next batch), one discriminator scale (the reference's D has two),
+per-sample draws keyed by global index (any device count trains the same function).
+Batch weight does not apply (pairs; docs/methods.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+from jdbw import batch_weight, losses, nets, optim, parallel
+from jdbw import config as config_lib
+from jdbw.errors import ConfigError
+from jdbw.methods import base
+from jdbw.methods.cyclegan import Runner, l1_per_sample
+from jdbw.methods.munit import noise_from_style, style_from_noise
+from jdbw.nets import layers
+
+
+@dataclasses.dataclass(frozen=True)
+class BiCycleGANConfig(config_lib.MarginalTranslatorConfig):
+  """BiCycleGAN's settings: the reference's losses, weights and optimiser; networks sized
+  for CPU at 32x32 (ngf, ndf, nef 32; the reference's 64 and its 256x256 PatchGAN are
+  `--ngf=64 --ndf=64 --nef=64 --dis_layers=3`)."""
+  lr: float = 2e-4
+  ngf: int = 32
+  ndf: int = 32
+  dis_layers: int = 2
+  lr_hold_steps: int = 0
+  lr_linear_decay: int = 0
+  l1_weight: float = 10.0
+  reverse: bool = False
+  nef: int = config_lib.setting(32, "bicyclegan: encoder E width (reference 64).")
+  kl_weight: float = config_lib.setting(
+      0.01, "bicyclegan: weight λ_KL of the encoded code's KL divergence (reference 0.01).")
+  latent_weight: float = config_lib.setting(
+      0.5, "bicyclegan: weight λ_latent of |E(G(x, z)) − z|, the code recovered from a"
+      " random-code translation (reference 0.5).")
+
+  BATCH_WEIGHTS = ("none",)
+
+  def check(self):
+    config_lib.positive(self, "ngf", "ndf", "dis_layers", "nef")
+    levels = math.log2(self.resolution)
+    if levels != int(levels) or self.resolution < max(16, 2 ** (self.dis_layers + 2)):
+      raise ConfigError(f"--resolution: {self.resolution}; bicyclegan's U-Net and encoder"
+                        f" need a power of 2 of at least {max(16, 2 ** (self.dis_layers + 2))}")
+    if min(self.l1_weight, self.kl_weight, self.latent_weight, self.lr_hold_steps,
+           self.lr_linear_decay) < 0:
+      raise ConfigError("--l1_weight, --kl_weight, --latent_weight, --lr_hold_steps and"
+                        " --lr_linear_decay: expected >= 0")
+    if self.lr_linear_decay and self.lr_decay_every:
+      raise ConfigError("--lr_linear_decay and --lr_decay_every: choose one learning-rate"
+                        " decay")
+
+
+def normal_draws(rng, n_local: int, dim: int, axis_name=None):
+  """[n_local, dim] N(0, I) draws, one per sample keyed by its global index."""
+  return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(rng, i), (dim,)))(
+      base.global_index(n_local, axis_name))
+
+
+def halves(images):
+  """(even, odd) samples of a device's batch: with an even batch per device, the even
+  and odd global indices, whatever the device count."""
+  if images.shape[0] % 2:
+    raise ConfigError(f"--batch_size: bicyclegan splits each device's batch into two halves"
+                      f" (encoded and random codes); got {images.shape[0]} per device:"
+                      " expected an even number")
+  return images[0::2], images[1::2]
+
+
+class BiCycleGAN(base.MarginalTranslator):
+  """BiCycleGAN on (x, y) pairs; `reverse=True` adds the Y -> X BiCycleGAN."""
+
+  name = "bicyclegan"
+  paired = True
+  unroll_d_steps = True
+
+  def __init__(self, config: BiCycleGANConfig):
+    self.config = c = config.validate()
+    self.kw = dict(impl=c.conv_impl, dtype=layers.compute_dtype(c.compute_dtype))
+    self.bw = batch_weight.BatchWeight.build("none", lambda: None)
+    self.tx = {k: optim.adam_optimizer(c) for k in ("G", "D")}
+    self.tx["W"] = self.bw.optimizer(c, c.w_lr)
+
+  @property
+  def directions(self) -> tuple[str, ...]:
+    return ("xy", "yx") if self.config.reverse else ("xy",)
+
+  def module(self, part: str, name: str, axis_name=None):
+    """G_xy: U-Net(x, z) to Y; E_y: Y's encoder; D_y, D2_y: PatchGANs on Y images."""
+    c = self.config
+    levels = int(math.log2(c.resolution))
+    if name.startswith("G_"):
+      out = c.channels_y if name == "G_xy" else c.channels_x
+      return nets.pix2pix.UnetGenerator(out, c.ngf, levels, 0, None, "in", **self.kw)
+    if name.startswith("E_"):
+      return nets.pix2pix.ResNetEncoder(c.noise_dim, c.nef, levels - 3, **self.kw)
+    return nets.cyclegan.PatchDiscriminator(c.ndf, c.dis_layers, **self.kw)
+
+  def network_names(self) -> dict:
+    return {"G": sum(((f"G_{d}", f"E_{d[1]}") for d in self.directions), ()),
+            "D": sum(((f"D_{d[1]}", f"D2_{d[1]}") for d in self.directions), ())}
+
+  def init_state(self, rng) -> base.TrainState:
+    c = self.config
+    images = {s: jnp.zeros((2, *self.example_shape(s))) for s in ("x", "y")}
+    z, keys = jnp.zeros((2, c.noise_dim)), jnp.zeros((2, 2), jnp.uint32)
+    state_key, net_key = jax.random.split(rng)
+    net_keys = iter(jax.random.split(net_key, 8))
+    params, spectral = base.empty_parts(), base.empty_parts()
+    for d in self.directions:
+      src, tgt = images[d[0]], images[d[1]]
+      for part, name, inputs in (("G", f"G_{d}", (nets.with_tiled_noise(src, z), keys)),
+                                 ("G", f"E_{d[1]}", (tgt,)), ("D", f"D_{d[1]}", (tgt,)),
+                                 ("D", f"D2_{d[1]}", (tgt,))):
+        params[part][name] = self.module(part, name).init(next(net_keys), *inputs)["params"]
+    params["W"], _ = self.bw.init(net_keys, images["x"], images["y"])
+    opt_state = {k: self.tx[k].init(params[k]) for k in ("G", "D", "W")}
+    return base.TrainState(step=jnp.zeros((), jnp.int32), rng=state_key, params=params,
+                           spectral=spectral, opt_state=opt_state)
+
+  def generate(self, run, direction: str, x, z):
+    """G(x, z): the code tiled over the input's grid (no dropout: keys unused)."""
+    keys = jnp.zeros((x.shape[0], 2), jnp.uint32)
+    return run("G", f"G_{direction}", nets.with_tiled_noise(x, z), keys)
+
+  def translate(self, params, spectral, images, z, direction: str):
+    run = Runner(self, params, spectral, None, train=False)
+    return self.generate(run, direction, images, style_from_noise(z))
+
+  encodes_style = True
+
+  def encode_noise(self, params, spectral, images, direction: str):
+    """E's mean code of target images (the reference's encode at test time), as noise."""
+    mu, _ = Runner(self, params, spectral, None, train=False)("G", f"E_{direction[1]}", images)
+    return noise_from_style(mu)
+
+  def _codes_and_fakes(self, run, direction, src, tgt, rng, axis_name):
+    """(mu, logvar, z_random, fake from the encoded code, fake from the random code) of
+    one direction, on the halves of `src` and `tgt`."""
+    a1, _ = halves(src)
+    b1, _ = halves(tgt)
+    n, nz = a1.shape[0], self.config.noise_dim
+    mu, logvar = run("G", f"E_{direction[1]}", b1)
+    z_enc = mu + normal_draws(jax.random.fold_in(rng, 0), n, nz, axis_name) * jnp.exp(
+        0.5 * logvar)
+    z_rand = normal_draws(jax.random.fold_in(rng, 1), n, nz, axis_name)
+    return (mu, logvar, z_rand, self.generate(run, direction, a1, z_enc),
+            self.generate(run, direction, a1, z_rand))
+
+  # --- steps: (state, batch, rng) -> (state, metrics) ---
+
+  def generator_step(self, state, batch, rng, axis_name=None):
+    """G and E: the cVAE-GAN and cLR-GAN terms above, per direction."""
+    c = self.config
+    sg = jax.lax.stop_gradient
+
+    def loss_fn(params):
+      run = Runner(self, params, state.spectral, axis_name, train=True)
+      held_e = Runner(self, {**params, "G": sg(params["G"])}, state.spectral, axis_name,
+                      train=True)   # E fixed in the latent term (G's input is not)
+      terms = {"adv": 0.0, "l1": 0.0, "kl": 0.0, "latent": 0.0}
+      for k, d in enumerate(self.directions):
+        tgt = batch[d[1]]
+        mu, logvar, z_rand, fake_enc, fake_rand = self._codes_and_fakes(
+            run, d, batch[d[0]], tgt, jax.random.fold_in(rng, k), axis_name)
+        b1, _ = halves(tgt)
+        mean = lambda v: losses.batch_mean(v, axis_name)
+        terms["adv"] += (mean(losses.lsgan_per_sample(run("D", f"D_{d[1]}", fake_enc), 1.0))
+                         + mean(losses.lsgan_per_sample(run("D", f"D2_{d[1]}", fake_rand),
+                                                        1.0)))
+        terms["l1"] += c.l1_weight * mean(l1_per_sample(fake_enc, b1))
+        kl = jnp.sum(1.0 + logvar - jnp.square(mu) - jnp.exp(logvar))
+        terms["kl"] += -0.5 * c.kl_weight * parallel.psum(kl, axis_name)
+        mu2, _ = held_e("G", f"E_{d[1]}", fake_rand)
+        terms["latent"] += c.latent_weight * mean(jnp.mean(jnp.abs(mu2 - z_rand), axis=-1))
+      return sum(terms.values()), terms
+
+    state, _, terms = base.update(self.tx, state, ("G",), loss_fn, axis_name)
+    n = batch["x"].shape[0]
+    per_sample = {f"w_{d[0]}": jnp.ones((n,), jnp.float32) for d in self.directions}
+    return state, (base.step_metrics("g", terms), per_sample)
+
+  def discriminator_step(self, state, batch, rng, axis_name=None):
+    """D: LSGAN(D(B1), 1) + LSGAN(D(G(A1, z_e)), 0); D2 the same with B2 and z_r."""
+    run = Runner(self, state.params, state.spectral, axis_name, train=True)
+    fakes = {}
+    for k, d in enumerate(self.directions):
+      *_, fake_enc, fake_rand = self._codes_and_fakes(run, d, batch[d[0]], batch[d[1]],
+                                                      jax.random.fold_in(rng, k), axis_name)
+      fakes[d] = jax.lax.stop_gradient((fake_enc, fake_rand))
+
+    def loss_fn(params):
+      d_run = Runner(self, params, state.spectral, axis_name, train=True)
+      total = 0.0
+      mean = lambda v: losses.batch_mean(v, axis_name)
+      for d in self.directions:
+        b1, b2 = halves(batch[d[1]])
+        for name, real, fake in ((f"D_{d[1]}", b1, fakes[d][0]),
+                                 (f"D2_{d[1]}", b2, fakes[d][1])):
+          total = total + (mean(losses.lsgan_per_sample(d_run("D", name, real), 1.0))
+                           + mean(losses.lsgan_per_sample(d_run("D", name, fake), 0.0)))
+      return total, None
+
+    state, loss, _ = base.update(self.tx, state, ("D",), loss_fn, axis_name)
+    return state, {"d/loss": loss}
+
+  def iteration(self, state, batch, axis_name=None):
+    return base.run_iteration(self, state, batch, axis_name)
