@@ -31,33 +31,24 @@ Batch weight does not apply (pairs; docs/methods.md).
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
 
-from jdbw import batch_weight, losses, nets, optim, parallel
+from jdbw import losses, nets, parallel
 from jdbw import config as config_lib
 from jdbw.errors import ConfigError
-from jdbw.methods import base
+from jdbw.methods import base, paired
 from jdbw.methods.cyclegan import Runner, l1_per_sample
 from jdbw.methods.munit import noise_from_style, style_from_noise
-from jdbw.nets import layers
 
 
 @dataclasses.dataclass(frozen=True)
-class BiCycleGANConfig(config_lib.MarginalTranslatorConfig):
+class BiCycleGANConfig(paired.PairedConfig):
   """BiCycleGAN's settings: the reference's losses, weights and optimiser; networks sized
   for CPU at 32x32 (ngf, ndf, nef 32; the reference's 64 and its 256x256 PatchGAN are
   `--ngf=64 --ndf=64 --nef=64 --dis_layers=3`)."""
-  lr: float = 2e-4
-  ngf: int = 32
-  ndf: int = 32
-  dis_layers: int = 2
-  lr_hold_steps: int = 0
-  lr_linear_decay: int = 0
   l1_weight: float = 10.0
-  reverse: bool = False
   nef: int = config_lib.setting(32, "bicyclegan: encoder E width (reference 64).")
   kl_weight: float = config_lib.setting(
       0.01, "bicyclegan: weight λ_KL of the encoded code's KL divergence (reference 0.01).")
@@ -65,21 +56,12 @@ class BiCycleGANConfig(config_lib.MarginalTranslatorConfig):
       0.5, "bicyclegan: weight λ_latent of |E(G(x, z)) − z|, the code recovered from a"
       " random-code translation (reference 0.5).")
 
-  BATCH_WEIGHTS = ("none",)
+  MIN_RESOLUTION = 16   # the encoder pools an 8x8 map after at least one block
 
-  def check(self):
-    config_lib.positive(self, "ngf", "ndf", "dis_layers", "nef")
-    levels = math.log2(self.resolution)
-    if levels != int(levels) or self.resolution < max(16, 2 ** (self.dis_layers + 2)):
-      raise ConfigError(f"--resolution: {self.resolution}; bicyclegan's U-Net and encoder"
-                        f" need a power of 2 of at least {max(16, 2 ** (self.dis_layers + 2))}")
-    if min(self.l1_weight, self.kl_weight, self.latent_weight, self.lr_hold_steps,
-           self.lr_linear_decay) < 0:
-      raise ConfigError("--l1_weight, --kl_weight, --latent_weight, --lr_hold_steps and"
-                        " --lr_linear_decay: expected >= 0")
-    if self.lr_linear_decay and self.lr_decay_every:
-      raise ConfigError("--lr_linear_decay and --lr_decay_every: choose one learning-rate"
-                        " decay")
+  def check_method(self):
+    config_lib.positive(self, "nef")
+    if min(self.kl_weight, self.latent_weight) < 0:
+      raise ConfigError("--kl_weight and --latent_weight: expected >= 0")
 
 
 def normal_draws(rng, n_local: int, dim: int, axis_name=None):
@@ -98,33 +80,19 @@ def halves(images):
   return images[0::2], images[1::2]
 
 
-class BiCycleGAN(base.MarginalTranslator):
+class BiCycleGAN(paired.PairedTranslator):
   """BiCycleGAN on (x, y) pairs; `reverse=True` adds the Y -> X BiCycleGAN."""
 
   name = "bicyclegan"
-  paired = True
-  unroll_d_steps = True
-
-  def __init__(self, config: BiCycleGANConfig):
-    self.config = c = config.validate()
-    self.kw = dict(impl=c.conv_impl, dtype=layers.compute_dtype(c.compute_dtype))
-    self.bw = batch_weight.BatchWeight.build("none", lambda: None)
-    self.tx = {k: optim.adam_optimizer(c) for k in ("G", "D")}
-    self.tx["W"] = self.bw.optimizer(c, c.w_lr)
-
-  @property
-  def directions(self) -> tuple[str, ...]:
-    return ("xy", "yx") if self.config.reverse else ("xy",)
 
   def module(self, part: str, name: str, axis_name=None):
     """G_xy: U-Net(x, z) to Y; E_y: Y's encoder; D_y, D2_y: PatchGANs on Y images."""
     c = self.config
-    levels = int(math.log2(c.resolution))
     if name.startswith("G_"):
       out = c.channels_y if name == "G_xy" else c.channels_x
-      return nets.pix2pix.UnetGenerator(out, c.ngf, levels, 0, None, "in", **self.kw)
+      return nets.pix2pix.UnetGenerator(out, c.ngf, self.levels, 0, None, "in", **self.kw)
     if name.startswith("E_"):
-      return nets.pix2pix.ResNetEncoder(c.noise_dim, c.nef, levels - 3, **self.kw)
+      return nets.pix2pix.ResNetEncoder(c.noise_dim, c.nef, self.levels - 3, **self.kw)
     return nets.cyclegan.PatchDiscriminator(c.ndf, c.dis_layers, **self.kw)
 
   def network_names(self) -> dict:
@@ -234,6 +202,3 @@ class BiCycleGAN(base.MarginalTranslator):
 
     state, loss, _ = base.update(self.tx, state, ("D",), loss_fn, axis_name)
     return state, {"d/loss": loss}
-
-  def iteration(self, state, batch, axis_name=None):
-    return base.run_iteration(self, state, batch, axis_name)

@@ -36,53 +36,26 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jdbw import batch_weight, losses, nets, optim
+from jdbw import losses, nets
 from jdbw import config as config_lib
-from jdbw.methods import base
+from jdbw.errors import ConfigError
+from jdbw.methods import base, paired
 from jdbw.methods.cyclegan import Runner, l1_per_sample
-from jdbw.nets import layers
-
-BATCH_WEIGHTS = ("none",)
-
 
 @dataclasses.dataclass(frozen=True)
-class Pix2PixConfig(config_lib.MarginalTranslatorConfig):
-  """pix2pix's settings: the reference's losses and optimiser, networks sized for CPU at
-  32x32 (ngf and ndf 32; the reference's 64 are `--ngf=64 --ndf=64`, and its 70x70
-  PatchGAN at 256x256 is `--dis_layers=3`). The U-Net goes down to 1x1: log2(resolution)
-  levels (unet_256 at 256, unet_128 at 128)."""
-  lr: float = 2e-4
-  ngf: int = 32
-  ndf: int = 32
-  dis_layers: int = 2
-  lr_hold_steps: int = 0
-  lr_linear_decay: int = 0
-  l1_weight: float = config_lib.setting(
-      100.0, "pix2pix: weight λ of the L1 distance between G(x) and its pair y (reference 100).")
+class Pix2PixConfig(paired.PairedConfig):
+  """pix2pix's settings: the reference's losses and optimiser (`jdbw.methods.paired`),
+  networks sized for CPU at 32x32 (the reference's 64 widths are `--ngf=64 --ndf=64`, its
+  70x70 PatchGAN at 256x256 `--dis_layers=3`); unet_256 at 256, unet_128 at 128."""
   dropout_levels: int = config_lib.setting(
       3, "pix2pix: U-Net up-sampling levels with dropout 0.5, the innermost first: its noise"
       " (the reference: 3 at 256x256, none at 32x32; docs/paper_map.md).")
-  reverse: bool = config_lib.setting(
-      False, "pix2pix: also train G_yx on the swapped pairs (a second, independent pix2pix),"
-      " so that one run translates Y -> X too.")
 
-  BATCH_WEIGHTS = BATCH_WEIGHTS
-
-  def check(self):
-    from jdbw.errors import ConfigError
-    config_lib.positive(self, "ngf", "ndf", "dis_layers")
-    levels = math.log2(self.resolution)
-    if levels != int(levels) or self.resolution < max(8, 2 ** (self.dis_layers + 2)):
-      raise ConfigError(f"--resolution: {self.resolution}; pix2pix's U-Net needs a power of 2"
-                        f" of at least {max(8, 2 ** (self.dis_layers + 2))}")
+  def check_method(self):
+    levels = int(math.log2(self.resolution))
     if not 0 <= self.dropout_levels <= levels - 2:
       raise ConfigError(f"--dropout_levels: got {self.dropout_levels}; expected 0 to"
-                        f" {int(levels) - 2} at resolution {self.resolution}")
-    if self.l1_weight < 0 or self.lr_hold_steps < 0 or self.lr_linear_decay < 0:
-      raise ConfigError("--l1_weight, --lr_hold_steps and --lr_linear_decay: expected >= 0")
-    if self.lr_linear_decay and self.lr_decay_every:
-      raise ConfigError("--lr_linear_decay and --lr_decay_every: choose one learning-rate"
-                        " decay")
+                        f" {levels - 2} at resolution {self.resolution}")
     if self.noise_dim < 2:
       raise ConfigError(f"--noise_dim: got {self.noise_dim}; pix2pix seeds its dropout"
                         " from the first two noise values: expected >= 2")
@@ -98,31 +71,18 @@ def noise_keys(z):
   return jax.lax.bitcast_convert_type(z[:, :2].astype(jnp.float32), jnp.uint32)
 
 
-class Pix2Pix(base.MarginalTranslator):
+class Pix2Pix(paired.PairedTranslator):
   """pix2pix on (x, y) pairs; `reverse=True` adds the Y -> X pix2pix."""
 
   name = "pix2pix"
-  paired = True
-  unroll_d_steps = True
-
-  def __init__(self, config: Pix2PixConfig):
-    self.config = c = config.validate()
-    self.kw = dict(impl=c.conv_impl, dtype=layers.compute_dtype(c.compute_dtype))
-    self.bw = batch_weight.BatchWeight.build("none", lambda: None)
-    self.tx = {k: optim.adam_optimizer(c) for k in ("G", "D")}
-    self.tx["W"] = self.bw.optimizer(c, c.w_lr)
-
-  @property
-  def directions(self) -> tuple[str, ...]:
-    return ("xy", "yx") if self.config.reverse else ("xy",)
 
   def module(self, part: str, name: str, axis_name=None):
     """G_xy / G_yx: U-Nets to Y / X; D_y / D_x: conditional PatchGANs on pairs."""
     c = self.config
     if part == "G":
       out = c.channels_y if name == "G_xy" else c.channels_x
-      return nets.pix2pix.UnetGenerator(out, c.ngf, int(math.log2(c.resolution)),
-                                        c.dropout_levels, axis_name, **self.kw)
+      return nets.pix2pix.UnetGenerator(out, c.ngf, self.levels, c.dropout_levels, axis_name,
+                                        **self.kw)
     return nets.cyclegan.PatchDiscriminator(c.ndf, c.dis_layers, "bn", axis_name, **self.kw)
 
   def network_names(self) -> dict:
@@ -193,6 +153,3 @@ class Pix2Pix(base.MarginalTranslator):
 
     state, loss, spectral = base.update(self.tx, state, ("D",), loss_fn, axis_name)
     return state.replace(spectral=spectral), {"d/loss": loss}
-
-  def iteration(self, state, batch, axis_name=None):
-    return base.run_iteration(self, state, batch, axis_name)
