@@ -28,9 +28,7 @@ def main(argv):
   specs = common.domain_specs()
   domains = {n: data.load_domain(s, data_dir=FLAGS.data_dir) for n, s in specs.items()}
   batch = FLAGS.num_draws
-  paired = FLAGS.pairing != "none"
-  if paired:
-    data.check_pairing(domains, FLAGS.pairing)
+  paired = FLAGS.pairing != "none"   # make_batches checks the domains can be paired
   sample = next(data.make_batches(domains, batch, seed=FLAGS.seed,
                                   resolution=FLAGS.resolution, device_count=1,
                                   process_index=0, process_count=1, pairing=FLAGS.pairing))

@@ -43,9 +43,9 @@ def bce_per_sample(logits, target: float):
   """Per sample, the mean over the score map of the binary cross-entropy of the logits
   against `target` (1 real, 0 fake): the "vanilla" GAN loss (PyTorch's BCEWithLogitsLoss,
   pix2pix), −log σ(D) for target 1 and −log(1 − σ(D)) for 0, computed stably."""
-  sign = 1.0 if target == 1.0 else -1.0
   if target not in (0.0, 1.0):
     raise ValueError(f"bce target {target}; expected 0 or 1")
+  sign = 1.0 if target == 1.0 else -1.0
   return _per_sample_mean(jax.nn.softplus(-sign * logits.astype(jnp.float32)))
 
 

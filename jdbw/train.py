@@ -67,8 +67,9 @@ class RunConfig:
   pairing: str = setting(
       "none", "How X and Y draws relate: independent streams (none), or each Y draw the X"
       " draw's own image through --transform_y and --channels_y (same_draw: paired data,"
-      " with X's class distribution; --source_y must equal --source_x). The paired"
-      " methods (pix2pix) need pairs; the others ignore the pairing.",
+      " with X's class distribution; --source_y must equal --source_x, or be the other"
+      " half of an A|B folder: folder option half=). The paired methods (pix2pix,"
+      " bicyclegan) need pairs; the others ignore the pairing.",
       choices=data.PAIRINGS)
 
   def validate(self):

@@ -334,23 +334,17 @@ class BackgroundErrors:
     self._loggers = (py_logging.getLogger("absl"), py_logging.getLogger("asyncio"))
     self._hook = None
 
-  @staticmethod
-  def _from_orbax(record) -> bool:
-    if f"{os.sep}orbax{os.sep}" in (record.pathname or ""):
-      return True   # logged by orbax itself
-    if record.name != "asyncio":
-      return False
-    text = record.getMessage()
-    if record.exc_info:
-      text += "".join(traceback.format_exception(*record.exc_info))
-    return "orbax" in text   # a future of orbax's writes, or its traceback
-
   def filter(self, record) -> bool:   # a logging filter: False drops the record
-    if record.levelno < py_logging.ERROR or not self._from_orbax(record):
+    if record.levelno < py_logging.ERROR:
       return True
     text = f"{record.name}: {record.getMessage()}\n"
     if record.exc_info:
       text += "".join(traceback.format_exception(*record.exc_info))
+    # Logged by orbax itself, or an asyncio record of orbax's futures (its message or
+    # traceback names orbax).
+    if not (f"{os.sep}orbax{os.sep}" in (record.pathname or "")
+            or (record.name == "asyncio" and "orbax" in text)):
+      return True
     self._write(text)
     return False
 
@@ -363,12 +357,12 @@ class BackgroundErrors:
     self._write("unraisable: " + "".join(traceback.format_exception(
         info.exc_type, info.exc_value, info.exc_traceback)))
 
-  def _write(self, text: str) -> None:
-    self.diverted += 1
+  def _write(self, text: str, counted: bool = True) -> None:
+    self.diverted += counted
     try:
       with open(self.path, "a") as f:
         f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}")
-      self.written += 1
+      self.written += counted
     except OSError:
       pass   # the disk that failed the checkpoint write is full or read-only
 
@@ -382,10 +376,15 @@ class BackgroundErrors:
     for logger in self._loggers:
       logger.removeFilter(self)
 
+  @classmethod
+  def release(cls) -> None:
+    """Uninstalls the diversion a failed run left installed, if any."""
+    if cls._lingering is not None:
+      cls._lingering._uninstall()
+      cls._lingering = None
+
   def __enter__(self):
-    if BackgroundErrors._lingering is not None:
-      BackgroundErrors._lingering._uninstall()
-      BackgroundErrors._lingering = None
+    BackgroundErrors.release()
     self._install()
     return self
 
@@ -395,7 +394,7 @@ class BackgroundErrors:
       return
     if isinstance(exc, StorageError):
       self._write("the error that ended the run:\n" + "".join(
-          traceback.format_exception(exc)))
+          traceback.format_exception(exc)), counted=False)
     BackgroundErrors._lingering = self
     gc.collect()   # most of a failed write's futures report their errors here
     if self.written:

@@ -237,10 +237,7 @@ def test_a_disk_filled_in_the_middle_of_a_write_is_one_error_and_no_traceback(
     import gc
     gc.collect()   # what the failed write left behind reports when collected
   finally:
-    lingering = workdir.BackgroundErrors._lingering
-    if lingering is not None:
-      lingering._uninstall()
-      workdir.BackgroundErrors._lingering = None
+    workdir.BackgroundErrors.release()
     subprocess.run(["umount", "-l", str(disk)], capture_output=True)
   err = capfd.readouterr().err
   assert "Traceback" not in err and "never retrieved" not in err, err[-3000:]

@@ -208,7 +208,6 @@ def paired_dataset(x: Domain, y: Domain, *, seed: int, resolution: int = 32,
   shuffle_seed, x_seed = _stream_seed(seed, x.spec.name, process_index)
   _, y_seed = _stream_seed(seed, y.spec.name, process_index)
   to_x, to_y = _transformer(x, x_seed, resolution), _transformer(y, y_seed, resolution)
-
   same = _same_source(x, y)
 
   def apply(index, example):

@@ -220,6 +220,17 @@ def global_index(n_local, axis_name):
   return offset + jnp.arange(n_local)
 
 
+def per_sample_keys(key, global_index):
+  """One PRNG key per sample: `key` folded with its global batch index."""
+  return jax.vmap(lambda i: jax.random.fold_in(key, i))(global_index)
+
+
+def per_sample_normal(key, global_index, shape):
+  """One N(0, I) draw of `shape` per sample keyed by its global index: identical on any
+  device count."""
+  return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), shape))(global_index)
+
+
 def per_sample_uniform(key, global_index, shape, minval=0.0, maxval=1.0):
   """One draw per sample keyed by its global index: identical on any device count."""
   return jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i), shape,

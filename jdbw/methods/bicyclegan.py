@@ -64,12 +64,6 @@ class BiCycleGANConfig(paired.PairedConfig):
       raise ConfigError("--kl_weight and --latent_weight: expected >= 0")
 
 
-def normal_draws(rng, n_local: int, dim: int, axis_name=None):
-  """[n_local, dim] N(0, I) draws, one per sample keyed by its global index."""
-  return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(rng, i), (dim,)))(
-      base.global_index(n_local, axis_name))
-
-
 def halves(images):
   """(even, odd) samples of a device's batch: with an even batch per device, the even
   and odd global indices, whatever the device count."""
@@ -84,6 +78,7 @@ class BiCycleGAN(paired.PairedTranslator):
   """BiCycleGAN on (x, y) pairs; `reverse=True` adds the Y -> X BiCycleGAN."""
 
   name = "bicyclegan"
+  encodes_style = True
 
   def module(self, part: str, name: str, axis_name=None):
     """G_xy: U-Net(x, z) to Y; E_y: Y's encoder; D_y, D2_y: PatchGANs on Y images."""
@@ -126,8 +121,6 @@ class BiCycleGAN(paired.PairedTranslator):
     run = Runner(self, params, spectral, None, train=False)
     return self.generate(run, direction, images, style_from_noise(z))
 
-  encodes_style = True
-
   def encode_noise(self, params, spectral, images, direction: str):
     """E's mean code of target images (the reference's encode at test time), as noise."""
     mu, _ = Runner(self, params, spectral, None, train=False)("G", f"E_{direction[1]}", images)
@@ -138,11 +131,11 @@ class BiCycleGAN(paired.PairedTranslator):
     one direction, on the halves of `src` and `tgt`."""
     a1, _ = halves(src)
     b1, _ = halves(tgt)
-    n, nz = a1.shape[0], self.config.noise_dim
+    idx, nz = base.global_index(a1.shape[0], axis_name), (self.config.noise_dim,)
     mu, logvar = run("G", f"E_{direction[1]}", b1)
-    z_enc = mu + normal_draws(jax.random.fold_in(rng, 0), n, nz, axis_name) * jnp.exp(
+    z_enc = mu + base.per_sample_normal(jax.random.fold_in(rng, 0), idx, nz) * jnp.exp(
         0.5 * logvar)
-    z_rand = normal_draws(jax.random.fold_in(rng, 1), n, nz, axis_name)
+    z_rand = base.per_sample_normal(jax.random.fold_in(rng, 1), idx, nz)
     return (mu, logvar, z_rand, self.generate(run, direction, a1, z_enc),
             self.generate(run, direction, a1, z_rand))
 
@@ -158,12 +151,12 @@ class BiCycleGAN(paired.PairedTranslator):
       held_e = Runner(self, {**params, "G": sg(params["G"])}, state.spectral, axis_name,
                       train=True)   # E fixed in the latent term (G's input is not)
       terms = {"adv": 0.0, "l1": 0.0, "kl": 0.0, "latent": 0.0}
+      mean = lambda v: losses.batch_mean(v, axis_name)
       for k, d in enumerate(self.directions):
         tgt = batch[d[1]]
         mu, logvar, z_rand, fake_enc, fake_rand = self._codes_and_fakes(
             run, d, batch[d[0]], tgt, jax.random.fold_in(rng, k), axis_name)
         b1, _ = halves(tgt)
-        mean = lambda v: losses.batch_mean(v, axis_name)
         terms["adv"] += (mean(losses.lsgan_per_sample(run("D", f"D_{d[1]}", fake_enc), 1.0))
                          + mean(losses.lsgan_per_sample(run("D", f"D2_{d[1]}", fake_rand),
                                                         1.0)))
@@ -175,9 +168,7 @@ class BiCycleGAN(paired.PairedTranslator):
       return sum(terms.values()), terms
 
     state, _, terms = base.update(self.tx, state, ("G",), loss_fn, axis_name)
-    n = batch["x"].shape[0]
-    per_sample = {f"w_{d[0]}": jnp.ones((n,), jnp.float32) for d in self.directions}
-    return state, (base.step_metrics("g", terms), per_sample)
+    return state, (base.step_metrics("g", terms), self.uniform_weights(batch))
 
   def discriminator_step(self, state, batch, rng, axis_name=None):
     """D: LSGAN(D(B1), 1) + LSGAN(D(G(A1, z_e)), 0); D2 the same with B2 and z_r."""

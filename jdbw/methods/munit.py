@@ -88,6 +88,7 @@ class MUNIT(base.MarginalTranslator):
   """MUNIT; `batch_weight='two_sided'` is MUNIT + batch weight (the paper's ablation)."""
 
   name = "munit"
+  encodes_style = True
 
   def __init__(self, config: MUNITConfig):
     self.config = c = config.validate()
@@ -144,8 +145,6 @@ class MUNIT(base.MarginalTranslator):
     content, _ = self.encode(params, src, images)
     return self.decode(params, tgt, content, style_from_noise(z))
 
-  encodes_style = True
-
   def encode_noise(self, params, spectral, images, direction: str):
     """The style of target images by the target domain's style encoder, as noise."""
     del spectral
@@ -157,8 +156,7 @@ class MUNIT(base.MarginalTranslator):
     idx = base.global_index(n, axis_name)
     kx, ky = jax.random.split(key)
     d = self.config.noise_dim
-    draw = lambda k: jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(k, i), (d,)))(idx)
-    return draw(kx), draw(ky)
+    return base.per_sample_normal(kx, idx, (d,)), base.per_sample_normal(ky, idx, (d,))
 
   def _translations(self, params, x, y, s_x, s_y):
     c_x, s_x_own = self.encode(params, "G_x", x)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import jax.numpy as jnp
+
 from jdbw import batch_weight, optim
 from jdbw import config as config_lib
 from jdbw.errors import ConfigError
@@ -78,6 +80,11 @@ class PairedTranslator(base.MarginalTranslator):
   def levels(self) -> int:
     """The U-Net's levels: down to 1x1."""
     return int(math.log2(self.config.resolution))
+
+  def uniform_weights(self, batch) -> dict:
+    """The generator step's per-sample weights: uniform (no batch weight), per source."""
+    n = batch["x"].shape[0]
+    return {f"w_{d[0]}": jnp.ones((n,), jnp.float32) for d in self.directions}
 
   def iteration(self, state, batch, axis_name=None):
     return base.run_iteration(self, state, batch, axis_name)

@@ -42,6 +42,7 @@ from jdbw.errors import ConfigError
 from jdbw.methods import base, paired
 from jdbw.methods.cyclegan import Runner, l1_per_sample
 
+
 @dataclasses.dataclass(frozen=True)
 class Pix2PixConfig(paired.PairedConfig):
   """pix2pix's settings: the reference's losses and optimiser (`jdbw.methods.paired`),
@@ -62,8 +63,8 @@ class Pix2PixConfig(paired.PairedConfig):
 
 
 def sample_keys(rng, n_local: int, axis_name=None):
-  """One PRNG key per sample, the step's key folded with its global batch index."""
-  return jax.vmap(lambda i: jax.random.fold_in(rng, i))(base.global_index(n_local, axis_name))
+  """One dropout key per sample of this device's batch (`base.per_sample_keys`)."""
+  return base.per_sample_keys(rng, base.global_index(n_local, axis_name))
 
 
 def noise_keys(z):
@@ -129,9 +130,8 @@ class Pix2Pix(paired.PairedTranslator):
       return adv + l1, ({"adv": adv, "l1": l1}, run.spectral)
 
     state, _, (terms, spectral) = base.update(self.tx, state, ("G",), loss_fn, axis_name)
-    n = batch["x"].shape[0]
-    per_sample = {f"w_{d[0]}": jnp.ones((n,), jnp.float32) for d in self.directions}
-    return state.replace(spectral=spectral), (base.step_metrics("g", terms), per_sample)
+    return state.replace(spectral=spectral), (base.step_metrics("g", terms),
+                                              self.uniform_weights(batch))
 
   def discriminator_step(self, state, batch, rng, axis_name=None):
     """½ [BCE(D(x, y), 1) + BCE(D(x, G(x)), 0)] per direction."""
