@@ -151,6 +151,9 @@ def test_bad_folders_get_one_line_each(tmp_path):
   with pytest.raises(ConfigError) as e:
     load(tmp_path / "bad", fit="stretch")
   helpers.one_line(e, what, "fit")
+  with pytest.raises(ConfigError) as e:
+    load(tmp_path / "bad", half="top")
+  helpers.one_line(e, what, "half in ('left', 'right')")
   def refused(d, *needles, **kw):
     with pytest.raises(ConfigError) as e:
       load(d, **kw)
