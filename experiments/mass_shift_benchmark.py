@@ -28,6 +28,7 @@ class Variant:
   model: str                # --model of experiments.mnist_srmnist
   overrides: dict           # model-config fields fixed by the variant
   steps_factor: int = 1     # x --steps (the paper gives MUNIT 3x the generator steps of JD)
+  pairing: str = "none"     # the run's --pairing (paired methods: same_draw)
 
 
 VARIANTS = {
@@ -52,6 +53,14 @@ VARIANTS = {
     "distancegan_bw": Variant("DistanceGAN + batch weight (composite W on the fake side;"
                               " 1 D step, 3x the steps)", "distancegan",
                               {"batch_weight": "two_sided", "d_steps": 1}, 3),
+    # The paired ceiling: trained on (x, sr(x)) pairs drawn with X's class distribution,
+    # both directions in one run (--reverse), under MUNIT's budget rule.
+    "pix2pix": Variant("pix2pix on SR pairs drawn with X's classes (both directions,"
+                       " --reverse; 1 D step, 3x the steps)", "pix2pix",
+                       {"reverse": True, "d_steps": 1}, 3, "same_draw"),
+    "bicyclegan": Variant("BiCycleGAN on SR pairs drawn with X's classes (both directions,"
+                          " --reverse; 1 D step, 3x the steps)", "bicyclegan",
+                          {"reverse": True, "d_steps": 1}, 3, "same_draw"),
 }
 
 common.define_training_flags()
@@ -63,7 +72,7 @@ FLAGS = flags.FLAGS
 
 
 def _check_flags():
-  for name in ("seed", "batch_weight", "model"):
+  for name in ("seed", "batch_weight", "model", "pairing"):
     if FLAGS[name].present:
       raise ConfigError(f"--{name}: the benchmark sets it per run; use --seeds/--variants")
   unknown = [v for v in FLAGS.variants if v not in VARIANTS]
@@ -143,10 +152,10 @@ def main(argv):
       v, c = VARIANTS[variant], configs[variant]
       method = methods.from_config(c)
       logging.info("dry run: %s = --model=%s (%s), %d steps, batch %d, d %d, clip schedule"
-                   " %s, seeds %s -> %s", variant, methods.name_of(method), v.description,
-                   base_run.steps * v.steps_factor, base_run.batch_size, c.d_steps,
-                   f"bw_start {c.bw_start} / bw_full {c.bw_full} (generator steps)"
-                   if c.batch_weight != "none" else "unused", seeds,
+                   " %s, pairing %s, seeds %s -> %s", variant, methods.name_of(method),
+                   v.description, base_run.steps * v.steps_factor, base_run.batch_size,
+                   c.d_steps, f"bw_start {c.bw_start} / bw_full {c.bw_full} (generator steps)"
+                   if c.batch_weight != "none" else "unused", v.pairing, seeds,
                    os.path.join(root, variant))
     logging.info("dry run: domains %s; evaluation on %r", {
         k: f"{s.source} ({s.channels} ch, {s.transform}, classes {s.classes or 'natural'})"
@@ -160,7 +169,7 @@ def main(argv):
     for seed in seeds:
       workdir = os.path.join(root, variant, f"seed_{seed}")
       run = dataclasses.replace(base_run, workdir=workdir, seed=seed,
-                                steps=base_run.steps * v.steps_factor)
+                                steps=base_run.steps * v.steps_factor, pairing=v.pairing)
       res = _evaluated(workdir, run.steps, eval_config, config, specs)
       if res is None:
         logging.info("benchmark: %s (%s), seed %d -> %s", variant, v.description, seed, workdir)

@@ -107,16 +107,31 @@ def compile_iteration(method, mode: str, mesh=None):
 
   shard_map: state replicated, batch global arrays sharded on their batch axis (1).
   pmap: state and batch carry a leading local-device axis.
+
+  The same method object, mode and mesh give the same compiled function (a few are
+  kept), so a second run of a method in one process (a resume, a notebook's rerun, a
+  sweep's next seed) neither traces nor compiles its iteration again.
   """
+  if mode not in ("shard_map", "pmap"):
+    raise ValueError(mode)
+  return _compiled(method, mode, (mesh or parallel.make_mesh()) if mode == "shard_map" else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(method, mode: str, mesh):
   fn = functools.partial(method.iteration, axis_name=parallel.BATCH_AXIS)
   if mode == "shard_map":
-    mesh = mesh or parallel.make_mesh()
     sm = jax.shard_map(fn, mesh=mesh, in_specs=(P(), parallel.batch_spec(1)),
                        out_specs=(P(), P(), P(parallel.BATCH_AXIS)), check_vma=False)
     return jax.jit(sm, donate_argnums=0)
-  if mode == "pmap":
-    return jax.pmap(fn, axis_name=parallel.BATCH_AXIS, donate_argnums=0)
-  raise ValueError(mode)
+  return jax.pmap(fn, axis_name=parallel.BATCH_AXIS, donate_argnums=0)
+
+
+@functools.lru_cache(maxsize=8)
+def compiled_init(method):
+  """`method.init_state` compiled (one program instead of hundreds of eager ones: each
+  network layer's initialisers), kept per method object like `compile_iteration`."""
+  return jax.jit(method.init_state)
 
 
 def place_state(state, mode: str, mesh=None):
@@ -384,7 +399,7 @@ def _train(method, run, domain_specs, workdir, lead, abstract, ckpt_bytes, evalu
     # initialisers): a tiny JD launch started about 9 s sooner on a 2-core CPU
     # (2026-12-06, warm compilation cache), and a relaunch reads it from JAX's
     # persistent compilation cache when one is set.
-    state = jax.jit(method.init_state)(jax.random.PRNGKey(run.seed))
+    state = compiled_init(method)(jax.random.PRNGKey(run.seed))
   if not start and method.prepare_batches:
     state = prepare(method, state, domains, run)
   if start >= run.steps:

@@ -192,6 +192,29 @@ def test_pairs_need_one_source_and_a_known_pairing():
   _one_line(e, "--pairing", "point source")
 
 
+def test_a_data_set_prepared_by_another_process_meanwhile_is_used():
+  """Two processes preparing one IDX/TFDS data set at once: TFDS's rename into place
+  fails for the second with FileExistsError; the copy in place is used (a builder made
+  anew reads it), and a FileExistsError with nothing in place is not hidden."""
+  class Builder:
+    def __init__(self, ready, fails):
+      self.ready, self.fails = ready, fails
+
+    def download_and_prepare(self):
+      if self.fails:
+        raise FileExistsError("Cannot rename incomplete.X: destination already exists")
+
+    def is_prepared(self):
+      return self.ready
+
+  fresh = Builder(True, False)
+  assert sources.prepared(Builder(False, True), lambda: fresh) is fresh
+  first = Builder(False, False)
+  assert sources.prepared(first, lambda: fresh) is first
+  with pytest.raises(FileExistsError):
+    sources.prepared(Builder(False, True), lambda: Builder(False, False))
+
+
 def test_layouts_for_pmap_and_mesh():
   assert jax.device_count() == 2, "tests expect two fake CPU devices (conftest)"
   domain = data.load_domain(data.DomainSpec(source="digits"))

@@ -332,7 +332,8 @@ def test_translate_cli(tiny_workdir, tmp_path):
 @pytest.mark.parametrize("extra,expected", [
     ((), {"jd_bw": "d 5, clip schedule bw_start 0 / bw_full 200",
           "munit_bw": "d 1, clip schedule bw_start 0 / bw_full 1000",
-          "munit": "d 1, clip schedule unused"}),
+          "munit": "d 1, clip schedule unused, pairing none",
+          "pix2pix": "3000 steps, batch 64, d 1, clip schedule unused, pairing same_draw"}),
     (("--d_steps=3", "--bw_start=50", "--bw_full=150"),
      {"jd_bw": "d 3, clip schedule bw_start 50 / bw_full 150",
       "cyclegan_bw": "d 1, clip schedule bw_start 150 / bw_full 450"})])

@@ -276,11 +276,48 @@ def test_the_halves_of_a_side_by_side_folder_are_pairs(tmp_path):
   np.testing.assert_allclose(batch["y"]["image"], -batch["x"]["image"], atol=1e-5)
   unpaired = next(data.make_batches({"x": x, "y": y}, 16, seed=0, resolution=28))
   np.testing.assert_array_equal(unpaired["x"]["image"], batch["x"]["image"])
-  other = data.load_domain(data.DomainSpec(source=f"folder:{tmp_path / 'ab'}:size=28",
-                                           name="y"))
+  other = data.load_domain(data.DomainSpec(source=FASHION, split="test", name="y"))
   with pytest.raises(ConfigError) as e:
     data.check_pairing({"x": x, "y": other}, "same_draw")
-  helpers.one_line(e, "--source_y", "half=left and half=right")
+  helpers.one_line(e, "--source_y", "two folders holding the same file names")
+
+
+def test_two_folders_pair_their_files_by_name(tmp_path, caplog):
+  """Two folders holding the same file names (edges/ and photos/, say) are pairs by name
+  (the path below the split root, class subfolder included), whatever order or format
+  each folder stores them in: here each photo is its edge image inverted and written as
+  in reverse order; X's one file without a photo is never drawn (one
+  warning), Y's extra file is ignored, and folders sharing no name in a class X draws
+  from are refused in one line."""
+  shoes, bags = _fashion(n_per_class=6)
+  for name, imgs in (("shoes", shoes), ("bags", bags)):
+    for i, im in enumerate(imgs):
+      _write(f"{tmp_path}/edges/{name}/{i:03d}.png", im)
+    for i, im in reversed(list(enumerate(imgs))):
+      _write(f"{tmp_path}/photos/{name}/{i:03d}.png", 255 - im)
+  _write(f"{tmp_path}/edges/shoes/lonely.png", np.zeros((28, 28, 1), np.uint8))
+  _write(f"{tmp_path}/photos/bags/extra.png", np.zeros((28, 28, 1), np.uint8))
+  spec = lambda d, name, classes="": data.DomainSpec(
+      source=f"folder:{tmp_path / d}:size=28,test_fraction=0", classes=classes, name=name)
+  x, y = data.load_domain(spec("edges", "x", "shoes:0.75")), data.load_domain(spec("photos", "y"))
+  assert len(x.data.file_names) == len(y.data.file_names) == len(shoes) + len(bags) + 1
+  with caplog.at_level("WARNING"):
+    data.check_pairing({"x": x, "y": y}, "same_draw")
+  assert f"1 of the {len(shoes) + len(bags) + 1} files" in caplog.text
+  assert "not drawn" in caplog.text
+  batches = data.make_batches({"x": x, "y": y}, 64, seed=1, resolution=28, pairing="same_draw")
+  for _ in range(2):
+    batch = next(batches)
+    np.testing.assert_array_equal(batch["x"]["label"], batch["y"]["label"])
+    np.testing.assert_allclose(batch["y"]["image"], -batch["x"]["image"], atol=1e-5)
+    assert (batch["x"]["image"].reshape(64, -1).max(1) > -1).all()   # never lonely.png
+    assert 0.6 < batch["x"]["label"].mean() < 0.9   # shoes (label 1) at 0.75, as asked
+  none = tmp_path / "none"
+  _write(f"{none}/shoes/other.png", shoes[0])
+  _write(f"{none}/bags/{0:03d}.png", bags[0])
+  with pytest.raises(ConfigError) as e:
+    data.check_pairing({"x": x, "y": data.load_domain(spec("none", "y"))}, "same_draw")
+  helpers.one_line(e, "--source_y", "class(es) shoes", "relative to the split root")
 
 
 @pytest.mark.parametrize("flagfile", ["edges_shoes_bags", "celeba_portraits",

@@ -63,7 +63,8 @@ class FolderOptions:
 STREAMS = ("auto", "yes", "no")
 HALVES = ("", "left", "right")
 STREAM_BYTES = 2 ** 30   # stream=auto: a split above 1 GiB decoded is read as a stream
-CACHE_FORMAT = 3         # part of the cache key: bump when the cache layout changes
+CACHE_FORMAT = 4         # part of the cache key: bump when the cache layout changes
+                         # (4: meta.json lists the kept files, for pairing by name)
 
 
 def parse(spec: str, what: str) -> tuple[str, FolderOptions]:
@@ -258,7 +259,8 @@ def decode(root, paths, labels, classes, opts, what, cache):
   tmp = f"{cache}.tmp{os.getpid()}"
   shutil.rmtree(tmp, ignore_errors=True)
   os.makedirs(tmp)
-  bad, shapes, kept_labels, limit = [], set(), [], opts.max_bad * len(paths)
+  bad, shapes, kept_labels, kept_files = [], set(), [], []
+  limit = opts.max_bad * len(paths)
   spec = {"image": tf.TensorSpec((opts.size, opts.size, channels), tf.uint8),
           "index": tf.TensorSpec((), tf.int64)}
   try:
@@ -275,6 +277,7 @@ def decode(root, paths, labels, classes, opts, what, cache):
             continue
           shapes.add(shape)
           kept_labels.append(k)
+          kept_files.append(p)
           yield {"image": img, "index": np.int64(len(kept_labels) - 1)}
 
       before = len(kept_labels)
@@ -288,8 +291,8 @@ def decode(root, paths, labels, classes, opts, what, cache):
         where = os.path.join(root, classes[k]) if classes else root
         raise ConfigError(f"{what}: no image in {where} decodes")
     with open(os.path.join(tmp, "meta.json"), "w") as f:
-      json.dump({"labels": kept_labels, "channels": channels, "size": opts.size,
-                 "classes": list(classes)}, f)
+      json.dump({"labels": kept_labels, "files": kept_files, "channels": channels,
+                 "size": opts.size, "classes": list(classes)}, f)
     try:
       os.replace(tmp, cache)
     except OSError:
@@ -343,8 +346,8 @@ class FolderStream:
 
 def load(directory: str, opts: FolderOptions, split: str, what: str):
   """(meta, images or None, class names) of a folder split (the whole split; the caller
-  slices it), decoded once into the cache. `meta`: {'labels': int32 [N], 'channels',
-  'size', 'cache'}. Images are None when the split streams (`stream=yes`, or `auto` and
+  slices it), decoded once into the cache. `meta`: {'labels': int32 [N], 'files' (each
+  image's path relative to the split root), 'channels', 'size', 'cache'}. Images are None when the split streams (`stream=yes`, or `auto` and
   more than STREAM_BYTES decoded); else uint8 [N, size, size, C] read from the cache."""
   import tensorflow as tf
   root, paths, labels, classes = scan(directory, split.split("[")[0], opts, what)
@@ -394,7 +397,6 @@ def report_pairing(specs: dict) -> int:
     return 0
   n = paired_names(*dirs)
   if n:
-    logging.info("folders %s and %s share %d image file names: paired data (not paired by"
-                 " name here; --pairing pairs a source with itself or an A|B folder's"
-                 " halves)", dirs[0], dirs[1], n)
+    logging.info("folders %s and %s share %d image file names: paired data"
+                 " (--pairing=same_draw draws them as pairs, by name)", dirs[0], dirs[1], n)
   return n

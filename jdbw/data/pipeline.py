@@ -14,6 +14,7 @@ import zlib
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
+from absl import logging
 
 from jdbw.data import sampling, sources, transforms
 from jdbw.errors import ConfigError
@@ -99,8 +100,10 @@ def keep_tf_off_accelerators() -> None:
 
 # How the draws of the two domains relate: independent streams ('none'), or each Y draw
 # the X draw's own example through Y's transform and channels ('same_draw', drawn with
-# X's class distribution): one source gives (x, sr(x)) pairs; the two halves of one
-# folder of pix2pix's A|B files (`folder:<dir>:half=left` / `half=right`) give (A, B).
+# X's class distribution): one source gives (x, sr(x)) pairs; two folders give the pairs
+# of their files of the same name (path relative to the split root): the two halves of
+# one folder of pix2pix's A|B files (`folder:<dir>:half=left` / `half=right`), or two
+# folders such as edges/ and photos/ holding the same file names.
 PAIRINGS = ("none", "same_draw")
 
 
@@ -116,43 +119,67 @@ def check_pairing(domains: Mapping[str, Domain], pairing: str) -> None:
   if _same_source(x, y):
     return
   px, py = x.spec.parsed, y.spec.parsed
-  halves = (px.is_folder and py.is_folder and px.arg == py.arg
-            and {px.folder.half, py.folder.half} == {"left", "right"})
-  if not halves or y.spec.split != x.spec.split:
+  if not (px.is_folder and py.is_folder) or y.spec.split != x.spec.split:
     raise ConfigError(
         f"--source_y: --pairing={pairing} draws each pair from one example of --source_x"
-        f" (Y is that image through --transform_y, or the other half of an A|B file); got"
-        f" --source_y={y.spec.source!r} (split {y.spec.split!r}) and --source_x="
-        f"{x.spec.source!r} (split {x.spec.split!r}): give the same source and split, or"
-        " one folder's half=left and half=right")
+        f" (Y is that image through --transform_y, or the file of the same name in a Y"
+        f" folder); got --source_y={y.spec.source!r} (split {y.spec.split!r}) and"
+        f" --source_x={x.spec.source!r} (split {x.spec.split!r}): give the same source and"
+        " split, two folders holding the same file names (one folder's half=left and"
+        " half=right for A|B files), with the same split")
   if x.data.stream is not None or y.data.stream is not None:
-    raise ConfigError(f"--source_x: --pairing={pairing} of a folder's two halves needs them"
-                      " in memory; this split streams: set stream=no")
-  if not np.array_equal(x.data.labels, y.data.labels):   # the same files, so never
-    raise ConfigError(f"--source_y: the halves of {px.arg} hold other files or labels")
+    raise ConfigError(f"--source_x: --pairing={pairing} of two folders needs them in"
+                      " memory; this split streams: set stream=no")
+  index = pair_index(x, y)
+  unpaired = [c for c in np.flatnonzero(x.probs > 0)
+              if not (index[x.data.labels == c] >= 0).any()]
+  if unpaired:
+    names = [x.data.class_names[c] if x.data.class_names else str(c) for c in unpaired]
+    raise ConfigError(
+        f"--source_y: no file of {py.arg} (split {y.spec.split!r}) has the name of a file"
+        f" of {px.arg} in X's class(es) {', '.join(names)}; --pairing={pairing} pairs two"
+        " folders' files by their path relative to the split root (e.g. shoes/001.png in"
+        " both)")
+  lost = int((index < 0).sum())
+  if lost:
+    logging.warning("--pairing=%s: %d of the %d files of %s (split %r) have no file of the"
+                    " same name in %s; they are not drawn", pairing, lost, len(index), px.arg,
+                    x.spec.split, py.arg)
+
+
+def pair_index(x: Domain, y: Domain) -> np.ndarray:
+  """int64 [N_x]: for each image of folder domain X, the index of Y's image of the same
+  file name (path relative to the split root), or -1 if Y has none. Each host pairs
+  within its own slice: with multiple hosts, two folders holding different file lists
+  may lose some pairs (files of one name fall to different hosts)."""
+  where = {n: i for i, n in enumerate(y.data.file_names)}
+  return np.asarray([where.get(n, -1) for n in x.data.file_names], np.int64)
 
 
 def _same_source(x: Domain, y: Domain) -> bool:
   return (y.spec.source, y.spec.split) == (x.spec.source, x.spec.split)
 
 
-def _draws(domain: Domain, shuffle_seed: int, pairs=None):
+def _draws(domain: Domain, shuffle_seed: int, pairs=None, pair_of=None):
   """The domain's infinite stream of (index, {'image': uint8, 'label'}) before its
   transform: a class by the domain's probabilities, then that class's next example.
-  `pairs`: another domain's images aligned with this one's, drawn beside them ('pair')."""
+  `pairs`, `pair_of`: another domain's images and, for each of this domain's, the index
+  of its pair there (-1: none; such an example is not drawn), drawn beside it ('pair')."""
   import tensorflow as tf
   labels = domain.data.labels
   classes = np.flatnonzero(domain.probs > 0)
   per_class = []
   for c in classes:
     idx = np.flatnonzero(labels == c)
+    if pair_of is not None:
+      idx = idx[pair_of[idx] >= 0]
     if domain.data.stream is not None:   # a large folder: read from its cache
       per_class.append(domain.data.stream.class_dataset(int(c), len(idx),
                                                         shuffle_seed + int(c)))
       continue
     slices = {"image": domain.data.images[idx], "label": labels[idx]}
     if pairs is not None:
-      slices["pair"] = pairs[idx]
+      slices["pair"] = pairs[pair_of[idx]]
     ds = tf.data.Dataset.from_tensor_slices(slices)
     ds = ds.shuffle(len(idx), seed=shuffle_seed + int(c), reshuffle_each_iteration=True)
     per_class.append(ds.repeat())
@@ -201,8 +228,9 @@ def paired_dataset(x: Domain, y: Domain, *, seed: int, resolution: int = 32,
                    process_index: int = 0, skip: int = 0):
   """The pairs' infinite stream {'x': {...}, 'y': {...}} of `--pairing=same_draw`: X's
   stream exactly as `domain_dataset(x)` draws it, and beside each draw the same example
-  of Y (the same image, or the other half of its A|B file) through Y's transform and
-  channels (Y's own per-draw seeds), with the same label."""
+  of Y (the same image, or Y's file of the same name: the other half of an A|B file)
+  through Y's transform and channels (Y's own per-draw seeds), with the same label. X's
+  files with no pair in Y are not drawn (`check_pairing` warns)."""
   import tensorflow as tf
   keep_tf_off_accelerators()
   shuffle_seed, x_seed = _stream_seed(seed, x.spec.name, process_index)
@@ -216,7 +244,8 @@ def paired_dataset(x: Domain, y: Domain, *, seed: int, resolution: int = 32,
             "y": {"image": to_y(index, example["image" if same else "pair"]),
                   "label": label}}
 
-  return _draws(x, shuffle_seed, None if same else y.data.images).skip(skip).map(
+  pairs = (None, None) if same else (y.data.images, pair_index(x, y))
+  return _draws(x, shuffle_seed, *pairs).skip(skip).map(
       apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 

@@ -46,6 +46,7 @@ class SourceData:
   class_names: tuple = ()     # folder sources: the class subfolders' names
   labelled: bool = True       # False: an unlabelled folder (one class, label 0)
   stream: folder_lib.FolderStream | None = None   # a streamed folder: `images` is empty
+  file_names: tuple = ()      # folder sources: each image's path relative to the split root
 
   @property
   def mixture_dim(self) -> int | None:
@@ -208,7 +209,7 @@ def _load_tfds(name: str, split: str, data_dir: str | None, what: str,
         f" {data_dir or '~/tensorflow_datasets'} and this machine cannot reach"
         f" {_TFDS_HOST} to download it; use one of the {OFFLINE_ALTERNATIVES}")
   try:
-    builder.download_and_prepare()
+    builder = prepared(builder, lambda: tfds.builder(name, data_dir=data_dir))
   except Exception as e:  # TFDS raises many types for a failed download.
     first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
     raise DataUnavailableError(
@@ -228,9 +229,25 @@ def _load_idx(directory: str, split: str, data_dir: str | None, what: str,
   if split.split("[")[0] not in ("train", "test"):
     raise ConfigError(f"{what}: IDX sources have splits 'train' and 'test', not {split!r}")
   layout = idx_builder.inspect_idx_dir(directory, what)
-  builder = idx_builder.idx_builder(layout, data_dir)
-  builder.download_and_prepare()
+  builder = prepared(idx_builder.idx_builder(layout, data_dir),
+                     lambda: idx_builder.idx_builder(layout, data_dir))
   return _tfds_load(builder, split, process_index, process_count)
+
+
+def prepared(builder, rebuild):
+  """`builder` after `download_and_prepare()`, safe when several processes (those of one
+  host, or two runs started together on a new machine) prepare the same data set at
+  once: TFDS writes each copy into its own incomplete directory and renames it into
+  place, and every rename but the first fails with FileExistsError. The copy in place
+  is the same data set; a builder made anew (`rebuild()`) reads it."""
+  try:
+    builder.download_and_prepare()
+    return builder
+  except FileExistsError:
+    builder = rebuild()
+    if not builder.is_prepared():
+      raise
+    return builder
 
 
 def load_source(source: Source | str, split: str = "train", *, data_dir: str | None = None,
@@ -275,8 +292,9 @@ def load_source(source: Source | str, split: str = "train", *, data_dir: str | N
       images = np.zeros((0, size, size, meta["channels"]), np.uint8)
     else:
       images = images[keep]
+    files = tuple(meta["files"][i] for i in keep)
     return SourceData(spec, images, labels, max(len(names), 1), class_names=names,
-                      labelled=bool(names), stream=stream)
+                      labelled=bool(names), stream=stream, file_names=files)
   if len(labels) == 0:
     raise ConfigError(f"{what}: source {spec!r} split {split!r} is empty on this host")
   return SourceData(spec, images, labels, int(k))
