@@ -236,11 +236,15 @@ def _image_figures(method, state, eval_batch, out_dir, seed) -> list[str]:
     src = jnp.asarray(eval_batch[side]["image"][:12])
     z = nets.sample_noise(jax.random.fold_in(key, 0), 12, nz)
     fwd = translate(params, spectral, src, z, d)
-    row = [src, fwd]
+    row, what = [src, fwd], ["source", "transferred"]
     if back in method.directions:
       row.append(translate(params, spectral, fwd, z[::-1], back))
-    rows.append({"title": f"Figure 2 layout, {title} (rows: source, transferred,"
-                          f" transferred back), step {int(state.step)}", "rows": row})
+      what.append("transferred back")
+    if method.paired:   # the batch holds pairs: each source's own target
+      row.append(jnp.asarray(eval_batch[d[1]]["image"][:12]))
+      what.append("its pair")
+    rows.append({"title": f"Figure 2 layout, {title} (rows: {', '.join(what)}), step"
+                          f" {int(state.step)}", "rows": row})
     if not method.stochastic:
       continue   # Figure 4 needs translations that depend on z (not CycleGAN's)
     src8 = src[:8]

@@ -293,9 +293,11 @@ class _Preemption:
 
 # --- figures ---
 
-def _eval_batch(domains, seed, n, resolution):
+def _eval_batch(domains, seed, n, resolution, pairing="none"):
+  """The figures' fixed batch; on paired data (`pairing`) its Y images are the X images'
+  own pairs, so Figure 2 shows each translation beside its target."""
   it = data.make_batches(domains, n, seed=seed + 1, resolution=resolution,
-                         device_count=1, process_index=0, process_count=1)
+                         device_count=1, process_index=0, process_count=1, pairing=pairing)
   return next(it)
 
 
@@ -405,7 +407,8 @@ def _train(method, run, domain_specs, workdir, lead, abstract, ckpt_bytes, evalu
   if start >= run.steps:
     logging.info("nothing to do: checkpoint at step %d >= --steps=%d", start, run.steps)
     return state
-  eval_batch = _eval_batch(domains, run.seed, 1000 if points else 16, method.config.resolution)
+  eval_batch = _eval_batch(domains, run.seed, 1000 if points else 16, method.config.resolution,
+                           run.pairing)
 
   def stream(step):
     """The batches of iterations step, step + 1, ... (module docstring: segments)."""
