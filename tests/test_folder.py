@@ -211,7 +211,7 @@ def test_a_folder_trains_at_128_and_evaluates_on_its_classes(tmp_path):
                         checkpoint_every=3, figure_every=0, log_every=1)
   state = train.train(m, run, specs)
   assert int(state.step) == 3
-  init = jax.jit(m.init_state)(jax.random.PRNGKey(run.seed))
+  init = train.compiled_init(m)(jax.random.PRNGKey(run.seed))   # the run's own program
   for net in ("G", "D", "W"):
     assert not all(np.array_equal(a, b) for a, b in zip(
         jax.tree.leaves(init.params[net]), jax.tree.leaves(state.params[net]))), net
@@ -284,11 +284,10 @@ def test_the_halves_of_a_side_by_side_folder_are_pairs(tmp_path):
 
 def test_two_folders_pair_their_files_by_name(tmp_path, caplog):
   """Two folders holding the same file names (edges/ and photos/, say) are pairs by name
-  (the path below the split root, class subfolder included), whatever order or format
-  each folder stores them in: here each photo is its edge image inverted and written as
-  in reverse order; X's one file without a photo is never drawn (one
-  warning), Y's extra file is ignored, and folders sharing no name in a class X draws
-  from are refused in one line."""
+  (the path below the split root, class subfolder included), whatever order each folder
+  was written in: here each photo is its edge image inverted, written in reverse order;
+  X's one file without a photo is never drawn (one warning), Y's extra file is ignored,
+  and folders sharing no name in a class X draws from are refused in one line."""
   shoes, bags = _fashion(n_per_class=6)
   for name, imgs in (("shoes", shoes), ("bags", bags)):
     for i, im in enumerate(imgs):

@@ -347,8 +347,9 @@ class FolderStream:
 def load(directory: str, opts: FolderOptions, split: str, what: str):
   """(meta, images or None, class names) of a folder split (the whole split; the caller
   slices it), decoded once into the cache. `meta`: {'labels': int32 [N], 'files' (each
-  image's path relative to the split root), 'channels', 'size', 'cache'}. Images are None when the split streams (`stream=yes`, or `auto` and
-  more than STREAM_BYTES decoded); else uint8 [N, size, size, C] read from the cache."""
+  image's path relative to the split root), 'channels', 'size', 'cache'}. Images are None
+  when the split streams (`stream=yes`, or `auto` and more than STREAM_BYTES decoded);
+  else uint8 [N, size, size, C] read from the cache."""
   import tensorflow as tf
   root, paths, labels, classes = scan(directory, split.split("[")[0], opts, what)
   cache = _cache_dir(root, paths, opts)
