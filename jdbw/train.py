@@ -108,8 +108,8 @@ def compile_iteration(method, mode: str, mesh=None):
   shard_map: state replicated, batch global arrays sharded on their batch axis (1).
   pmap: state and batch carry a leading local-device axis.
 
-  The same method object, mode and mesh give the same compiled function (a few are
-  kept), so a second run of a method in one process (a resume, a notebook's rerun, a
+  An equal method (same type and config, `BaseMethod.__eq__`), mode and mesh give the
+  same compiled function (a few are kept), so a second run of a method in one process (a resume, a notebook's rerun, a
   sweep's next seed) neither traces nor compiles its iteration again.
   """
   if mode not in ("shard_map", "pmap"):
@@ -130,7 +130,7 @@ def _compiled(method, mode: str, mesh):
 @functools.lru_cache(maxsize=8)
 def compiled_init(method):
   """`method.init_state` compiled (one program instead of hundreds of eager ones: each
-  network layer's initialisers), kept per method object like `compile_iteration`."""
+  network layer's initialisers), kept per (equal) method like `compile_iteration`."""
   return jax.jit(method.init_state)
 
 

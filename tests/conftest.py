@@ -22,13 +22,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # (they inherit the environment): the many tiny runs compile the same iterations, and a
 # resumed run recompiles what its first half compiled. Results are unchanged; only
 # compile time is saved.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jdbw_jax_cache_"))
+# (The directories are made once, by the first process: xdist workers and subprocesses
+# inherit the variables.)
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jdbw_jax_cache_")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 # One jdbw cache per test session (`jdbw.data.cache_root`), shared the same way: the
 # digits evaluation classifiers of `helpers.DIGITS_CLASSIFIER` train once for the
 # session's tests, its CLI runs and the notebook's kernel, and never come from (or go
 # to) the developer's ~/.cache/jdbw.
-os.environ.setdefault("JDBW_CACHE", tempfile.mkdtemp(prefix="jdbw_cache_"))
+if "JDBW_CACHE" not in os.environ:
+  os.environ["JDBW_CACHE"] = tempfile.mkdtemp(prefix="jdbw_cache_")
 
 import pytest  # noqa: E402
 

@@ -285,9 +285,9 @@ def test_figure3_draws_weights_of_the_weighted_sides_only(tmp_path, monkeypatch,
 
 
 @pytest.mark.parametrize("name,kw,modes", [
-    ("cyclegan", dict(batch_weight="two_sided", pool_size=3, **TINY_CG), ("shard_map", "pmap")),
-    # DistanceGAN's collectives are CycleGAN's plus psums of the distance sums: pmap runs
-    # the same step code, checked on CycleGAN above.
+    # shard_map, the default wrapper. pmap wraps the same step code
+    # (train.compile_iteration) and is checked once, on JD (test_train.py).
+    ("cyclegan", dict(batch_weight="two_sided", pool_size=3, **TINY_CG), ("shard_map",)),
     ("distancegan", dict(batch_weight="two_sided", distance="both", cycle_weight=1.0,
                          bw_reconstruction=True, **TINY_DG), ("shard_map",))])
 def test_devices_match_one_device(name, kw, modes):

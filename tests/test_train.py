@@ -89,12 +89,24 @@ def test_steps_change_only_their_own_networks():
 
 
 def test_iteration_compiles_once():
+  """The loop's compiled iteration (shard_map, state donated) traces and compiles once
+  over new batches and a new state each step. It is kept per method: a method rebuilt
+  from an equal config (a resume in one process) gets the same compiled iteration and
+  init, another config its own. (JD with TINY is the shard_map test's default variant
+  above, so in this file its iteration is compiled already.)"""
   method = jd.JD(jd.JDConfig(**TINY))
-  step = jax.jit(chex.assert_max_traces(method.iteration, n=1), donate_argnums=0)
-  state = method.init_state(jax.random.PRNGKey(0))
+  fn = train.compile_iteration(method, "shard_map")
+  state = train.place_state(method.init_state(jax.random.PRNGKey(0)), "shard_map")
   for seed in range(3):
-    state, _, _ = step(state, _batch(TINY["d_steps"], seed=seed))
+    state, _, _ = fn(state, train.place_batch(_batch(TINY["d_steps"], seed=seed), "shard_map"))
   assert int(state.step) == 3
+  assert fn._cache_size() == 1
+  again, other = jd.JD(jd.JDConfig(**TINY)), jd.JD(jd.JDConfig(**{**TINY, "d_steps": 1}))
+  assert again == method and hash(again) == hash(method) and other != method
+  assert train.compile_iteration(again, "shard_map") is fn
+  assert train.compiled_init(again) is train.compiled_init(method)
+  assert train.compile_iteration(other, "shard_map") is not fn   # not compiled: jit is lazy
+  assert train.compiled_init(other) is not train.compiled_init(method)
 
 
 def _specs():
@@ -285,6 +297,23 @@ def _wait_for(pred, proc, timeout=240, poll=0.5):
     time.sleep(poll)
 
 
+def _launch(wd, steps, extra, log):
+  """The entrypoint on `wd` in the background, its log (stderr) to the file `log`."""
+  return subprocess.Popen(_cli(wd, steps, extra), cwd=ROOT, env=_CLI_ENV,
+                          stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+
+
+def _ended(proc, log, status):
+  """Waits for `proc` to exit with `status`, with no traceback: (log text, last line)."""
+  try:
+    assert proc.wait(120) == status, log.read_text()[-3000:]
+  finally:
+    proc.kill()
+  text = log.read_text()
+  assert "Traceback" not in text, text[-3000:]
+  return text, text.strip().splitlines()[-1]
+
+
 def _saved(wd):
   """Finished checkpoint steps of a workdir."""
   d = wd / "checkpoints"
@@ -307,62 +336,68 @@ def _final(wd, step):
     ckpt.close()
 
 
-def test_sigkills_and_sigterm_resume_to_the_uninterrupted_runs_parameters(tmp_path):
-  """Fault injection through the real entrypoint: two SIGKILLs (after a checkpoint, and
-  during a checkpoint write), then a SIGTERM, each followed by a rerun of the same
-  command, end in exactly the parameters, optimiser states and weight history of an
-  uninterrupted run: a resume continues the same run (segmented data stream,
-  jdbw.train). SIGTERM writes a checkpoint of the step reached and exits with
-  EXIT_PREEMPTED (75), never 0, and without "done:"."""
+def test_interruptions_resume_to_the_uninterrupted_runs_parameters(tmp_path):
+  """Fault injection through the real entrypoint: a Ctrl-C, a SIGKILL during a checkpoint
+  write, then a SIGTERM, each followed by a rerun of the same command, end in exactly the
+  parameters, optimiser states and weight history of an uninterrupted run: a resume
+  continues the same run (segmented data stream, jdbw.train).
+
+  Ctrl-C once: a checkpoint of the step reached, one line, EXIT_INTERRUPTED (130), the
+  lock released. The SIGKILL lands while a newer checkpoint is being written, so the rerun
+  resumes from an older finished one than the step the killed process had reached (the
+  case of a SIGKILL after a checkpoint, plus a write's leftovers). SIGTERM writes a
+  checkpoint of the step reached and exits with EXIT_PREEMPTED (75), never 0, and without
+  "done:"."""
   steps, extra = 60, ["--checkpoint_every=4", "--stream_segment=12"]
   # Every launch runs the same programs: the session's persistent compilation cache
   # (conftest.py, inherited through _CLI_ENV) saves recompiling them.
   env = _CLI_ENV
+
+  launch = lambda log: _launch(wd, steps, extra, log)
   ref = tmp_path / "ref"
   subprocess.run(_cli(ref, steps, extra), cwd=ROOT, env=env, check=True,
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   wd = tmp_path / "wd"
-  killed_in_write = 0
-  for kill in range(2):
-    before, stale = max(_saved(wd), default=0), _writing(wd)
-    proc = subprocess.Popen(_cli(wd, steps, extra), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-      if kill % 2:  # as soon as a write of a newer checkpoint is seen
-        _wait_for(lambda: _writing(wd) - stale or max(_saved(wd), default=0) > before + 4,
-                  proc, poll=0.002)
-      else:         # after a newer checkpoint is finished
-        _wait_for(lambda: max(_saved(wd), default=0) > before, proc, poll=0.05)
-      proc.send_signal(signal.SIGKILL)
-      proc.wait(60)
-    finally:
-      proc.kill()
-    killed_in_write += bool(_writing(wd) - stale)
-    assert max(_saved(wd)) < steps, "the run finished before its kill: raise `steps`"
-  assert killed_in_write, "no kill landed during a checkpoint write"
+
+  log = tmp_path / "once.log"
+  proc = launch(log)
+  _wait_for(lambda: "step 3/" in log.read_text(), proc, poll=0.05)
+  proc.send_signal(signal.SIGINT)
+  text, last = _ended(proc, log, EXIT_INTERRUPTED)
+  saved = max(_saved(wd))
+  assert last.startswith(f"interrupted (Ctrl-C) at step {saved}: checkpoint written"), last
+  assert 3 <= saved < steps and not (wd / workdir.LOCK).exists()
+  # Quiet by default: the libraries' INFO records (orbax's dozens per checkpoint) are hidden.
+  info = [l for l in text.splitlines() if l[:1] == "I" and l[1:5].isdigit()]
+  assert info and not [l for l in info if "checkpoint_manager.py" in l], info[:5]
+
+  log = tmp_path / "killed.log"
+  stale = _writing(wd)
+  proc = launch(log)
+  try:  # as soon as a write of a newer checkpoint is seen
+    _wait_for(lambda: _writing(wd) - stale or max(_saved(wd)) > saved + 4, proc, poll=0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(60)
+  finally:
+    proc.kill()
+  assert f"resumed {wd} at step {saved}" in log.read_text()
+  assert _writing(wd) - stale, "the kill did not land during a checkpoint write"
+  assert max(_saved(wd)) < steps, "the run finished before its kill: raise `steps`"
+
   log = tmp_path / "resumed.log"
   saved = max(_saved(wd))
-  with open(log, "w") as err:
-    proc = subprocess.Popen(_cli(wd, steps, extra), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=err)
-    try:
-      _wait_for(lambda: f"step {saved + 2}/" in log.read_text(), proc, poll=0.05)
-      proc.send_signal(signal.SIGTERM)
-      assert proc.wait(120) == EXIT_PREEMPTED, log.read_text()[-3000:]
-    finally:
-      proc.kill()
-  text = log.read_text()
+  proc = launch(log)
+  _wait_for(lambda: f"step {saved + 2}/" in log.read_text(), proc, poll=0.05)
+  proc.send_signal(signal.SIGTERM)
+  text, last = _ended(proc, log, EXIT_PREEMPTED)
   assert f"resumed {wd} at step {saved}" in text
   assert "SIGTERM: checkpoint written" in text and "rerun the same command" in text
   assert "done:" not in text
   preempted = max(_saved(wd))
   assert saved < preempted < steps, _saved(wd)
-  # Quiet by default: the libraries' INFO records (orbax's dozens per checkpoint) are hidden.
-  info = [l for l in text.splitlines() if l[:1] == "I" and l[1:5].isdigit()]
-  assert info and not [l for l in info if "checkpoint_manager.py" in l], info[:5]
   subprocess.run(_cli(wd, steps, extra), cwd=ROOT, env=env, check=True,
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  assert not _writing(wd)   # the killed writes' temporary directories were removed
+  assert not _writing(wd)   # the killed write's temporary directory was removed
   (state, history), (want, want_history) = _final(wd, steps), _final(ref, steps)
   chex.assert_trees_all_equal(jax.device_get(state), jax.device_get(want))
   assert history == want_history
@@ -416,41 +451,12 @@ def test_the_128_setting():
 
 
 @pytest.mark.slow
-def test_ctrl_c_once_twice_and_signals_during_start_up(tmp_path):
-  """Through the entrypoint. Ctrl-C once: a checkpoint of the step reached, one line,
-  EXIT_INTERRUPTED (130), the lock released, and a rerun resumes there. Ctrl-C twice:
+def test_ctrl_c_twice_and_signals_during_start_up(tmp_path):
+  """Through the entrypoint (Ctrl-C once: the interruptions test above). Ctrl-C twice:
   stops at once, one line, no traceback. SIGTERM during start-up (lock taken, data or
   compile): one line, EXIT_PREEMPTED (75), the lock released."""
-  steps, extra, env = 400, ["--checkpoint_every=1000"], _CLI_ENV
-
-  def launch(wd, log):
-    return subprocess.Popen(_cli(wd, steps, extra), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(log, "w"))
-
-  def ended(proc, log, status):
-    try:
-      assert proc.wait(120) == status, log.read_text()[-3000:]
-    finally:
-      proc.kill()
-    text = log.read_text()
-    assert "Traceback" not in text, text[-3000:]
-    return text, text.strip().splitlines()[-1]
-
-  wd, log = tmp_path / "wd", tmp_path / "once.log"
-  proc = launch(wd, log)
-  _wait_for(lambda: "step 3/" in log.read_text(), proc, poll=0.05)
-  proc.send_signal(signal.SIGINT)
-  text, last = ended(proc, log, EXIT_INTERRUPTED)
-  saved = max(_saved(wd))
-  assert last.startswith(f"interrupted (Ctrl-C) at step {saved}: checkpoint written"), last
-  assert 3 <= saved < steps and not (wd / workdir.LOCK).exists()
-
-  log = tmp_path / "resumed.log"
-  proc = launch(wd, log)
-  _wait_for(lambda: f"step {saved + 2}/" in log.read_text(), proc, poll=0.05)
-  proc.send_signal(signal.SIGTERM)
-  text, last = ended(proc, log, EXIT_PREEMPTED)
-  assert f"resumed {wd} at step {saved}" in text
+  launch = lambda wd, log: _launch(wd, 400, ["--checkpoint_every=1000"], log)
+  ended = _ended
 
   # Twice: the first during start-up (which takes seconds), the second soon after.
   wd2, log = tmp_path / "twice", tmp_path / "twice.log"

@@ -119,6 +119,16 @@ class BaseMethod:
   def encode_noise(self, params, spectral, images, direction: str):
     raise NotImplementedError(f"{self.name} reads no style off an image")
 
+  # A method is its frozen config: everything else it holds (networks, batch weight) is
+  # built from that config alone. Two methods of one type and config are therefore equal,
+  # so that `jdbw.train.compile_iteration` and `compiled_init`, kept per method, are reused
+  # by a method rebuilt from the same config (a resume in one process, a test's rerun).
+  def __eq__(self, other):
+    return type(other) is type(self) and other.config == self.config
+
+  def __hash__(self):
+    return hash((type(self), self.config))
+
   def check_domains(self, domains: dict) -> None:
     from jdbw.errors import ConfigError
     for name, d in domains.items():
