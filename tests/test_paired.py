@@ -204,6 +204,39 @@ def test_encoder_and_generator_shapes_and_names():
   assert state.params["G"]["G_xy"]["Conv_0"]["kernel"].shape == (4, 4, 9, 4)
 
 
+def test_multi_scale_patchgan_is_the_references():
+  """`--d_scales=2` (the reference's num_Ds): the second PatchGAN, of half the width,
+  scores the image average-pooled by 3x3/2 with its zero padding not counted (numpy
+  here); both D and D2 of the method get the two scales, and the iteration's losses take
+  the list of maps."""
+  d = nets_p2p.MultiScalePatchDiscriminator(ndf=6, n_layers=2, scales=2)
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 32, 32, 1))
+  params = d.init(jax.random.PRNGKey(0), x)["params"]
+  first, second = d.apply({"params": params}, x)
+  chex.assert_shape([first, second], [(2, 6, 6), (2, 2, 2)])
+  assert params["PatchDiscriminator_1"]["Conv_0"]["kernel"].shape == (4, 4, 1, 3)
+  padded = np.pad(np.asarray(x, np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+  ones = np.pad(np.ones((32, 32)), 1)
+  pooled = np.zeros((2, 16, 16, 1))
+  for i in range(16):
+    for j in range(16):
+      win = np.s_[2 * i:2 * i + 3, 2 * j:2 * j + 3]
+      pooled[:, i, j] = padded[:, win[0], win[1]].sum((1, 2)) / ones[win].sum()
+  single = nets_cg.PatchDiscriminator(3, 2)
+  np.testing.assert_allclose(
+      second, single.apply({"params": params["PatchDiscriminator_1"]}, jnp.asarray(pooled)),
+      rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+      first, nets_cg.PatchDiscriminator(6, 2).apply({"params": params["PatchDiscriminator_0"]},
+                                                    x), rtol=1e-5, atol=1e-6)
+  m = bcg.BiCycleGAN(bcg.BiCycleGANConfig(**{**BC_TINY, "d_scales": 2}))
+  state = jax.eval_shape(m.init_state, jax.random.PRNGKey(0))
+  for name in ("D_x", "D_y", "D2_x", "D2_y"):
+    assert sorted(state.params["D"][name]) == ["PatchDiscriminator_0", "PatchDiscriminator_1"]
+  _, metrics, _ = jax.eval_shape(m.iteration, state, jax.tree.map(jnp.asarray, _batch()))
+  assert metrics["g/adv"].shape == () and metrics["d/loss"].shape == ()
+
+
 def test_bicyclegan_terms_are_the_references():
   """The generator step's terms from their pieces: LSGAN of D on G(A1, z_e) and of D2 on
   G(A1, z_r), λ_L1 |G(A1, z_e) − B1|, λ_KL · −½ Σ(1 + logvar − mu² − e^logvar) and
@@ -260,6 +293,9 @@ def test_bicyclegan_refusals_are_one_line(tmp_path, monkeypatch):
   with pytest.raises(ConfigError) as e:
     methods.build("bicyclegan", kl_weight=-1.0)
   helpers.one_line(e, "--kl_weight")
+  with pytest.raises(ConfigError) as e:
+    methods.build("bicyclegan", d_scales=2, dis_layers=3)
+  helpers.one_line(e, "--d_scales", "at least 64")
   m = methods.build("bicyclegan", **BC_TINY)
   with pytest.raises(ConfigError) as e:   # an odd batch per device cannot be halved
     jax.eval_shape(m.generator_step, jax.eval_shape(m.init_state, jax.random.PRNGKey(0)),
@@ -273,10 +309,11 @@ def test_bicyclegan_refusals_are_one_line(tmp_path, monkeypatch):
 
 def test_both_paired_methods_train_at_128_from_aligned_folders(tmp_path, monkeypatch):
   """The paired Edges -> Shoes setting at 128x128 (edges_shoes_paired.flags, at tiny
-  widths): pix2pix trains from the halves of A|B files, BiCycleGAN from two folders
-  whose files pair by name (each Y image is its X image inverted); both folders made
-  here from real Fashion-MNIST shoes and bags. Every network moves; the pairs are the
-  files' own (a translation target of the wrong file would not be -x)."""
+  widths): pix2pix trains from the halves of A|B files, BiCycleGAN (with the reference's
+  two-scale D and D2) from two folders whose files pair by name (each Y image is its X
+  image inverted); both folders made here from real Fashion-MNIST shoes and bags. Every
+  network moves; the pairs are the files' own (a translation target of the wrong file
+  would not be -x)."""
   import tensorflow as tf
   monkeypatch.setenv("JDBW_CACHE", str(tmp_path / "cache"))
   src = data.load_source("idx:/usr/share/datasets/fashion-mnist", "test")
@@ -291,7 +328,7 @@ def test_both_paired_methods_train_at_128_from_aligned_folders(tmp_path, monkeyp
       source=f"folder:{tmp_path / d}:size=128,test_fraction=0{opts}", name=name)
   cases = {"pix2pix": (dict(ngf=2, ndf=2, dis_layers=3),
                        {"x": folder("ab", "x", ",half=left"), "y": folder("ab", "y", ",half=right")}),
-           "bicyclegan": (dict(ngf=2, ndf=2, nef=2, dis_layers=3),
+           "bicyclegan": (dict(ngf=2, ndf=2, nef=2, dis_layers=3, d_scales=2),
                           {"x": folder("edges", "x"), "y": folder("photos", "y")})}
   for name, (kw, specs) in cases.items():
     domains = {k: data.load_domain(s) for k, s in specs.items()}

@@ -23,7 +23,8 @@ Inference: G(x, z) with z = √2 erfinv(u) from the harness's noise u ~ U(−1, 
 MUNIT's style), so Figure 4 and the noise metrics show the diversity the code z drives.
 `reverse=True` adds an independent BiCycleGAN for Y → X (G_yx, E_x, D_x, D2_x).
 Differences from the reference's loop: one compiled iteration (generator step first,
-the critics on the next batch), one discriminator scale (the reference's D has two),
+the critics on the next batch), one discriminator scale by default (the reference's two:
+`--d_scales=2`),
 per-sample draws keyed by global index (any device count trains the same function).
 Batch weight does not apply (pairs; docs/methods.md).
 """
@@ -55,11 +56,19 @@ class BiCycleGANConfig(paired.PairedConfig):
   latent_weight: float = config_lib.setting(
       0.5, "bicyclegan: weight λ_latent of |E(G(x, z)) − z|, the code recovered from a"
       " random-code translation (reference 0.5).")
+  d_scales: int = config_lib.setting(
+      1, "bicyclegan: scales of each of D and D2 (the reference's --num_Ds 2: a second"
+      " PatchGAN of half the width on the image average-pooled by 2); 1 at the CPU sizes.")
 
   MIN_RESOLUTION = 16   # the encoder pools an 8x8 map after at least one block
 
   def check_method(self):
-    config_lib.positive(self, "nef")
+    config_lib.positive(self, "nef", "d_scales")
+    least = 2 ** (self.dis_layers + 2 + self.d_scales - 1)
+    if self.resolution < least:
+      raise ConfigError(f"--d_scales: {self.d_scales} scales of a {self.dis_layers}-layer"
+                        f" PatchGAN need --resolution of at least {least}; got"
+                        f" {self.resolution}")
     if min(self.kl_weight, self.latent_weight) < 0:
       raise ConfigError("--kl_weight and --latent_weight: expected >= 0")
 
@@ -88,6 +97,9 @@ class BiCycleGAN(paired.PairedTranslator):
       return nets.pix2pix.UnetGenerator(out, c.ngf, self.levels, 0, None, "in", **self.kw)
     if name.startswith("E_"):
       return nets.pix2pix.ResNetEncoder(c.noise_dim, c.nef, self.levels - 3, **self.kw)
+    if c.d_scales > 1:
+      return nets.pix2pix.MultiScalePatchDiscriminator(c.ndf, c.dis_layers, c.d_scales,
+                                                       **self.kw)
     return nets.cyclegan.PatchDiscriminator(c.ndf, c.dis_layers, **self.kw)
 
   def network_names(self) -> dict:

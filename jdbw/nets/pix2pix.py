@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from jdbw.nets import layers
 from jdbw.nets.blocks import instance_norm
-from jdbw.nets.cyclegan import _batch_norm
+from jdbw.nets.cyclegan import PatchDiscriminator, _batch_norm
 
 _PAD = ((1, 1), (1, 1))
 _UP = ((2, 2), (2, 2))    # PyTorch's ConvTranspose2d(4, 2, 1): 2x
@@ -106,3 +106,27 @@ class ResNetEncoder(layers.ConvNet):
       h = r + layers.Conv(out, (1, 1), 1, "VALID", **self.kw)(pool(h))
     h = jnp.mean(layers.at_least_float32(act(h)), axis=(1, 2))
     return (layers.Dense(self.nz, name="mu")(h), layers.Dense(self.nz, name="logvar")(h))
+
+
+class MultiScalePatchDiscriminator(layers.ConvNet):
+  """BiCycleGAN's multi-scale PatchGAN (`D_NLayersMulti` of the BicycleGAN code, its
+  `--num_Ds`): `scales` PatchGANs (`jdbw.nets.cyclegan.PatchDiscriminator`), the first on
+  the image, each next one on the image average-pooled once more (3x3, stride 2, padding
+  1 not counted) with the reference's width for it (scale i of 1, 2, ...: the previous
+  width / 2**i, rounded: ndf, ndf / 2, ndf / 8, ...). A list of [B, h, w] score maps,
+  one per scale; the LSGAN loss sums the scales' means (`jdbw.losses.lsgan_per_sample`),
+  as the reference's GANLoss."""
+  ndf: int = 64
+  n_layers: int = 3
+  scales: int = 2
+  norm: str = "in"
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    outs, ndf = [], self.ndf
+    for i in range(self.scales):
+      if i:
+        ndf = int(round(ndf / 2 ** i))
+        x = nn.avg_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)), count_include_pad=False)
+      outs.append(PatchDiscriminator(ndf, self.n_layers, self.norm, **self.kw)(x, train))
+    return outs
