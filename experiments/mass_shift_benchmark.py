@@ -59,8 +59,9 @@ VARIANTS = {
                        " --reverse; 1 D step, 3x the steps)", "pix2pix",
                        {"reverse": True, "d_steps": 1}, 3, "same_draw"),
     "bicyclegan": Variant("BiCycleGAN on SR pairs drawn with X's classes (both directions,"
-                          " --reverse; 1 D step, 3x the steps)", "bicyclegan",
-                          {"reverse": True, "d_steps": 1}, 3, "same_draw"),
+                          " --reverse; the reference's two-scale D and D2; 1 D step, 3x"
+                          " the steps)", "bicyclegan",
+                          {"reverse": True, "d_steps": 1, "d_scales": 2}, 3, "same_draw"),
 }
 
 common.define_training_flags()
