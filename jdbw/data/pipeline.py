@@ -107,8 +107,11 @@ def keep_tf_off_accelerators() -> None:
 PAIRINGS = ("none", "same_draw")
 
 
-def check_pairing(domains: Mapping[str, Domain], pairing: str) -> None:
-  """One ConfigError line when the loaded domains cannot be drawn with `pairing`."""
+def check_pairing(domains: Mapping[str, Domain], pairing: str, warn: bool = True) -> None:
+  """One ConfigError line when the loaded domains cannot be drawn with `pairing`; with
+  `warn`, a warning when some of X's files have no pair (they are not drawn).
+  `make_batches` checks again without the warning: a run makes a stream per segment and
+  warns once, at its start (`jdbw.train`)."""
   if pairing not in PAIRINGS:
     raise ConfigError(f"--pairing: got {pairing!r}; expected one of {PAIRINGS}")
   if pairing == "none":
@@ -141,7 +144,7 @@ def check_pairing(domains: Mapping[str, Domain], pairing: str) -> None:
         " folders' files by their path relative to the split root (e.g. shoes/001.png in"
         " both)")
   lost = int((index < 0).sum())
-  if lost:
+  if lost and warn:
     logging.warning("--pairing=%s: %d of the %d files of %s (split %r) have no file of the"
                     " same name in %s; they are not drawn", pairing, lost, len(index), px.arg,
                     x.spec.split, py.arg)
@@ -295,7 +298,7 @@ def make_batches(domains: Mapping[str, Domain], global_batch: int, *, seed: int,
                                      process_index=process_index, skip=draws))
         for name, domain in domains.items()})
   else:
-    check_pairing(domains, pairing)
+    check_pairing(domains, pairing, warn=False)
     ds = batched(paired_dataset(domains["x"], domains["y"], seed=seed, resolution=resolution,
                                 process_index=process_index, skip=draws))
   ds = ds.prefetch(tf.data.AUTOTUNE)
