@@ -219,6 +219,9 @@ def domain_dataset(domain: Domain, *, seed: int, resolution: int = 32,
     return domain.data.mixture.dataset(domain.probs, elem_seed, domain.spec.split).skip(skip)
   transform = _transformer(domain, elem_seed, resolution)
 
+  # Plain TensorFlow, no Python control flow on tensors: nothing for AutoGraph to
+  # convert (it warned "could not transform ... closure mismatch" on every stream).
+  @tf.autograph.experimental.do_not_convert
   def apply(index, example):
     return {"image": transform(index, example["image"]),
             "label": tf.cast(example["label"], tf.int32)}
@@ -241,6 +244,7 @@ def paired_dataset(x: Domain, y: Domain, *, seed: int, resolution: int = 32,
   to_x, to_y = _transformer(x, x_seed, resolution), _transformer(y, y_seed, resolution)
   same = _same_source(x, y)
 
+  @tf.autograph.experimental.do_not_convert   # as domain_dataset's
   def apply(index, example):
     label = tf.cast(example["label"], tf.int32)
     return {"x": {"image": to_x(index, example["image"]), "label": label},
