@@ -109,8 +109,9 @@ def compile_iteration(method, mode: str, mesh=None):
   pmap: state and batch carry a leading local-device axis.
 
   An equal method (same type and config, `BaseMethod.__eq__`), mode and mesh give the
-  same compiled function (a few are kept), so a second run of a method in one process (a resume, a notebook's rerun, a
-  sweep's next seed) neither traces nor compiles its iteration again.
+  same compiled function (a few are kept), so a second run of a method in one process
+  (a resume, a notebook's rerun, a sweep's next seed) neither traces nor compiles its
+  iteration again.
   """
   if mode not in ("shard_map", "pmap"):
     raise ValueError(mode)

@@ -284,13 +284,13 @@ def test_figure3_draws_weights_of_the_weighted_sides_only(tmp_path, monkeypatch,
   assert logged == {f"weights_{s}" for s in weighted} | {"critic_x", "critic_y"}
 
 
-@pytest.mark.parametrize("name,kw,modes", [
-    # shard_map, the default wrapper. pmap wraps the same step code
-    # (train.compile_iteration) and is checked once, on JD (test_train.py).
-    ("cyclegan", dict(batch_weight="two_sided", pool_size=3, **TINY_CG), ("shard_map",)),
+# shard_map, the default wrapper. pmap wraps the same step code (train.compile_iteration)
+# and is checked once, on JD (test_train.py).
+@pytest.mark.parametrize("name,kw", [
+    ("cyclegan", dict(batch_weight="two_sided", pool_size=3, **TINY_CG)),
     ("distancegan", dict(batch_weight="two_sided", distance="both", cycle_weight=1.0,
-                         bw_reconstruction=True, **TINY_DG), ("shard_map",))])
-def test_devices_match_one_device(name, kw, modes):
+                         bw_reconstruction=True, **TINY_DG))])
+def test_devices_match_one_device(name, kw):
   """Two devices: the shared pool, batch norm over the global batch and distances over
   global pairs give the one-device iteration."""
   assert jax.device_count() == 2
@@ -302,24 +302,24 @@ def test_devices_match_one_device(name, kw, modes):
   ref = copy(state)
   for i in range(2):
     ref, ref_metrics, ref_w = jax.jit(m.iteration)(ref, _batch(seed=i))
-  for mode in modes:
-    fn = train.compile_iteration(m, mode)
-    got = train.place_state(copy(state), mode)
-    for i in range(2):
-      got, got_metrics, got_w = fn(got, train.place_batch(_batch(seed=i), mode))
-    got = jax.device_get(train.host_state(got, mode))
-    got_metrics = jax.tree.map(lambda a: np.asarray(a).reshape(-1)[0], got_metrics)
-    chex.assert_trees_all_close(got_metrics, ref_metrics, rtol=2e-4, atol=1e-6)
-    chex.assert_trees_all_close(train.flat_per_sample(got_w), train.flat_per_sample(ref_w),
-                                rtol=1e-4, atol=1e-6)
-    chex.assert_trees_all_close(got.extras, jax.device_get(ref.extras), rtol=1e-4, atol=1e-5)
-    # Adam can turn a rounding-level gradient difference near 0 into a step of ±lr, so after
-    # two iterations params may differ by up to 2·lr·2, and the batch-norm statistics of
-    # the second iteration (computed with those params) by as much (5.7e-5 seen on a
-    # machine whose reductions round differently).
-    tol = 2 * m.config.lr * 2
-    chex.assert_trees_all_close(got.spectral, jax.device_get(ref.spectral), rtol=1e-4, atol=tol)
-    chex.assert_trees_all_close(got.params, jax.device_get(ref.params), rtol=1e-4, atol=tol)
+  mode = "shard_map"
+  fn = train.compile_iteration(m, mode)
+  got = train.place_state(copy(state), mode)
+  for i in range(2):
+    got, got_metrics, got_w = fn(got, train.place_batch(_batch(seed=i), mode))
+  got = jax.device_get(train.host_state(got, mode))
+  got_metrics = jax.tree.map(lambda a: np.asarray(a).reshape(-1)[0], got_metrics)
+  chex.assert_trees_all_close(got_metrics, ref_metrics, rtol=2e-4, atol=1e-6)
+  chex.assert_trees_all_close(train.flat_per_sample(got_w), train.flat_per_sample(ref_w),
+                              rtol=1e-4, atol=1e-6)
+  chex.assert_trees_all_close(got.extras, jax.device_get(ref.extras), rtol=1e-4, atol=1e-5)
+  # Adam can turn a rounding-level gradient difference near 0 into a step of ±lr, so after
+  # two iterations params may differ by up to 2·lr·2, and the batch-norm statistics of
+  # the second iteration (computed with those params) by as much (5.7e-5 seen on a
+  # machine whose reductions round differently).
+  tol = 2 * m.config.lr * 2
+  chex.assert_trees_all_close(got.spectral, jax.device_get(ref.spectral), rtol=1e-4, atol=tol)
+  chex.assert_trees_all_close(got.params, jax.device_get(ref.params), rtol=1e-4, atol=tol)
 
 
 @pytest.mark.parametrize("name,kw", [("cyclegan", dict(batch_weight="two_sided", **TINY_CG)),

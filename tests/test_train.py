@@ -299,8 +299,9 @@ def _wait_for(pred, proc, timeout=240, poll=0.5):
 
 def _launch(wd, steps, extra, log):
   """The entrypoint on `wd` in the background, its log (stderr) to the file `log`."""
-  return subprocess.Popen(_cli(wd, steps, extra), cwd=ROOT, env=_CLI_ENV,
-                          stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+  with open(log, "w") as err:   # the child keeps its own copy of the descriptor
+    return subprocess.Popen(_cli(wd, steps, extra), cwd=ROOT, env=_CLI_ENV,
+                            stdout=subprocess.DEVNULL, stderr=err)
 
 
 def _ended(proc, log, status):
@@ -352,12 +353,10 @@ def test_interruptions_resume_to_the_uninterrupted_runs_parameters(tmp_path):
   # Every launch runs the same programs: the session's persistent compilation cache
   # (conftest.py, inherited through _CLI_ENV) saves recompiling them.
   env = _CLI_ENV
-
-  launch = lambda log: _launch(wd, steps, extra, log)
-  ref = tmp_path / "ref"
+  ref, wd = tmp_path / "ref", tmp_path / "wd"
   subprocess.run(_cli(ref, steps, extra), cwd=ROOT, env=env, check=True,
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  wd = tmp_path / "wd"
+  launch = lambda log: _launch(wd, steps, extra, log)
 
   log = tmp_path / "once.log"
   proc = launch(log)
@@ -456,7 +455,6 @@ def test_ctrl_c_twice_and_signals_during_start_up(tmp_path):
   stops at once, one line, no traceback. SIGTERM during start-up (lock taken, data or
   compile): one line, EXIT_PREEMPTED (75), the lock released."""
   launch = lambda wd, log: _launch(wd, 400, ["--checkpoint_every=1000"], log)
-  ended = _ended
 
   # Twice: the first during start-up (which takes seconds), the second soon after.
   wd2, log = tmp_path / "twice", tmp_path / "twice.log"
@@ -465,7 +463,7 @@ def test_ctrl_c_twice_and_signals_during_start_up(tmp_path):
   proc.send_signal(signal.SIGINT)
   time.sleep(0.3)
   proc.send_signal(signal.SIGINT)
-  text, last = ended(proc, log, EXIT_INTERRUPTED)
+  text, last = _ended(proc, log, EXIT_INTERRUPTED)
   assert last.startswith("interrupted twice (Ctrl-C): stopped at once"), last
   assert "Ctrl-C: stopping after this step" in text
 
@@ -473,6 +471,6 @@ def test_ctrl_c_twice_and_signals_during_start_up(tmp_path):
   proc = launch(wd, log)
   _wait_for(lambda: (wd / workdir.LOCK).exists(), proc, poll=0.01)
   proc.send_signal(signal.SIGTERM)
-  text, last = ended(proc, log, EXIT_PREEMPTED)
+  text, last = _ended(proc, log, EXIT_PREEMPTED)
   assert last.startswith("preempted (SIGTERM)") and "rerun the same command" in last, last
   assert not (wd / workdir.LOCK).exists()
