@@ -62,6 +62,19 @@ VARIANTS = {
                           " --reverse; the reference's two-scale D and D2; 1 D step, 3x"
                           " the steps)", "bicyclegan",
                           {"reverse": True, "d_steps": 1, "d_scales": 2}, 3, "same_draw"),
+    # The semantic translators under MUNIT's rule. DTN is one-directional (X -> Y): its
+    # batch weight is one-sided (Algorithm 2). Its f: --dtn_f (classifier by default).
+    "dtn": Variant("DTN (f fixed, fitted first: --dtn_f; X -> Y only; 1 D step, 3x the"
+                   " steps)", "dtn", {"batch_weight": "none", "d_steps": 1}, 3),
+    "dtn_bw": Variant("DTN + one-sided batch weight (W(x) on the G(x) terms of the ternary"
+                      " game; 1 D step, 3x the steps)", "dtn",
+                      {"batch_weight": "one_sided", "d_steps": 1}, 3),
+    "xgan": Variant("XGAN (shared embedding, embedding adversary, semantic consistency,"
+                    " GAN both ways; 1 D step, 3x the steps)", "xgan",
+                    {"batch_weight": "none", "d_steps": 1}, 3),
+    "xgan_bw": Variant("XGAN + batch weight (composite W on both GAN terms and both sides of"
+                       " the embedding adversary; 1 D step, 3x the steps)", "xgan",
+                       {"batch_weight": "two_sided", "d_steps": 1}, 3),
 }
 
 common.define_training_flags()

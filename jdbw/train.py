@@ -403,6 +403,11 @@ def _train(method, run, domain_specs, workdir, lead, abstract, ckpt_bytes, evalu
     # (2026-12-06, warm compilation cache), and a relaunch reads it from JAX's
     # persistent compilation cache when one is set.
     state = compiled_init(method)(jax.random.PRNGKey(run.seed))
+  if not start and method.pretrains:   # the method's own fixed network (DTN's f)
+    state = method.pretrain(state, domain_specs["x"], run.data_dir)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      state = state.replace(params=multihost_utils.broadcast_one_to_all(state.params))
   if not start and method.prepare_batches:
     state = prepare(method, state, domains, run)
   if start >= run.steps:

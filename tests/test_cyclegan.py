@@ -406,7 +406,7 @@ def test_svhn_mnist_flagfile_validates_every_variant_offline(tmp_path):
   out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   for variant in ("jd_bw", "jd", "munit", "munit_bw", "cyclegan", "cyclegan_bw", "distancegan",
-                  "distancegan_bw"):
+                  "distancegan_bw", "dtn", "dtn_bw", "xgan", "xgan_bw"):
     assert f"dry run: {variant} = --model=" in out.stderr
   assert "tfds:svhn_cropped (3 ch" in out.stderr and "tfds:mnist (1 ch" in out.stderr
   # JD's MNIST-SVHN setting (Table 2 and the paper's d_z = 16 outside MNIST-SRMNIST).

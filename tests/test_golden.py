@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from jdbw.methods import bicyclegan, cyclegan, distancegan, jd, munit, pix2pix
+from jdbw.methods import bicyclegan, cyclegan, distancegan, dtn, jd, munit, pix2pix, xgan
 
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "golden_numerics.json")
 ITERATIONS = 3
@@ -31,6 +31,8 @@ CG_TINY = dict(ngf=4, ndf=4, n_blocks=1, w_features=2, pool_size=3)
 DG_TINY = dict(g_dim=4, d_dim=4, w_features=2, distance_batches=3)
 P2P_TINY = dict(ngf=4, ndf=4, reverse=True)   # test_paired's; both directions pinned
 BC_TINY = dict(ngf=4, ndf=4, nef=4, reverse=True)
+DTN_TINY = dict(g_dim=4, d_dim=4, f_dim=4, embed_dim=8, w_features=2)   # test_semantic's
+XGAN_TINY = dict(g_dim=4, d_dim=4, e_dim=4, embed_dim=8, dann_dim=8, w_features=2)
 VARIANTS = {
     "jd_bw": lambda: jd.JD(jd.JDConfig(**JD_TINY, batch_weight="two_sided",
                                        weight_norm="softmax")),
@@ -46,6 +48,11 @@ VARIANTS = {
         **DG_TINY, batch_weight="two_sided")),
     "pix2pix": lambda: pix2pix.Pix2Pix(pix2pix.Pix2PixConfig(**P2P_TINY)),
     "bicyclegan": lambda: bicyclegan.BiCycleGAN(bicyclegan.BiCycleGANConfig(**BC_TINY)),
+    # f as initialised (the golden pins the steps; fitting f is test_semantic's).
+    "dtn": lambda: dtn.DTN(dtn.DTNConfig(**DTN_TINY)),
+    "dtn_bw": lambda: dtn.DTN(dtn.DTNConfig(**DTN_TINY, batch_weight="one_sided")),
+    "xgan": lambda: xgan.XGAN(xgan.XGANConfig(**XGAN_TINY)),
+    "xgan_bw": lambda: xgan.XGAN(xgan.XGANConfig(**XGAN_TINY, batch_weight="two_sided")),
 }
 
 

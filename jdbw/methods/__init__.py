@@ -15,7 +15,8 @@ import dataclasses
 from typing import NamedTuple
 
 from jdbw.errors import ConfigError
-from jdbw.methods import base, bicyclegan, cyclegan, distancegan, jd, munit, pix2pix
+from jdbw.methods import (base, bicyclegan, cyclegan, distancegan, dtn, jd, munit, pix2pix,
+                          xgan)
 from jdbw.methods.base import Method, TrainState
 
 
@@ -42,6 +43,12 @@ REGISTRY: dict[str, Entry] = {
     "bicyclegan": Entry(bicyclegan.BiCycleGAN, bicyclegan.BiCycleGANConfig,
                         "BiCycleGAN: multimodal paired translation (needs --pairing=same_draw),"
                         " cVAE-GAN + cLR-GAN with an encoder E; --reverse also trains Y -> X"),
+    "dtn": Entry(dtn.DTN, dtn.DTNConfig,
+                 "DTN: G = g(f(x)) with f fixed, fitted first (--dtn_f=classifier on X's"
+                 " training labels, or autoencoder), ternary D; + batch weight (one_sided)"),
+    "xgan": Entry(xgan.XGAN, xgan.XGANConfig,
+                  "XGAN: shared embedding, embedding adversary, semantic consistency, GAN,"
+                  " optional teacher (DTN's f); + batch weight (two_sided)"),
 }
 # Names saved in config.json by earlier versions (the class name).
 _SAVED_NAMES = {"JD": "jd", "MUNIT": "munit", "CycleGAN": "cyclegan", "DistanceGAN": "distancegan"}
@@ -95,4 +102,5 @@ def name_of(method) -> str:
 
 
 __all__ = ["REGISTRY", "Entry", "Method", "TrainState", "base", "build", "canonical_name",
-           "cyclegan", "distancegan", "from_config", "get", "jd", "munit", "name_of", "names"]
+           "cyclegan", "distancegan", "dtn", "from_config", "get", "jd", "munit", "name_of", "names",
+           "xgan"]

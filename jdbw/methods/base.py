@@ -27,7 +27,8 @@ class TrainState:
   """All training state: step, RNG, params, the networks' other variables, optimiser
   states, and what else a method carries from step to step.
 
-  `params`, `spectral` and `opt_state` are keyed by part ('G', 'D', 'W'), each part by
+  `params`, `spectral` and `opt_state` are keyed by part ('G', 'D', 'W'; 'F' in `params`
+  alone for a fixed network fitted before training, DTN's f), each part by
   network name ({'G_xy', 'G_yx'} for JD, {'G_x', 'G_y'} for MUNIT, ...); a part
   without networks is an empty dict, so every method checkpoints the same way.
   `spectral` holds each network's variables that are not trained by gradient (spectral
@@ -61,6 +62,7 @@ class Method(Protocol):
   paired: bool                    # True: trains on (x, y) pairs (`--pairing`), e.g. pix2pix
   encodes_style: bool             # True: `encode_noise` reads the noise off a target image
   prepare_batches: int            # > 0: batches per domain for `prepare` (a data-dependent start)
+  pretrains: bool                 # True: `pretrain` fits the method's own fixed network first
   weighted_sides: tuple[str, ...] # domains with non-uniform batch weights: (), ('x',), ('x', 'y')
   critic_names: dict | None       # Figure 3's names of the per-sample critic scores d_x / d_y
                                   # (None: the default names); `BaseMethod` has every default
@@ -85,6 +87,13 @@ class Method(Protocol):
     """The data-dependent start, once on a fresh run (`prepare_batches` > 0)."""
     ...
 
+  def pretrain(self, state, source, data_dir) -> TrainState:
+    """The method's own supervision, once on a fresh run before the first step (DTN's f,
+    fitted on the source domain X's training split; `source` is X's `DomainSpec`). What
+    it fits goes into the state's 'F' part, which no optimiser trains, so a resumed run
+    restores it; only where `pretrains`."""
+    ...
+
   def encode_noise(self, params, spectral, images, direction: str):
     """The noise z in (−1, 1)^d whose translation in `direction` takes the style (code) of
     the target-domain `images` (MUNIT's style encoder, BiCycleGAN's E); only where
@@ -106,6 +115,7 @@ class BaseMethod:
   paired = False
   encodes_style = False
   prepare_batches = 0
+  pretrains = False
   point_domains = False
   critic_names = None
 
@@ -114,6 +124,9 @@ class BaseMethod:
     return self.bw.weighted_sides
 
   def prepare(self, state, batches):
+    return state
+
+  def pretrain(self, state, source, data_dir):
     return state
 
   def encode_noise(self, params, spectral, images, direction: str):

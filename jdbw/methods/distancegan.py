@@ -46,8 +46,11 @@ DISTANCES = ("pairwise", "self", "both")
 @dataclasses.dataclass(frozen=True)
 class DistanceGANConfig(cyclegan.CycleGANConfig):
   """DistanceGAN's MNIST-SVHN settings (the authors' code) by default."""
-  g_dim: int = config_lib.setting(64, "DistanceGAN generator width (authors: 64).")
-  d_dim: int = config_lib.setting(64, "DistanceGAN discriminator width (authors: 64).")
+  g_dim: int = config_lib.setting(
+      64, "Generator width (distancegan: the authors' 64; dtn: the decoder g; xgan: the"
+      " decoders).")
+  d_dim: int = config_lib.setting(
+      64, "DCGAN discriminator width (distancegan: the authors' 64; dtn; xgan).")
   distance: str = config_lib.setting(
       "pairwise",
       "Pairwise (Distance), self (Self-distance) or both.", choices=DISTANCES)

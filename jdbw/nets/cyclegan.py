@@ -124,7 +124,9 @@ class EncoderDecoderGenerator(_DCGANNet):
 
 
 class DCGANDiscriminator(_DCGANNet):
-  """DistanceGAN's 32x32 discriminator: a [B, h, w] map (1x1 at 32x32)."""
+  """DistanceGAN's 32x32 discriminator: a [B, h, w] map (1x1 at 32x32). `outputs` > 1
+  (DTN's ternary D): [B, outputs] logits, the map averaged over its positions."""
+  outputs: int = 1
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -132,5 +134,5 @@ class DCGANDiscriminator(_DCGANNet):
     h = act(layers.Conv(self.dim, (4, 4), 2, pad, **kw)(x))
     h = act(bn(layers.Conv(2 * self.dim, (4, 4), 2, pad, **kw)(h)))
     h = act(bn(layers.Conv(4 * self.dim, (4, 4), 2, pad, **kw)(h)))
-    out = layers.Conv(1, (4, 4), 1, "VALID", **kw)(h)
-    return layers.at_least_float32(out[..., 0])
+    out = layers.at_least_float32(layers.Conv(self.outputs, (4, 4), 1, "VALID", **kw)(h))
+    return out[..., 0] if self.outputs == 1 else out.mean(axis=(1, 2))
