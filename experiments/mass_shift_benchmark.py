@@ -75,6 +75,9 @@ VARIANTS = {
     "xgan_bw": Variant("XGAN + batch weight (composite W on both GAN terms and both sides of"
                        " the embedding adversary; 1 D step, 3x the steps)", "xgan",
                        {"batch_weight": "two_sided", "d_steps": 1}, 3),
+    # The closest later method: its own learned per-image weights (not batch weight).
+    "irwgan": Variant("IrwGAN (CycleGAN with learned per-image weights β on all of an"
+                      " image's losses; 1 D step, 3x the steps)", "irwgan", {"d_steps": 1}, 3),
 }
 
 common.define_training_flags()

@@ -324,9 +324,10 @@ def test_two_folders_pair_their_files_by_name(tmp_path, caplog):
 
 
 @pytest.mark.parametrize("flagfile", ["edges_shoes_bags", "celeba_portraits",
-                                      "edges_shoes_paired"])
+                                      "edges_shoes_paired", "faces_cartoons"])
 def test_the_128_flagfiles_parse_and_ask_for_their_folders(flagfile, tmp_path):
-  """The paper's 128x128 tasks point at user-provided folders: their flags parse and
+  """The paper's 128x128 tasks (and XGAN's 64x64 faces <-> cartoons) point at
+  user-provided folders: their flags parse and
   their model configs validate, and without the data the run stops in one line naming
   the folder (in a subprocess: one entrypoint module per process)."""
   import subprocess

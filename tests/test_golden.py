@@ -14,7 +14,8 @@ import jax
 import numpy as np
 import pytest
 
-from jdbw.methods import bicyclegan, cyclegan, distancegan, dtn, jd, munit, pix2pix, xgan
+from jdbw.methods import (bicyclegan, cyclegan, distancegan, dtn, irwgan, jd, munit, pix2pix,
+                          xgan)
 
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "golden_numerics.json")
 ITERATIONS = 3
@@ -53,6 +54,7 @@ VARIANTS = {
     "dtn_bw": lambda: dtn.DTN(dtn.DTNConfig(**DTN_TINY, batch_weight="one_sided")),
     "xgan": lambda: xgan.XGAN(xgan.XGANConfig(**XGAN_TINY)),
     "xgan_bw": lambda: xgan.XGAN(xgan.XGANConfig(**XGAN_TINY, batch_weight="two_sided")),
+    "irwgan": lambda: irwgan.IrwGAN(irwgan.IrwGANConfig(ngf=4, ndf=4, n_blocks=1, beta_dim=4)),
 }
 
 

@@ -15,8 +15,8 @@ import dataclasses
 from typing import NamedTuple
 
 from jdbw.errors import ConfigError
-from jdbw.methods import (base, bicyclegan, cyclegan, distancegan, dtn, jd, munit, pix2pix,
-                          xgan)
+from jdbw.methods import (base, bicyclegan, cyclegan, distancegan, dtn, irwgan, jd, munit,
+                          pix2pix, xgan)
 from jdbw.methods.base import Method, TrainState
 
 
@@ -49,6 +49,9 @@ REGISTRY: dict[str, Entry] = {
     "xgan": Entry(xgan.XGAN, xgan.XGANConfig,
                   "XGAN: shared embedding, embedding adversary, semantic consistency, GAN,"
                   " optional teacher (DTN's f); + batch weight (two_sided)"),
+    "irwgan": Entry(irwgan.IrwGAN, irwgan.IrwGANConfig,
+                    "IrwGAN: CycleGAN with learned per-image weights β (softmax over the"
+                    " batch, thresholded, norm penalty) on all of an image's losses"),
 }
 # Names saved in config.json by earlier versions (the class name).
 _SAVED_NAMES = {"JD": "jd", "MUNIT": "munit", "CycleGAN": "cyclegan", "DistanceGAN": "distancegan"}
@@ -102,5 +105,5 @@ def name_of(method) -> str:
 
 
 __all__ = ["REGISTRY", "Entry", "Method", "TrainState", "base", "build", "canonical_name",
-           "cyclegan", "distancegan", "dtn", "from_config", "get", "jd", "munit", "name_of", "names",
+           "cyclegan", "distancegan", "dtn", "from_config", "get", "irwgan", "jd", "munit", "name_of", "names",
            "xgan"]

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jdbw import parallel
+from jdbw import batch_weight, nets, optim, parallel
+from jdbw.nets import layers
 
 
 @flax.struct.dataclass
@@ -158,6 +159,18 @@ class MarginalTranslator(BaseMethod):
   """Members shared by the translators with one critic per domain and composite batch
   weight (MUNIT, CycleGAN, DistanceGAN): `config` has resolution, channels_x/y and
   d_steps; `self.bw` is their `jdbw.batch_weight.BatchWeight`."""
+
+  def __init__(self, config):
+    """The validated `config`; `kw`, how the networks compute (kernels, dtype); `bw`,
+    batch weight with the config's mode and composite `WeightNet`s; `tx`, Adam for the
+    'G', 'D' and 'W' parts."""
+    self.config = c = config.validate()
+    self.kw = kw = dict(impl=c.conv_impl, dtype=layers.compute_dtype(c.compute_dtype))
+    self.bw = batch_weight.BatchWeight.build(
+        c.batch_weight, lambda: nets.WeightNet(features=c.w_features, **kw),
+        scheme="composite", norm=c.weight_norm, bw_start=c.bw_start, bw_full=c.bw_full)
+    self.tx = {k: optim.adam_optimizer(c) for k in ("G", "D")}
+    self.tx["W"] = self.bw.optimizer(c, c.w_lr)
 
   @property
   def batches_per_iteration(self) -> int:

@@ -33,15 +33,13 @@ Deterministic: the harness's noise z is accepted and ignored.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 
-from jdbw import batch_weight, image_pool, losses, nets, optim, parallel
+from jdbw import image_pool, losses, nets, parallel
 from jdbw import config as config_lib
 from jdbw.methods import base
-from jdbw.nets import layers
 
 BATCH_WEIGHTS = ("none", "two_sided")
 
@@ -182,15 +180,6 @@ class CycleGAN(base.MarginalTranslator):
   directions = ("xy", "yx")
   unroll_d_steps = True
   stochastic = False     # z is ignored: the evaluator's noise metrics do not apply
-
-  def __init__(self, config: CycleGANConfig):
-    self.config = c = config.validate()
-    self.kw = kw = dict(impl=c.conv_impl, dtype=layers.compute_dtype(c.compute_dtype))
-    self.bw = batch_weight.BatchWeight.build(
-        c.batch_weight, functools.partial(nets.WeightNet, features=c.w_features, **kw),
-        scheme="composite", norm=c.weight_norm, bw_start=c.bw_start, bw_full=c.bw_full)
-    self.tx = {k: optim.adam_optimizer(c) for k in ("G", "D")}
-    self.tx["W"] = self.bw.optimizer(c, c.w_lr)
 
   # --- networks (a subclass changes these) ---
 

@@ -57,12 +57,11 @@ import optax
 from absl import logging
 from flax import serialization
 
-from jdbw import batch_weight, losses, nets, optim, parallel
+from jdbw import losses, nets, parallel
 from jdbw import config as config_lib
 from jdbw.errors import ConfigError
 from jdbw.methods import base
 from jdbw.methods.cyclegan import Runner, l2_per_sample
-from jdbw.nets import layers
 
 F_MODES = ("classifier", "autoencoder")
 # D's classes (0-based): G(source), G(target), a real target image.
@@ -257,15 +256,6 @@ class DTN(base.MarginalTranslator):
   unroll_d_steps = True
   stochastic = False     # z is ignored
   pretrains = True
-
-  def __init__(self, config: DTNConfig):
-    self.config = c = config.validate()
-    self.kw = kw = dict(impl=c.conv_impl, dtype=layers.compute_dtype(c.compute_dtype))
-    self.bw = batch_weight.BatchWeight.build(
-        c.batch_weight, lambda: nets.WeightNet(features=c.w_features, **kw),
-        scheme="composite", norm=c.weight_norm, bw_start=c.bw_start, bw_full=c.bw_full)
-    self.tx = {k: optim.adam_optimizer(c) for k in ("G", "D")}
-    self.tx["W"] = self.bw.optimizer(c, c.w_lr)
 
   def module(self, part: str, name: str, axis_name=None):
     c = self.config

@@ -42,12 +42,11 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jdbw import batch_weight, losses, nets, optim, parallel
+from jdbw import losses, nets, parallel
 from jdbw import config as config_lib
 from jdbw.errors import ConfigError
 from jdbw.methods import base, dtn
 from jdbw.methods.cyclegan import Runner, l1_per_sample, l2_per_sample
-from jdbw.nets import layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,15 +83,6 @@ class XGAN(base.MarginalTranslator):
   directions = ("xy", "yx")
   unroll_d_steps = True
   stochastic = False     # z is ignored
-
-  def __init__(self, config: XGANConfig):
-    self.config = c = config.validate()
-    self.kw = kw = dict(impl=c.conv_impl, dtype=layers.compute_dtype(c.compute_dtype))
-    self.bw = batch_weight.BatchWeight.build(
-        c.batch_weight, lambda: nets.WeightNet(features=c.w_features, **kw),
-        scheme="composite", norm=c.weight_norm, bw_start=c.bw_start, bw_full=c.bw_full)
-    self.tx = {k: optim.adam_optimizer(c) for k in ("G", "D")}
-    self.tx["W"] = self.bw.optimizer(c, c.w_lr)
 
   @property
   def pretrains(self) -> bool:

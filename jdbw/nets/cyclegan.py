@@ -136,3 +136,21 @@ class DCGANDiscriminator(_DCGANNet):
     h = act(bn(layers.Conv(4 * self.dim, (4, 4), 2, pad, **kw)(h)))
     out = layers.at_least_float32(layers.Conv(self.outputs, (4, 4), 1, "VALID", **kw)(h))
     return out[..., 0] if self.outputs == 1 else out.mean(axis=(1, 2))
+
+
+class BetaNet(layers.ConvNet):
+  """IrwGAN's reweighting network (Mid-Push/IrwGAN `BetaNet`): `n_layers` 4x4/2 reflect-
+  padded convs (width x2 each, at most 8 dim; instance norm but on the first; ReLU), the
+  map summed over its positions, a linear layer to one logit per image."""
+  dim: int = 64
+  n_layers: int = 4
+
+  @nn.compact
+  def __call__(self, x):
+    h = x
+    for n in range(self.n_layers):
+      h = jnp.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+      h = layers.Conv(self.dim * min(2 ** n, 8), (4, 4), 2, "VALID", **self.kw)(h)
+      h = nn.relu(instance_norm(h) if n else h)
+    h = layers.at_least_float32(h).sum(axis=(1, 2))
+    return nn.Dense(1)(h)[:, 0]
