@@ -78,6 +78,9 @@ VARIANTS = {
     # The closest later method: its own learned per-image weights (not batch weight).
     "irwgan": Variant("IrwGAN (CycleGAN with learned per-image weights β on all of an"
                       " image's losses; 1 D step, 3x the steps)", "irwgan", {"d_steps": 1}, 3),
+    "balagan": Variant("BalaGAN (X's modalities by a contrastive encoder and spherical"
+                       " k-means, one FUNIT-like translator over the k + 1 classes; 1 D step,"
+                       " 3x the steps)", "balagan", {"d_steps": 1}, 3),
 }
 
 common.define_training_flags()

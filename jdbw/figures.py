@@ -66,6 +66,16 @@ def domain_preview(path: str, panels: Sequence[dict], ncol: int = 16) -> str:
   return save(fig, path)
 
 
+def modality_rows(path: str, rows: dict, title: str) -> str:
+  """One row of example images per found cluster: {row title: images [N, H, W, C]}."""
+  fig, axes = plt.subplots(len(rows), 1, figsize=(8, 1.2 * len(rows) + 0.6), squeeze=False)
+  for ax, (name, images) in zip(axes[:, 0], rows.items()):
+    show(ax, image_grid(np.asarray(images), ncol=max(len(images), 1)), name)
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  return save(fig, path)
+
+
 def _with_channels(images: np.ndarray, channels: int) -> np.ndarray:
   """Grey images repeated to RGB where a figure mixes grey and colour rows."""
   return images if images.shape[-1] == channels else np.repeat(images, channels, -1)

@@ -404,7 +404,7 @@ def _train(method, run, domain_specs, workdir, lead, abstract, ckpt_bytes, evalu
     # persistent compilation cache when one is set.
     state = compiled_init(method)(jax.random.PRNGKey(run.seed))
   if not start and method.pretrains:   # the method's own fixed network (DTN's f)
-    state = method.pretrain(state, domain_specs["x"], run.data_dir)
+    state = method.pretrain(state, domain_specs, run.data_dir)
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
       state = state.replace(params=multihost_utils.broadcast_one_to_all(state.params))

@@ -14,8 +14,8 @@ import jax
 import numpy as np
 import pytest
 
-from jdbw.methods import (bicyclegan, cyclegan, distancegan, dtn, irwgan, jd, munit, pix2pix,
-                          xgan)
+from jdbw.methods import (balagan, bicyclegan, cyclegan, distancegan, dtn, irwgan, jd, munit,
+                          pix2pix, xgan)
 
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "golden_numerics.json")
 ITERATIONS = 3
@@ -55,6 +55,11 @@ VARIANTS = {
     "xgan": lambda: xgan.XGAN(xgan.XGANConfig(**XGAN_TINY)),
     "xgan_bw": lambda: xgan.XGAN(xgan.XGANConfig(**XGAN_TINY, batch_weight="two_sided")),
     "irwgan": lambda: irwgan.IrwGAN(irwgan.IrwGANConfig(ngf=4, ndf=4, n_blocks=1, beta_dim=4)),
+    # The modalities' centres as initialised (zeros: every X image in modality 0); stage 1
+    # is test_balagan's.
+    "balagan": lambda: balagan.BalaGAN(balagan.BalaGANConfig(
+        gen_dim=4, dis_dim=4, clusters=3, noise_dim=5, contrast_dim=4, contrast_features=8,
+        bank_size=4)),
 }
 
 

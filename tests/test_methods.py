@@ -27,8 +27,8 @@ def test_registry_builds_every_method_and_refuses_unknown_names():
     assert type(methods.from_config(m.config)) is entry.method
   assert methods.get("JD").method is jd.JD        # names saved by earlier versions
   assert methods.get("DistanceGAN").method is not methods.get("CycleGAN").method
-  with pytest.raises(ConfigError, match=r"--model: got 'dtn'; expected one of"):
-    methods.get("dtn")
+  with pytest.raises(ConfigError, match=r"--model: got 'unit'; expected one of"):
+    methods.get("unit")
   with pytest.raises(ConfigError, match="unknown config field"):
     methods.build("munit", g_features=4)
 
@@ -133,7 +133,7 @@ def test_every_setting_has_one_definition_with_help_and_a_flag():
     assert text, name
     assert fv[name].default is None and text in fv[name].help
   assert "jd 5, munit 1" in fv["d_steps"].help
-  assert fv["gan_w"].help.endswith("munit only)")
+  assert fv["gan_w"].help.endswith("munit, balagan only)")
   assert set(fv["weighting"].parser.enum_values) == set(batch_weight.SCHEMES)
 
 

@@ -226,7 +226,19 @@ class Evaluator:
           if stochastic(self.method) else dict(NOT_APPLICABLE))
       res[f"fd_classifier_{d}"] = metrics.fd_classifier(a[f"emb_{d}"], self.real[tgt][1])
     res["weight_calibration"] = self.calibration(a["w_x"], a["w_y"])
+    found = self.modalities(state)
+    if found is not None:   # X's modalities found without labels, against its classes
+      res["modalities"] = metrics.cluster_agreement(lab["x"], found)
     return res
+
+  def modalities(self, state):
+    """Each X sample's modality (`Method.modalities`; None where a method has none)."""
+    params = jax.device_get(state.params)
+    probe = self.method.modalities(params, self.sample["x"]["image"][:1])
+    if probe is None:
+      return None
+    fn = jax.jit(lambda x: self.method.modalities(params, x))
+    return self._batched(fn, self.sample["x"]["image"])
 
   def weights(self, state):
     """(ω_x, ω_y) of the whole sample (host numpy), normalised as in `arrays`."""
@@ -270,6 +282,8 @@ def scalars(result: dict) -> dict[str, float]:
       out[f"{k}/retention"], out[f"{k}/agreement"] = v["retention"], v["agreement"]
     elif k.startswith("fd_classifier_"):
       out[k] = v
+    elif k == "modalities":
+      out["modality_purity"], out["modality_nmi"] = v["purity"], v["nmi"]
     elif k == "weight_calibration":
       out["tv_weighted"], out["tv_unweighted"] = v["tv_weighted"], v["tv_unweighted"]
       for side in ("x", "y"):  # Older metrics.json files lack them.

@@ -183,3 +183,21 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
 def fd_classifier(features_a, features_b) -> float:
   """Fréchet distance between Gaussian fits of two samples' classifier features."""
   return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
+
+
+def cluster_agreement(labels, clusters, examples: int = 8) -> dict:
+  """How found clusters (BalaGAN's modalities) match the true classes, for monitoring:
+  purity (each cluster counted as its majority class), normalised mutual information
+  (scikit-learn's), each cluster's size and majority class, and the sample indices of
+  up to `examples` members per cluster (for the figure)."""
+  from sklearn.metrics import normalized_mutual_info_score
+  labels, clusters = np.asarray(labels), np.asarray(clusters)
+  ids = np.unique(clusters)
+  majority = {int(c): int(np.bincount(labels[clusters == c]).argmax()) for c in ids}
+  purity = sum(np.sum(labels[clusters == c] == majority[int(c)]) for c in ids) / len(labels)
+  return {"purity": float(purity),
+          "nmi": float(normalized_mutual_info_score(labels, clusters)),
+          "sizes": {int(c): int(np.sum(clusters == c)) for c in ids},
+          "majority_class": majority,
+          "examples": {int(c): np.flatnonzero(clusters == c)[:examples].tolist() for c in ids}}
+

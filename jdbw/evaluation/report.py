@@ -63,6 +63,15 @@ def evaluate_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig
   result["output_dir"] = os.path.abspath(out_root)
   out_dir = os.path.join(out_root, "figures")
   paths = ev_lib.write_figures(result, out_dir)
+  if "modalities" in result:   # a grid per found cluster, of the evaluation's X draws
+    mod = result["modalities"]
+    images = evaluator.sample["x"]["image"]
+    paths["modalities"] = figures.modality_rows(
+        os.path.join(out_dir, "modalities.png"),
+        {f"modality {c}: {mod['sizes'][c]} draws, majority class {mod['majority_class'][c]}":
+         images[idx] for c, idx in mod["examples"].items()},
+        f"X's modalities found without labels at step {result['step']} (purity"
+        f" {mod['purity']:.3f}, NMI {mod['nmi']:.3f} against the classes)")
   if len(per_ckpt) > 1:
     steps = sorted(per_ckpt)
     paths["calibration_curve"] = figures.metric_curves(

@@ -15,8 +15,8 @@ import dataclasses
 from typing import NamedTuple
 
 from jdbw.errors import ConfigError
-from jdbw.methods import (base, bicyclegan, cyclegan, distancegan, dtn, irwgan, jd, munit,
-                          pix2pix, xgan)
+from jdbw.methods import (balagan, base, bicyclegan, cyclegan, distancegan, dtn, irwgan, jd,
+                          munit, pix2pix, xgan)
 from jdbw.methods.base import Method, TrainState
 
 
@@ -52,6 +52,9 @@ REGISTRY: dict[str, Entry] = {
     "irwgan": Entry(irwgan.IrwGAN, irwgan.IrwGANConfig,
                     "IrwGAN: CycleGAN with learned per-image weights β (softmax over the"
                     " batch, thresholded, norm penalty) on all of an image's losses"),
+    "balagan": Entry(balagan.BalaGAN, balagan.BalaGANConfig,
+                     "BalaGAN: X's modalities by contrastive encoder + spherical k-means"
+                     " (--clusters), one FUNIT-like translator over the k + 1 classes"),
 }
 # Names saved in config.json by earlier versions (the class name).
 _SAVED_NAMES = {"JD": "jd", "MUNIT": "munit", "CycleGAN": "cyclegan", "DistanceGAN": "distancegan"}
@@ -104,6 +107,6 @@ def name_of(method) -> str:
   raise ConfigError(f"{type(method).__name__} is not a registered method ({names()})")
 
 
-__all__ = ["REGISTRY", "Entry", "Method", "TrainState", "base", "build", "canonical_name",
+__all__ = ["REGISTRY", "Entry", "Method", "TrainState", "balagan", "base", "build", "canonical_name",
            "cyclegan", "distancegan", "dtn", "from_config", "get", "irwgan", "jd", "munit", "name_of", "names",
            "xgan"]

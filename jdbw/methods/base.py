@@ -88,11 +88,16 @@ class Method(Protocol):
     """The data-dependent start, once on a fresh run (`prepare_batches` > 0)."""
     ...
 
-  def pretrain(self, state, source, data_dir) -> TrainState:
-    """The method's own supervision, once on a fresh run before the first step (DTN's f,
-    fitted on the source domain X's training split; `source` is X's `DomainSpec`). What
-    it fits goes into the state's 'F' part, which no optimiser trains, so a resumed run
-    restores it; only where `pretrains`."""
+  def pretrain(self, state, specs: dict, data_dir) -> TrainState:
+    """The method's own stage before training, once on a fresh run (DTN's f, fitted on
+    the source domain X's training split; BalaGAN's modalities); `specs` holds the
+    {'x', 'y'} `DomainSpec`s. What it fits goes into the state's 'F' part, which no
+    optimiser trains, so a resumed run restores it; only where `pretrains`."""
+    ...
+
+  def modalities(self, params, images):
+    """Each X image's modality found without labels (BalaGAN's clusters), for the
+    evaluator's purity/NMI and figure; None for a method without modalities."""
     ...
 
   def encode_noise(self, params, spectral, images, direction: str):
@@ -127,8 +132,11 @@ class BaseMethod:
   def prepare(self, state, batches):
     return state
 
-  def pretrain(self, state, source, data_dir):
+  def pretrain(self, state, specs, data_dir):
     return state
+
+  def modalities(self, params, images):
+    return None
 
   def encode_noise(self, params, spectral, images, direction: str):
     raise NotImplementedError(f"{self.name} reads no style off an image")

@@ -284,8 +284,8 @@ class DTN(base.MarginalTranslator):
     return base.TrainState(step=jnp.zeros((), jnp.int32), rng=state_key, params=params,
                            spectral=spectral, opt_state=opt_state)
 
-  def pretrain(self, state, source, data_dir):
-    f = load_or_fit_f(source, self.config, data_dir, self.config.resolution)
+  def pretrain(self, state, specs, data_dir):
+    f = load_or_fit_f(specs["x"], self.config, data_dir, self.config.resolution)
     return state.replace(params={**state.params, "F": {"f": f}})
 
   def translate(self, params, spectral, images, z, direction: str):

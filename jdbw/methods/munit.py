@@ -48,15 +48,17 @@ class MUNITConfig(config_lib.MarginalTranslatorConfig):
   weight, 1 D step, the clip relaxed by step 1000) and MUNIT's weight decay 1e-4.
   """
   weight_decay: float = 1e-4
-  gen_dim: int = config_lib.setting(64, "MUNIT generator width.")
+  gen_dim: int = config_lib.setting(64, "Generator width (munit; balagan: its FUNIT generator).")
   mlp_dim: int = config_lib.setting(256, "MUNIT AdaIN-MLP width.")
   n_downsample: int = config_lib.setting(1, "MUNIT content down-samplings.")
   n_res: int = config_lib.setting(2, "MUNIT residual blocks.")
   style_downsample: int = config_lib.setting(4, "MUNIT style-encoder down-samplings.")
-  dis_dim: int = config_lib.setting(64, "MUNIT discriminator width.")
+  dis_dim: int = config_lib.setting(
+      64, "Discriminator width (munit; balagan: its FUNIT discriminator).")
   dis_layers: int = 4
   dis_scales: int = config_lib.setting(1, "MUNIT discriminator scales.")
-  gan_w: float = config_lib.setting(1.0, "MUNIT adversarial weight.")
+  gan_w: float = config_lib.setting(
+      1.0, "Adversarial weight (munit; balagan: also its classification term's).")
   recon_x_w: float = config_lib.setting(10.0, "MUNIT image reconstruction weight.")
   recon_s_w: float = config_lib.setting(1.0, "MUNIT style reconstruction weight.")
   recon_c_w: float = config_lib.setting(1.0, "MUNIT content reconstruction weight.")

@@ -134,10 +134,10 @@ class XGAN(base.MarginalTranslator):
     return base.TrainState(step=jnp.zeros((), jnp.int32), rng=state_key, params=params,
                            spectral=spectral, opt_state=opt_state)
 
-  def pretrain(self, state, source, data_dir):
+  def pretrain(self, state, specs, data_dir):
     if not self.pretrains:
       return state
-    f = dtn.load_or_fit_f(source, self.config, data_dir, self.config.resolution)
+    f = dtn.load_or_fit_f(specs["x"], self.config, data_dir, self.config.resolution)
     return state.replace(params={**state.params, "F": {"f": f}})
 
   # e_x, e_y: the embeddings; d_x, d_y: the decoders.

@@ -11,7 +11,7 @@
 The names below are the ones methods use: `nets.init(nets.TinyGenerator(), rng, x, z)`.
 """
 
-from jdbw.nets import blocks, cyclegan, dtn, jd, layers, munit, pix2pix
+from jdbw.nets import balagan, blocks, cyclegan, dtn, jd, layers, munit, pix2pix
 from jdbw.nets.blocks import (SPECTRAL, ConvBlock, ResBlock, SNLayer, apply, conv,
                               conv_transpose, dense, init, instance_norm, layer_norm,
                               sample_noise, split_variables, upsample2x, with_tiled_noise)
