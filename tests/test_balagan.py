@@ -154,7 +154,8 @@ def test_a_tiny_run_fits_modalities_once_resumes_translates_and_evaluates(tmp_pa
     (dict(noise_dim=1), ("--noise_dim", ">= 2")),
     (dict(channels_x=3), ("--channels_y", "3 and 1")),
     (dict(clusters=0), ("--clusters", ">= 1")),
-    (dict(cluster_draws=4, clusters=8), ("--cluster_draws", "--clusters=8")),
+    (dict(cluster_draws=4, clusters=8), ("--cluster_draws", "--bank_size=16")),
+    (dict(cluster_draws=20, clusters=30), ("--cluster_draws", "--clusters=30")),
 ])
 def test_refusals_are_one_line(kw, needles):
   with pytest.raises(ConfigError) as e:

@@ -95,6 +95,9 @@ class _Fake:
   def normalise_weights(self, logits, n, step, axis_name=None):
     return batch_weight.normalise_two_sided(logits, "softmax", n, step, 0, 1000, axis_name)
 
+  def modalities(self, params, images):
+    return None
+
 
 _STATE = methods.TrainState(step=jnp.zeros((), jnp.int32), rng=jax.random.PRNGKey(0),
                        params={}, spectral={}, opt_state={})

@@ -122,6 +122,7 @@ def test_a_tiny_run_resumes_exactly_and_evaluates_its_weights(tmp_path):
     (dict(threshold=-0.1), ("--threshold", ">= 0")),
     (dict(beta_layers=5), ("--beta_layers", "--resolution >= 64")),
     (dict(beta_dim=0), ("--beta_dim", ">= 1")),
+    (dict(pool_size=50), ("--pool_size", "no history pool")),
 ])
 def test_refusals_are_one_line(kw, needles):
   with pytest.raises(ConfigError) as e:

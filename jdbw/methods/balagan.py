@@ -106,6 +106,9 @@ class BalaGANConfig(config_lib.MarginalTranslatorConfig):
                         " at least 32")
     if self.temperature <= 0 or min(self.rec_w, self.fm_w, self.r1_w) < 0:
       raise ConfigError("--temperature: expected > 0; --rec_w, --fm_w, --r1_w: >= 0")
+    if self.cluster_draws < self.bank_size:
+      raise ConfigError(f"--cluster_draws: {self.cluster_draws} draws cannot fill"
+                        f" --bank_size={self.bank_size} references")
     if self.cluster_draws < self.clusters:
       raise ConfigError(f"--cluster_draws: {self.cluster_draws} draws cannot make"
                         f" --clusters={self.clusters} modalities")
@@ -199,11 +202,13 @@ def spherical_kmeans(features, k: int, seed: int):
 
 
 def draws(spec, data_dir, n: int, seed: int, resolution: int):
-  """`n` images of a domain's training split as the domain draws them (no labels)."""
+  """(`n` images of a domain's training split as the domain draws them, the split's
+  size); no labels."""
   from jdbw import data
   domain = data.load_domain(dataclasses.replace(spec, split="train"), data_dir=data_dir)
   ds = data.domain_dataset(domain, seed=seed, resolution=resolution).batch(n)
-  return next(iter(ds.as_numpy_iterator()))["image"], len(domain.data.labels)
+  size = max(len(domain.data.images), len(domain.data.file_names))   # images, never labels
+  return next(iter(ds.as_numpy_iterator()))["image"], size
 
 
 class BalaGAN(base.MarginalTranslator):

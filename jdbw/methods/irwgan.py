@@ -73,6 +73,9 @@ class IrwGANConfig(cyclegan.CycleGANConfig):
   def check(self):
     super().check()
     config_lib.positive(self, "beta_dim", "beta_layers")
+    if self.pool_size or self.bw_reconstruction:
+      raise ConfigError("--pool_size and --bw_reconstruction: IrwGAN has no history pool and"
+                        " no batch weight; set --pool_size=0 --nobw_reconstruction")
     if self.threshold < 0 or self.nos_weight < 0:
       raise ConfigError("--threshold and --nos_weight: expected >= 0")
     if self.resolution < 2 ** (self.beta_layers + 1):
