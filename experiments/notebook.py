@@ -35,6 +35,24 @@ SETTINGS = {
 }
 
 
+REQUIREMENTS = os.path.join(os.path.dirname(CONFIGS), "..", "requirements.txt")
+
+
+def pinned(package: str, requirements: str = REQUIREMENTS) -> str:
+  """`package==version` as `requirements.txt` pins it (one clear line if it does not)."""
+  with open(requirements) as f:
+    for line in f:
+      name, sep, version = line.split("#")[0].strip().partition("==")
+      if sep and name.lower() == package.lower():
+        return f"{name}=={version}"
+  raise ValueError(f"{requirements}: no '{package}==<version>' pin")
+
+
+def tpu_install_spec(requirements: str = REQUIREMENTS) -> str:
+  """`jax[tpu]` at the jax version the repository pins (so a TPU runtime keeps it)."""
+  return "jax[tpu]==" + pinned("jax", requirements).partition("==")[2]
+
+
 def backend() -> str:
   import jax
   return jax.default_backend()

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -41,9 +43,11 @@ UPLOAD = False         # Colab: translate an image you upload instead of a test 
 
 # %% [markdown]
 # ## Install
-# Installs the library from the repository unless it is importable already (a local
-# clone with `pip install -e .`, or a second run), and `jax[tpu]` when the runtime has
-# TPU chips but JAX does not see them yet.
+# Unless the library is importable already (a local clone with `pip install -e .`, or a
+# second run), clones the repository whose git address you put in `REPO_URL` (the
+# parameters cell above) and installs it with its own `requirements.txt`, so jax, flax,
+# optax and orbax stay at the versions the project pins and tests instead of floating to
+# the newest. On a TPU runtime it then installs `jax[tpu]` at the same pinned jax version.
 
 # %%
 import glob
@@ -55,12 +59,19 @@ import sys
 IN_COLAB = "google.colab" in sys.modules
 if importlib.util.find_spec("jdbw") is None:
     if not REPO_URL:
-        raise SystemExit("jdbw is not installed: set REPO_URL in the parameters cell")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"jdbw @ git+{REPO_URL}"],
-                   check=True)
+        raise SystemExit("jdbw is not installed: put this repository's git address in REPO_URL"
+                         " (the parameters cell)")
+    CLONE = os.path.abspath("jdbw_repo")
+    if not os.path.isdir(CLONE):
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, CLONE], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r",
+                    os.path.join(CLONE, "requirements.txt"), "-e", CLONE], check=True)
+    sys.path.insert(0, CLONE)   # this kernel sees the editable install without a restart
 HAS_TPU = bool(glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"))
 if HAS_TPU and importlib.util.find_spec("libtpu") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "jax[tpu]"], check=True)
+    from experiments import notebook as _nb
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", _nb.tpu_install_spec()],
+                   check=True)
 
 # %%
 import jax

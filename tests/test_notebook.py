@@ -81,3 +81,22 @@ def test_notebook_runs_headless_on_cpu(tmp_path):
   assert len(images) >= 5   # Figures 2-4, the confusion matrix, the translation
   text = "".join(o.get("text", "") for o in outputs)
   assert "setting: quickstart" in text and "backend: cpu" in text
+
+
+def test_colab_installs_the_pinned_versions(tmp_path):
+  """The install cell takes the repository's requirements.txt (no floating jax, flax,
+  optax, orbax) and a TPU runtime's jax[tpu] at the pinned jax version."""
+  from experiments import notebook
+  with open(notebook.REQUIREMENTS) as f:
+    pins = dict(line.strip().split("==") for line in f if "==" in line and
+                not line.startswith("#"))
+  assert notebook.pinned("jax") == f"jax=={pins['jax']}"
+  assert notebook.tpu_install_spec() == f"jax[tpu]=={pins['jax']}"
+  assert notebook.pinned("Flax") == f"flax=={pins['flax']}"
+  bad = tmp_path / "requirements.txt"
+  bad.write_text("jax>=0.4\n")
+  with pytest.raises(ValueError, match="no 'jax==<version>' pin"):
+    notebook.pinned("jax", str(bad))
+  text = open(PY).read()
+  assert '"requirements.txt"' in text and "tpu_install_spec()" in text
+  assert 'jdbw @ git+' not in text and '"jax[tpu]"]' not in text
