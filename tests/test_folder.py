@@ -455,3 +455,42 @@ def test_a_concurrent_decode_of_the_same_folder_uses_the_other_processes_cache(t
   got = data.load_source(spec, "train")
   np.testing.assert_array_equal(got.images, want.images)
   assert not [p for p in os.listdir(os.path.dirname(cache)) if ".tmp" in p]
+
+
+def test_augmentations_flip_half_and_crop_every_offset_only_in_training_draws(tmp_path):
+  """`flip=yes` mirrors about half of the draws (binomial bounds), `load_size` crops at
+  every offset about equally often, pairs share both, and evaluation draws (and a folder
+  without the options) are never augmented."""
+  ramp = np.tile(np.arange(32, dtype=np.uint8)[None, :, None] * 8, (32, 1, 1))   # left dark
+  for i in range(4):
+    _write(f"{tmp_path}/ramps/a/{i}.png", ramp)
+  base = f"folder:{tmp_path / 'ramps'}:size=32,test_fraction=0"
+  spec = lambda opts, name="x": data.DomainSpec(source=f"{base},{opts}" if opts else base,
+                                                name=name)
+
+  def draws(opts, augment, n=400):
+    dom = data.load_domain(spec(opts))
+    ds = data.domain_dataset(dom, seed=0, resolution=32, augment=augment)
+    return np.stack([e["image"] for e in ds.take(n).as_numpy_iterator()])
+
+  flipped = draws("flip=yes", True)[:, 0, :, 0]
+  mirrored = flipped[:, 0] > flipped[:, -1]          # bright on the left: flipped
+  assert 160 < mirrored.sum() < 240                    # Binomial(400, 0.5): ±4 sd
+  assert not (draws("flip=yes", False)[:, 0, 0, 0] > draws("flip=yes", False)[:, 0, -1, 0]).any()
+  assert not (draws("", True)[:, 0, 0, 0] > draws("", True)[:, 0, -1, 0]).any()
+  # load_size 40: the ramp resized to 40 columns and cropped to 32: the first column's
+  # value says the offset, 0..8; each of the 9 offsets about 400 / 9 = 44 times.
+  cropped = draws("load_size=40", True)[:, :, :, 0]
+  first = cropped[:, 0, 0]
+  offsets = np.unique(np.round(first, 3), return_counts=True)[1]
+  assert len(offsets) == 9 and offsets.min() > 20 and offsets.max() < 75, offsets
+  with pytest.raises(ConfigError) as e:
+    data.domain_dataset(data.load_domain(spec("load_size=24")), seed=0, resolution=32,
+                        augment=True)
+  helpers.one_line(e, "--source_x", "load_size=24", "--resolution=32")
+  # A pair shares its crop and flip (the same file on both sides).
+  x, y = data.load_domain(spec("load_size=40,flip=yes")), data.load_domain(
+      spec("load_size=40,flip=yes", "y"))
+  ds = data.paired_dataset(x, y, seed=0, resolution=32, augment=True)
+  for e in ds.take(20).as_numpy_iterator():
+    np.testing.assert_array_equal(e["x"]["image"], e["y"]["image"])

@@ -20,7 +20,11 @@ resizes to the model's resolution), `fit` ('resize': squash to a square, the def
 default 0.05), `stream` ('auto', the default: a split of more than 1 GiB decoded streams,
 a smaller one is read into memory; 'yes'; 'no'). Grey, RGB and RGBA files mix freely
 (alpha dropped; a folder holding any colour image, by its files' headers, is stored as
-RGB, else grey); `--channels_*` converts at stream time.
+RGB, else grey); `--channels_*` converts at stream time. Draw-time augmentations of the
+training stream (CycleGAN's; off by default, no effect on the cache or on evaluation
+draws): `load_size` (resize to it, then a random crop back to the model's resolution;
+at least that resolution) and `flip` ('no', the default, or 'yes': a random horizontal
+flip); a pair of `--pairing=same_draw` shares its crop and flip.
 
 Each split is decoded and resized once, file by file (one image in memory at a time),
 with tf.image into a cache of tf.data saved datasets (`tf.data.Dataset.save`, one per
@@ -58,9 +62,16 @@ class FolderOptions:
   max_bad: float = 0.05
   stream: str = "auto"
   half: str = ""          # 'left' / 'right': that half of each file (pix2pix's A|B images)
+  # Augmentations at draw time (CycleGAN's): resize to `load_size`, then a random crop
+  # back to the model's resolution; `flip=yes`: a random horizontal flip. Off by default;
+  # they change no decoded cache.
+  load_size: int = 0
+  flip: str = "no"
 
 
 STREAMS = ("auto", "yes", "no")
+FLIPS = ("no", "yes")
+AUGMENTATIONS = ("load_size", "flip")   # draw-time options: not part of any cache key
 HALVES = ("", "left", "right")
 STREAM_BYTES = 2 ** 30   # stream=auto: a split above 1 GiB decoded is read as a stream
 CACHE_FORMAT = 4         # part of the cache key: bump when the cache layout changes
@@ -82,18 +93,19 @@ def parse(spec: str, what: str) -> tuple[str, FolderOptions]:
       raise ConfigError(f"{what}: folder option {item!r}; expected key=value with keys"
                         f" {sorted(fields)}")
     try:
-      kw[key] = (value if key in ("fit", "stream", "half")
-                 else (int(value) if key == "size" else float(value)))
+      kw[key] = (value if key in ("fit", "stream", "half", "flip")
+                 else (int(value) if key in ("size", "load_size") else float(value)))
     except ValueError:
       raise ConfigError(f"{what}: folder option {key}={value!r} is not a number") from None
   o = FolderOptions(**kw)
   if not directory:
     raise ConfigError(f"{what}: expected folder:<directory>, got {spec!r}")
   if (o.fit not in FITS or o.stream not in STREAMS or o.half not in HALVES or o.size < 8
-      or not 0 <= o.test_fraction < 1 or not 0 <= o.max_bad < 1):
+      or not 0 <= o.test_fraction < 1 or not 0 <= o.max_bad < 1 or o.flip not in FLIPS
+      or o.load_size < 0):
     raise ConfigError(f"{what}: folder options {o}: expected fit in {FITS}, stream in"
-                      f" {STREAMS}, half in {HALVES[1:]}, size >= 8, 0 <= test_fraction < 1,"
-                      " 0 <= max_bad < 1")
+                      f" {STREAMS}, half in {HALVES[1:]}, flip in {FLIPS}, size >= 8,"
+                      " load_size >= 0, 0 <= test_fraction < 1, 0 <= max_bad < 1")
   return directory, o
 
 
@@ -194,7 +206,8 @@ def _cache_dir(root, paths, opts) -> str:
   """The cache of one split: keyed by the folder's file list, sizes and modification
   times and the decoding options (not `stream`, which only says how it is read)."""
   key = {k: v for k, v in dataclasses.asdict(opts).items()
-         if k != "stream" and not (k == "half" and not v)}   # caches before `half` stay valid
+         if k not in ("stream",) + AUGMENTATIONS
+         and not (k == "half" and not v)}   # caches before `half` stay valid
   h = hashlib.sha256(json.dumps([os.path.abspath(root), key, CACHE_FORMAT]).encode())
   for p in paths:
     st = os.stat(os.path.join(root, p))

@@ -191,21 +191,47 @@ def _draws(domain: Domain, shuffle_seed: int, pairs=None, pair_of=None):
   return tf.data.Dataset.zip(tf.data.Dataset.counter(), ds)
 
 
-def _transformer(domain: Domain, elem_seed: int, resolution: int):
-  """(index, uint8 image) -> the domain's f32 image in [-1, 1], seeded per draw."""
+def _transformer(domain: Domain, elem_seed: int, resolution: int, aug_seed: int | None = None,
+                 augment: bool = False):
+  """(index, uint8 image) -> the domain's f32 image in [-1, 1], seeded per draw.
+
+  A folder source's augmentations (options `load_size`, `flip`) come first, on the
+  decoded image, seeded by (`aug_seed`, draw index): resize to `load_size`, a random crop
+  back to `resolution`, a random horizontal flip; only with `augment` (the training
+  stream, never the evaluation's draws). Paired data passes X's seed for both sides, so
+  a pair shares its crop and flip."""
   import tensorflow as tf
   transform = transforms.get_transform(domain.spec.transform)
   channels = domain.spec.channels
+  src = domain.spec.parsed
+  opts = src.folder if src.is_folder else None
+  load, flip = (opts.load_size, opts.flip == "yes") if opts and augment else (0, False)
+  if load and load < resolution:
+    raise ConfigError(f"{domain.spec.flag('source')}: folder option load_size={load} is"
+                      f" below the model's --resolution={resolution} (the random crop's size)")
+  aug_seed = elem_seed if aug_seed is None else aug_seed
+
+  def augmented(image, seed):
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    if load:
+      image = transforms.resize(tf.cast(image, tf.float32), load)
+      image = tf.image.stateless_random_crop(image, [resolution, resolution, image.shape[-1]],
+                                             crop_seed)
+    if flip:
+      image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+    return image
 
   def apply(index, image):
     draw_seed = tf.stack([tf.constant(elem_seed, tf.int64), index])
+    if load or flip:
+      image = augmented(image, tf.stack([tf.constant(aug_seed, tf.int64), index]))
     image = transform(transforms.match_channels(image, channels), draw_seed, resolution)
     return transforms.to_unit_range(image)
   return apply
 
 
 def domain_dataset(domain: Domain, *, seed: int, resolution: int = 32,
-                   process_index: int = 0, skip: int = 0):
+                   process_index: int = 0, skip: int = 0, augment: bool = False):
   """The domain's infinite stream of {'image': f32 [r, r, c] in [-1, 1], 'label': i32}.
 
   For a point domain (`mixture2d`) 'image' holds the point, f32 [2], unscaled.
@@ -217,7 +243,7 @@ def domain_dataset(domain: Domain, *, seed: int, resolution: int = 32,
   shuffle_seed, elem_seed = _stream_seed(seed, domain.spec.name, process_index)
   if domain.is_points:  # {'image': f32 [2] (the point), 'label'}; no transform.
     return domain.data.mixture.dataset(domain.probs, elem_seed, domain.spec.split).skip(skip)
-  transform = _transformer(domain, elem_seed, resolution)
+  transform = _transformer(domain, elem_seed, resolution, augment=augment)
 
   # Plain TensorFlow, no Python control flow on tensors: nothing for AutoGraph to
   # convert (it warned "could not transform ... closure mismatch" on every stream).
@@ -231,7 +257,7 @@ def domain_dataset(domain: Domain, *, seed: int, resolution: int = 32,
 
 
 def paired_dataset(x: Domain, y: Domain, *, seed: int, resolution: int = 32,
-                   process_index: int = 0, skip: int = 0):
+                   process_index: int = 0, skip: int = 0, augment: bool = False):
   """The pairs' infinite stream {'x': {...}, 'y': {...}} of `--pairing=same_draw`: X's
   stream exactly as `domain_dataset(x)` draws it, and beside each draw the same example
   of Y (the same image, or Y's file of the same name: the other half of an A|B file)
@@ -241,7 +267,9 @@ def paired_dataset(x: Domain, y: Domain, *, seed: int, resolution: int = 32,
   keep_tf_off_accelerators()
   shuffle_seed, x_seed = _stream_seed(seed, x.spec.name, process_index)
   _, y_seed = _stream_seed(seed, y.spec.name, process_index)
-  to_x, to_y = _transformer(x, x_seed, resolution), _transformer(y, y_seed, resolution)
+  to_x = _transformer(x, x_seed, resolution, augment=augment)
+  to_y = _transformer(y, y_seed, resolution, aug_seed=x_seed,   # the pair's crop and flip
+                      augment=augment)
   same = _same_source(x, y)
 
   @tf.autograph.experimental.do_not_convert   # as domain_dataset's
@@ -279,7 +307,8 @@ def make_batches(domains: Mapping[str, Domain], global_batch: int, *, seed: int,
   their images): the stream then equals the same seed's stream after `skip` elements.
   Device counts default to JAX's; see `jdbw.parallel` for turning a
   host batch into a pmap layout or a global sharded array. `pairing` (`PAIRINGS`):
-  'same_draw' draws X and Y as pairs (`paired_dataset`).
+  'same_draw' draws X and Y as pairs (`paired_dataset`). A folder source's draw-time
+  augmentations (`load_size=`, `flip=`) apply here, the training stream.
   """
   import jax
   import tensorflow as tf
@@ -299,12 +328,13 @@ def make_batches(domains: Mapping[str, Domain], global_batch: int, *, seed: int,
   if pairing == "none":
     ds = tf.data.Dataset.zip({
         name: batched(domain_dataset(domain, seed=seed, resolution=resolution,
-                                     process_index=process_index, skip=draws))
+                                     process_index=process_index, skip=draws,
+                                     augment=True))
         for name, domain in domains.items()})
   else:
     check_pairing(domains, pairing, warn=False)
     ds = batched(paired_dataset(domains["x"], domains["y"], seed=seed, resolution=resolution,
-                                process_index=process_index, skip=draws))
+                                process_index=process_index, skip=draws, augment=True))
   ds = ds.prefetch(tf.data.AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = True
