@@ -129,6 +129,45 @@ def prepare_input(raw, path: str, *, channels: int, resolution: int, points: boo
   return np.clip((arr - lo) / (hi - lo) * 2.0 - 1.0, -1.0, 1.0)
 
 
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+FITS = ("resize", "crop")
+
+
+def image_paths(root: str) -> list[str]:
+  """Every PNG/JPEG below `root`, recursively, as paths relative to it (sorted)."""
+  out = []
+  for d, _, files in os.walk(root):
+    out += [os.path.relpath(os.path.join(d, f), root) for f in files
+            if f.lower().endswith(IMAGE_EXTENSIONS)]
+  return sorted(out)
+
+
+def fit_image(img, channels: int, resolution: int, fit: str = "resize"):
+  """(model input [r, r, c] in [-1, 1], the size (w, h) the output maps back to) of a PIL
+  image: 'resize' squashes the whole image to a square (as the folder source's default),
+  'crop' takes its centre square first (the folder source's `fit=crop`); the size is the
+  image's own, or the square's."""
+  from PIL import Image
+  img = img.convert("L" if channels == 1 else "RGB")
+  w, h = img.size
+  if fit == "crop":
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    img = img.crop((left, top, left + side, top + side))
+    w = h = side
+  arr = np.asarray(img.resize((resolution, resolution), Image.BILINEAR), np.float32)
+  arr = arr / 127.5 - 1.0
+  return (arr[..., None] if channels == 1 else arr), (w, h)
+
+
+def to_image(out: np.ndarray, size=None):
+  """A PIL image of one translation in [-1, 1], resized to `size` (w, h) if given."""
+  from PIL import Image
+  arr = np.clip((np.asarray(out) + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
+  img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+  return img if size is None or img.size == tuple(size) else img.resize(size, Image.BILINEAR)
+
+
 class Translator:
 
   def __init__(self, method, state):
@@ -176,10 +215,60 @@ class Translator:
     out = np.asarray(self._translate(jnp.asarray(images), noise, direction))
     return out[0] if single else out
 
+  def translate_files(self, paths, direction: str = "xy", *, fit: str = "resize",
+                      keep_size: bool = False, samples: int = 1, seed: int = 0, style=None,
+                      batch_size: int = 64, progress: bool = False):
+    """Translates image files (PNG/JPEG, any size), `batch_size` at a time: returns
+    ({path: [PIL image per sample]}, [undecodable paths, skipped]). Each input enters the
+    model by `fit` ('resize' or 'crop', as the folder source); with `keep_size` each output
+    is resized back to the input's size (with 'crop', the centre square's). Sample k of
+    the input at position i takes the noise drawn from (seed, i, k), whatever the batch,
+    or the code of `style` (target images in [-1, 1]). `progress`: a tqdm bar."""
+    if fit not in FITS:
+      raise ConfigError(f"--fit: got {fit!r}; expected one of {FITS}")
+    if samples < 1 or batch_size < 1:
+      raise ConfigError(f"--samples and --batch_size: expected >= 1; got {samples},"
+                        f" {batch_size}")
+    c = self.method.config
+    channels = getattr(c, f"channels_{direction[0]}")
+    from PIL import Image
+    done, skipped = {}, []
+    key = jax.random.PRNGKey(seed)
+    bar = None
+    if progress:
+      from tqdm import tqdm
+      bar = tqdm(total=len(paths), unit="image")
+    for start in range(0, len(paths), batch_size):
+      batch, sizes, names, index = [], [], [], []
+      for i, path in enumerate(paths[start:start + batch_size], start):
+        try:
+          with Image.open(path) as img:
+            img.load()
+            arr, size = fit_image(img, channels, c.resolution, fit)
+        except Exception:   # PIL raises UnidentifiedImageError, OSError, SyntaxError, ...
+          skipped.append(path)
+          continue
+        batch.append(arr), sizes.append(size), names.append(path), index.append(i)
+      for k in range(samples if batch else 0):
+        noise = None
+        if style is None:
+          noise = jax.vmap(lambda i: jax.random.uniform(
+              jax.random.fold_in(jax.random.fold_in(key, i), k), (self.noise_dim,), jnp.float32,
+              -1.0, 1.0))(jnp.asarray(index))
+        out = self.translate(np.stack(batch), direction, noise=noise, style=style)
+        for name, o, size in zip(names, out, sizes):
+          done.setdefault(name, []).append(to_image(o, size if keep_size else None))
+      if bar is not None:
+        bar.update(len(paths[start:start + batch_size]))
+    if bar is not None:
+      bar.close()
+    return done, skipped
+
   def _style_noise(self, style, direction: str, n: int):
     if self._encode is None:
       raise ConfigError(f"--style_image: {self.method.name} reads no style off an image"
-                        " (munit and bicyclegan do)")
+                        " (methods with a style or class encoder do: munit, bicyclegan,"
+                        " balagan)")
     style = np.asarray(style, np.float32)
     shape = self.method.example_shape(direction[1])
     if style.ndim == len(shape):

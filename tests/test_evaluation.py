@@ -329,7 +329,55 @@ def test_translate_cli(tiny_workdir, tmp_path):
   helpers.one_line(e, "an array of shape (5,)", "expected one example of shape (32, 32, 1)")
   with pytest.raises(ConfigError) as e:   # JD draws its noise; it reads no style off an image
     tr.translate(np.zeros((32, 32, 1), np.float32), "xy", style=np.zeros((32, 32, 1)))
-  helpers.one_line(e, "--style_image", "jd reads no style", "munit and bicyclegan do")
+  helpers.one_line(e, "--style_image", "jd reads no style", "munit, bicyclegan, balagan")
+
+
+def _picture(path, size, mode="L", fmt="PNG", seed=0):
+  from PIL import Image
+  rng = np.random.default_rng(seed)
+  shape = (size[1], size[0]) + (() if mode == "L" else (3,))
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(path, fmt)
+
+
+def test_a_folder_of_pngs_and_jpegs_translates_at_their_sizes(tiny_workdir, tmp_path):
+  """Files of any size and format, recursively, batched: each output at its input's
+  size with --keep_size, N samples per input that differ (JD is stochastic) and do not
+  depend on the batch size, an undecodable file skipped and counted; then the CLI on the
+  same folder writes the same relative paths."""
+  src = tmp_path / "in"
+  _picture(f"{src}/a.png", (40, 24))
+  _picture(f"{src}/deep/b.jpg", (20, 50), "RGB", "JPEG")
+  _picture(f"{src}/deep/c.jpeg", (32, 32), "L", "JPEG")
+  (src / "deep" / "broken.png").write_text("not an image")
+  paths = [os.path.join(src, r) for r in inference.image_paths(str(src))]
+  assert [os.path.relpath(p, src) for p in paths] == [
+      "a.png", "deep/b.jpg", "deep/broken.png", "deep/c.jpeg"]
+  tr = inference.Translator.from_workdir(tiny_workdir)
+  done, skipped = tr.translate_files(paths, "xy", keep_size=True, samples=2, batch_size=2)
+  assert skipped == [str(src / "deep" / "broken.png")]
+  assert {os.path.relpath(p, src): [i.size for i in v] for p, v in done.items()} == {
+      "a.png": [(40, 24)] * 2, "deep/b.jpg": [(20, 50)] * 2, "deep/c.jpeg": [(32, 32)] * 2}
+  a0, a1 = (np.asarray(i) for i in done[paths[0]])
+  assert a0.shape == (24, 40) and np.abs(a0.astype(int) - a1).max() > 0   # two samples
+  again, _ = tr.translate_files(paths, "xy", samples=2, batch_size=3)
+  for p in done:   # the noise is keyed by (seed, input, sample), not by the batch
+    np.testing.assert_array_equal(np.asarray(again[p][1]), np.asarray(
+        tr.translate_files([p] if p == paths[0] else paths, "xy", samples=2)[0][p][1]))
+  cropped, _ = tr.translate_files(paths[:1], "xy", fit="crop", keep_size=True)
+  assert cropped[paths[0]][0].size == (24, 24)     # the centre square, at its size
+  with pytest.raises(ConfigError, match="--fit"):
+    tr.translate_files(paths, "xy", fit="pad")
+  out = tmp_path / "out"
+  p = _run("experiments.translate", f"--workdir={tiny_workdir}", f"--input={src}",
+           f"--output={out}", "--keep_size", "--samples=2", timeout=300)
+  assert p.returncode == 0, p.stderr[-2000:]
+  written = sorted(str(q.relative_to(out)) for q in out.rglob("*") if q.is_file())
+  assert written == ["a_0.png", "a_1.png", "deep/b_0.jpg", "deep/b_1.jpg", "deep/c_0.jpeg",
+                     "deep/c_1.jpeg"]
+  from PIL import Image
+  assert Image.open(out / "deep" / "b_1.jpg").size == (20, 50)
+  assert "skipped 1 undecodable file(s) of 4" in p.stderr
 
 
 @pytest.mark.parametrize("extra,expected", [
