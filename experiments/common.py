@@ -147,6 +147,14 @@ def exit_on_bad_input(fn):
   return wrapped
 
 
+def define_generator_flags(output_help: str) -> None:
+  """--workdir, --direction, --output: what the tools that use a trained generator
+  (experiments.translate, experiments.export) share."""
+  flags.DEFINE_string("workdir", None, "Training workdir (its latest checkpoint is used).")
+  flags.DEFINE_enum("direction", "xy", ["xy", "yx"], "X->Y (G_xy) or Y->X (G_yx).")
+  flags.DEFINE_string("output", None, output_help)
+
+
 def define_eval_flags() -> None:
   """Flags of the evaluation sample and classifiers (experiments.evaluate and training)."""
   from jdbw.evaluation import classifier, evaluator

@@ -9,7 +9,7 @@ its input's relative path and format under the --output folder, with `_<k>` befo
 extension for sample k when --samples > 1). Each enters the model by --fit (resize: the
 whole image squashed to a square; crop: its centre square), as the folder source does;
 --keep_size resizes each output back to its input's size (with crop, the square's).
-Batched (--batch_size) with a progress bar; an undecodable file in a folder is skipped
+Batched (64 images a call) with a progress bar; an undecodable file in a folder is skipped
 and counted. .npy: images [N, H, W, C] or [H, W, C] with values in --input_range
 (default [-1, 1]; 0,255 for uint8), written as .npy at the model's resolution. Bad input
 (empty, undecodable, NaN, values outside the range, a missing output folder) is one line
@@ -26,17 +26,14 @@ from experiments import common
 from jdbw import inference
 from jdbw.errors import ConfigError
 
-flags.DEFINE_string("workdir", None, "Training workdir (its latest checkpoint is used).")
+common.define_generator_flags(
+    "Output file (.png/.jpg/.jpeg/.npy), or a folder for a folder input.")
 flags.DEFINE_string("input", None, "Input: a .png/.jpg/.jpeg file, a folder of them, or .npy.")
-flags.DEFINE_string("output", None, "Output file (.png/.jpg/.jpeg/.npy), or a folder for a"
-                    " folder input.")
 flags.DEFINE_boolean("keep_size", False, "Resize each output back to its input image's size.")
 flags.DEFINE_enum("fit", "resize", list(inference.FITS),
                   "How an image enters the model: squashed whole (resize) or its centre square"
                   " (crop).")
 flags.DEFINE_integer("samples", 1, "Translations per input (stochastic methods: other noise).")
-flags.DEFINE_integer("batch_size", 64, "Images per compiled call.")
-flags.DEFINE_enum("direction", "xy", ["xy", "yx"], "X->Y (G_xy) or Y->X (G_yx).")
 flags.DEFINE_integer("seed", 0, "Seed of the noise z.")
 flags.DEFINE_string("style_image", None,
                     "A target-domain .png or .npy (in --input_range) whose style (munit) or"
@@ -76,7 +73,7 @@ def _images(tr, direction, style):
     paths = [src]
   done, skipped = tr.translate_files(paths, direction, fit=FLAGS.fit, keep_size=FLAGS.keep_size,
                                      samples=FLAGS.samples, seed=FLAGS.seed, style=style,
-                                     batch_size=FLAGS.batch_size, progress=folder)
+                                     progress=folder)
   if not done:
     raise ConfigError(f"--input: none of the {len(paths)} image(s) could be decoded")
   written = 0
@@ -116,8 +113,8 @@ def main(argv):
   for name in ("workdir", "input", "output"):
     if not FLAGS[name].value:
       raise ConfigError(f"--{name}: required")
-  if FLAGS.samples < 1 or FLAGS.batch_size < 1:
-    raise ConfigError("--samples and --batch_size: expected >= 1")
+  if FLAGS.samples < 1:
+    raise ConfigError(f"--samples: got {FLAGS.samples}; expected >= 1")
   source_folder = os.path.isdir(FLAGS.input)
   if not source_folder and not os.path.isfile(FLAGS.input):
     raise ConfigError(f"--input: {FLAGS.input} does not exist")

@@ -380,6 +380,49 @@ def test_a_folder_of_pngs_and_jpegs_translates_at_their_sizes(tiny_workdir, tmp_
   assert "skipped 1 undecodable file(s) of 4" in p.stderr
 
 
+_LOAD_EXPORTS = """
+import sys, numpy as np
+x, z = np.load(sys.argv[3]), np.load(sys.argv[4])
+if sys.argv[1] == "stablehlo":
+  import jax
+  out = jax.export.deserialize(open(sys.argv[2], "rb").read()).call(x, z)
+else:
+  import tensorflow as tf
+  out = tf.saved_model.load(sys.argv[2]).translate(x, z).numpy()
+assert not any(m.startswith("jdbw") for m in sys.modules), "imported jdbw"
+np.save(sys.argv[5], np.asarray(out))
+"""
+
+
+def test_exports_reproduce_the_translator_in_a_fresh_process(tiny_workdir, tmp_path):
+  """StableHLO (jax.export) and a SavedModel (jax2tf), each loaded in a fresh process
+  without jdbw, at a batch size other than any seen before (the batch is symbolic), give
+  the Translator's output for the same images and noise."""
+  from experiments import export
+  tr = inference.Translator.from_workdir(tiny_workdir)
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-1, 1, (5, 32, 32, 1)).astype(np.float32)
+  z = rng.uniform(-1, 1, (5, tr.noise_dim)).astype(np.float32)
+  want = tr.translate(x, "yx", noise=z)
+  np.save(tmp_path / "x.npy", x), np.save(tmp_path / "z.npy", z)
+  p = _run("experiments.export", f"--workdir={tiny_workdir}", "--direction=yx",
+           "--format=stablehlo", f"--output={tmp_path}/hlo", timeout=300)
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert json.load(open(tmp_path / "hlo" / "export.json"))["noise"] == ["batch", tr.noise_dim]
+  export.export_savedmodel(tr, "yx", str(tmp_path / "sm"))
+  for fmt, path in (("stablehlo", tmp_path / "hlo" / "translate.stablehlo"),
+                    ("savedmodel", tmp_path / "sm")):
+    out = subprocess.run([sys.executable, "-c", _LOAD_EXPORTS, fmt, str(path),
+                          str(tmp_path / "x.npy"), str(tmp_path / "z.npy"),
+                          str(tmp_path / f"{fmt}.npy")], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / f"{fmt}.npy"), want, atol=2e-5, rtol=1e-4)
+  bad = _run("experiments.export", f"--workdir={tiny_workdir}", f"--output={tmp_path}/no/x",
+             timeout=120)
+  assert bad.returncode == 2 and "--output: the folder" in bad.stderr.strip().splitlines()[-1]
+
+
 @pytest.mark.parametrize("extra,expected", [
     ((), {"jd_bw": "d 5, clip schedule bw_start 0 / bw_full 200",
           "munit_bw": "d 1, clip schedule bw_start 0 / bw_full 1000",
