@@ -68,3 +68,14 @@ def optimised(step_fn, level=2):
           compiler_options={"xla_backend_optimization_level": level}))
     return compiled[0](state, batch)
   return call
+
+
+def evaluate_small(workdir):
+  """A tiny run's evaluation on 100 digits per domain with the session's shared
+  classifiers (`report.evaluate_workdir`'s result)."""
+  from jdbw.evaluation import classifier, evaluator, report
+  cfg = evaluator.EvalConfig(samples=100, batch_size=100, noise_sources=10, noise_draws=2,
+                             classifier_dir=shared_classifier_dir(),
+                             min_classifier_accuracy=0.5)
+  return report.evaluate_workdir(str(workdir), cfg, classifier_config=(
+      classifier.ClassifierConfig(**DIGITS_CLASSIFIER)))

@@ -137,12 +137,7 @@ def test_a_tiny_run_fits_modalities_once_resumes_translates_and_evaluates(tmp_pa
   x = np.zeros((2, 32, 32, 1), np.float32)
   ref = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 1)).astype(np.float32)
   assert tr.translate(x, "xy", style=ref).shape == (2, 32, 32, 1)
-  from jdbw.evaluation import classifier, evaluator, report
-  cfg = evaluator.EvalConfig(samples=100, batch_size=100, noise_sources=10, noise_draws=2,
-                             classifier_dir=helpers.shared_classifier_dir(),
-                             min_classifier_accuracy=0.5)
-  res = report.evaluate_workdir(str(tmp_path / "a"), cfg, classifier_config=(
-      classifier.ClassifierConfig(**helpers.DIGITS_CLASSIFIER)))
+  res = helpers.evaluate_small(str(tmp_path / "a"))
   assert {"modality_purity", "modality_nmi", "class_consistency_xy"} <= set(res["scalars"])
   assert 0.1 <= res["scalars"]["modality_purity"] <= 1.0
   assert os.path.isfile(os.path.join(res["output_dir"], res["figures"]["modalities"]))

@@ -108,12 +108,7 @@ def test_a_tiny_run_resumes_exactly_and_evaluates_its_weights(tmp_path):
   assert "figure3_weights.png" in {p.name for p in (tmp_path / "a" / "figures").iterdir()}
   tr = inference.Translator.from_workdir(str(tmp_path / "a"))
   assert tr.translate(np.zeros((2, 32, 32, 1), np.float32), "yx", seed=0).shape == (2, 32, 32, 1)
-  from jdbw.evaluation import classifier, evaluator, report
-  cfg = evaluator.EvalConfig(samples=100, batch_size=100, noise_sources=10, noise_draws=2,
-                             classifier_dir=helpers.shared_classifier_dir(),
-                             min_classifier_accuracy=0.5)
-  res = report.evaluate_workdir(str(tmp_path / "a"), cfg, classifier_config=(
-      classifier.ClassifierConfig(**helpers.DIGITS_CLASSIFIER)))
+  res = helpers.evaluate_small(str(tmp_path / "a"))
   assert {"class_consistency_xy", "class_consistency_yx", "tv_weighted"} <= set(res["scalars"])
 
 

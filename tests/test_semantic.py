@@ -187,12 +187,7 @@ def test_a_dtn_run_fits_f_once_resumes_exactly_translates_and_evaluates(tmp_path
   assert tr.method.directions == ("xy",)
   out = tr.translate(np.zeros((2, 32, 32, 1), np.float32), "xy", seed=1)
   assert out.shape == (2, 32, 32, 1)
-  from jdbw.evaluation import classifier, evaluator, report
-  cfg = evaluator.EvalConfig(samples=100, batch_size=100, noise_sources=10, noise_draws=2,
-                             classifier_dir=helpers.shared_classifier_dir(),
-                             min_classifier_accuracy=0.5)
-  res = report.evaluate_workdir(str(tmp_path / "a"), cfg, classifier_config=(
-      classifier.ClassifierConfig(**helpers.DIGITS_CLASSIFIER)))
+  res = helpers.evaluate_small(str(tmp_path / "a"))
   assert "class_consistency_xy" in res["scalars"] and "tv_weighted" in res["scalars"]
   assert "class_consistency_yx" not in res["scalars"]
 
