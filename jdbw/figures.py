@@ -168,7 +168,7 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
         hl = k == highlight
         ax.plot(steps, vals[:, k], color=color(k), lw=2.8 if hl else 0.9, marker=marker,
                 alpha=1.0 if hl or highlight is None else QUIET, zorder=3 if hl else 2,
-                label=label(side, k) + (" (over-represented)" if hl else ""))
+                label=label(side, k) + (" (the shifted mode)" if hl else ""))
         if targets is not None and (hl or highlight is None):
           t = float(np.asarray(targets[side])[k])
           ax.axhline(t, color=color(k), ls=":", lw=1.8 if hl else 0.8)
