@@ -234,10 +234,7 @@ class Evaluator:
   def modalities(self, state):
     """Each X sample's modality (`Method.modalities`; None where a method has none)."""
     params = jax.device_get(state.params)
-    probe = self.method.modalities(params, self.sample["x"]["image"][:1])
-    if probe is None:
-      return None
-    fn = jax.jit(lambda x: self.method.modalities(params, x))
+    fn = jax.jit(lambda x: self.method.modalities(params, x))   # None: no modalities
     return self._batched(fn, self.sample["x"]["image"])
 
   def weights(self, state):

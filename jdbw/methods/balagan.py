@@ -61,7 +61,7 @@ from absl import logging
 from jdbw import losses, nets, parallel
 from jdbw import config as config_lib
 from jdbw.errors import ConfigError
-from jdbw.methods import base
+from jdbw.methods import base, dtn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,9 +101,7 @@ class BalaGANConfig(config_lib.MarginalTranslatorConfig):
       raise ConfigError(f"--channels_y: BalaGAN's one translator moves images between all"
                         f" classes of both domains; got {self.channels_x} and"
                         f" {self.channels_y} channels")
-    if self.resolution % 8 or self.resolution < 32:
-      raise ConfigError(f"--resolution: got {self.resolution}; expected a multiple of 8,"
-                        " at least 32")
+    dtn.check_encoder_resolution(self)   # its contrastive encoder is nets.dtn's
     if self.temperature <= 0 or min(self.rec_w, self.fm_w, self.r1_w) < 0:
       raise ConfigError("--temperature: expected > 0; --rec_w, --fm_w, --r1_w: >= 0")
     if self.cluster_draws < self.bank_size:

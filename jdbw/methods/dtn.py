@@ -68,6 +68,14 @@ F_MODES = ("classifier", "autoencoder")
 FAKE_SOURCE, FAKE_TARGET, REAL = 0, 1, 2
 
 
+def check_encoder_resolution(config) -> None:
+  """One line unless --resolution fits `jdbw.nets.dtn`'s encoders and decoders (three
+  halvings to a map that a valid convolution takes to 1x1): a multiple of 8, at least 32."""
+  if config.resolution % 8 or config.resolution < 32:
+    raise ConfigError(f"--resolution: got {config.resolution}; expected a multiple of 8,"
+                      " at least 32")
+
+
 @dataclasses.dataclass(frozen=True)
 class FixedEncoderConfig:
   """The fixed encoder f (DTN's f, XGAN's teacher): its mode, shape and fitting."""
@@ -86,6 +94,7 @@ class FixedEncoderConfig:
   f_seed: int = config_lib.setting(0, "f's seed (the same f for every run seed).")
 
   def _check_fixed_encoder(self):
+    check_encoder_resolution(self)
     config_lib.one_of(self, "dtn_f", F_MODES)
     config_lib.positive(self, "embed_dim", "f_dim", "f_steps", "f_batch", "f_draws")
     if self.f_lr <= 0 or self.f_seed < 0:
@@ -112,9 +121,6 @@ class DTNConfig(FixedEncoderConfig, config_lib.MarginalTranslatorConfig):
     config_lib.positive(self, "g_dim", "d_dim")
     if min(self.const_weight, self.tid_weight, self.tv_weight) < 0:
       raise ConfigError("--const_weight, --tid_weight and --tv_weight: expected >= 0")
-    if self.resolution % 8 or self.resolution < 32:
-      raise ConfigError(f"--resolution: got {self.resolution}; expected a multiple of 8,"
-                        " at least 32")
 
 
 def tv_per_sample(images):

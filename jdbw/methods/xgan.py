@@ -71,9 +71,6 @@ class XGANConfig(dtn.FixedEncoderConfig, config_lib.MarginalTranslatorConfig):
     for f in ("rec_weight", "dann_weight", "sem_weight", "gan_weight", "teacher_weight"):
       if getattr(self, f) < 0:
         raise ConfigError(f"--{f}: got {getattr(self, f)}; expected >= 0")
-    if self.resolution % 8 or self.resolution < 32:
-      raise ConfigError(f"--resolution: got {self.resolution}; expected a multiple of 8,"
-                        " at least 32")
 
 
 class XGAN(base.MarginalTranslator):
