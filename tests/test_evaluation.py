@@ -398,7 +398,7 @@ def test_exports_reproduce_the_translator_in_a_fresh_process(tiny_workdir, tmp_p
   """StableHLO (jax.export) and a SavedModel (jax2tf), each loaded in a fresh process
   without jdbw, at a batch size other than any seen before (the batch is symbolic), give
   the Translator's output for the same images and noise."""
-  from experiments import export
+  from jdbw import export
   tr = inference.Translator.from_workdir(tiny_workdir)
   rng = np.random.default_rng(0)
   x = rng.uniform(-1, 1, (5, 32, 32, 1)).astype(np.float32)

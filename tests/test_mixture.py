@@ -236,7 +236,7 @@ def test_batch_weight_keeps_modes_that_the_joint_discriminator_alone_breaks(tmp_
 
 
 def test_sweep_grid_file_parsing(tmp_path):
-  from experiments import sweep
+  from experiments import sweep_grid as sweep
   rows = sweep.read_grid(os.path.join(ROOT, "experiments", "configs", "sweeps", "mixture2d.grid"))
   names = [r[0] for r in rows]
   assert "recipe" in names and "clip_1000" in names and len(set(names)) == len(names)
