@@ -49,6 +49,9 @@ def main(argv):
     raise ConfigError(f"--eval_split: got {FLAGS.eval_split!r}; a sweep chooses settings, so"
                       " it evaluates on a validation split ('validation' for mixture2d,"
                       " 'train[90%:]' for images trained on 'train[:90%]'), never on test")
+  if FLAGS.report_only and not os.path.isdir(FLAGS.workdir):
+    raise ConfigError(f"--workdir: no such folder {FLAGS.workdir!r} (--report_only tabulates"
+                      " the studies already there)")
   rows = read_grid(FLAGS.grid)
   unknown = sorted(set(FLAGS.only) - {r[0] for r in rows})
   if unknown:

@@ -4,6 +4,8 @@ and the tests that fail when the batch-weight mechanism breaks."""
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import chex
 import jax
@@ -253,6 +255,11 @@ def test_sweep_grid_file_parsing(tmp_path):
   res = {("tv_weighted", "jd_bw"): (0.1, 0.02, [0.08, 0.1, 0.12])}
   md = sweep.table([("base", "jd_bw,jd", [])], {"base": res}, ["tv_weighted"])
   assert "0.100 ± 0.020 (0.08, 0.10, 0.12)" in md and "| base | (base) | jd | — |" in md
+  out = subprocess.run([sys.executable, "-m", "experiments.sweep", f"--workdir={tmp_path}/no",
+                        "--grid=experiments/configs/sweeps/mixture2d.grid", "--report_only"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith(
+      "error: --workdir: no such folder"), out.stderr[-1500:]
 
 
 def test_history_of_an_older_checkpoint_is_padded_and_critic_scores_are_centred():
