@@ -51,8 +51,8 @@ def define_domain_flags() -> None:
         f"source_{name}", d["source"],
         f"Domain {name.upper()} source: 'digits', 'tfds:<name>' (e.g. tfds:mnist),"
         " 'idx:<dir>' (MNIST-format IDX .gz files), 'folder:<dir>[:key=value,...]' (your"
-        " PNG/JPEG images; keys size, fit, test_fraction, max_bad, stream, half; README 'Your own"
-        " data') or 'mixture2d[:key=value,...]' (2-D"
+        " PNG/JPEG images; keys size, fit, test_fraction, max_bad, stream, half; docs/guide.md"
+        " 'Your own data') or 'mixture2d[:key=value,...]' (2-D"
         " Gaussian modes; keys modes, radius, sigma, rotate, scale, dx, dy; needs"
         " --networks=mlp).")
     flags.DEFINE_string(f"split_{name}", "train", f"Domain {name.upper()} split.")
@@ -155,38 +155,38 @@ def define_generator_flags(output_help: str) -> None:
   flags.DEFINE_string("output", None, output_help)
 
 
-def define_eval_flags() -> None:
-  """Flags of the evaluation sample and classifiers (experiments.evaluate and training)."""
+def _eval_sections():
   from jdbw.evaluation import classifier, evaluator
-  e, c = evaluator.EvalConfig(), classifier.ClassifierConfig()
-  flags.DEFINE_integer("eval_samples", e.samples,
-                       "Evaluation sample size per domain (fixed draws of --eval_split).")
-  flags.DEFINE_integer("eval_seed", e.seed, "Seed of the evaluation sample and its noise.")
-  flags.DEFINE_string("eval_split", e.split, "Split the evaluation sample is drawn from.")
-  flags.DEFINE_integer("eval_batch_size", e.batch_size, "Batch size of evaluation forward passes.")
-  flags.DEFINE_integer("eval_noise_sources", e.noise_sources,
-                       "Sources (first of the sample) for the noise-keeps-class metric.")
-  flags.DEFINE_integer("eval_noise_draws", e.noise_draws, "Noise draws per source for it.")
-  flags.DEFINE_string("classifier_dir", e.classifier_dir,
-                      "Cache of the evaluation classifiers (trained once per domain);"
-                      " empty: $JDBW_CACHE/classifiers, else ~/.cache/jdbw/classifiers.")
-  flags.DEFINE_integer("classifier_steps", c.steps, "Training steps of an evaluation classifier.")
-  flags.DEFINE_integer("classifier_train_draws", c.train_draws,
-                       "Training draws of an evaluation classifier (transforms applied once).")
-  flags.DEFINE_integer("classifier_test_draws", c.test_draws,
-                       "Class-balanced test-split draws that measure its accuracy.")
-  flags.DEFINE_float("min_classifier_accuracy", None,
-                     "Refuse classifiers below this test accuracy (default: per data set,"
-                     " see jdbw/evaluation/classifier.py THRESHOLDS).")
+  return evaluator.EvalConfig, classifier.ClassifierConfig
+
+
+def define_section_flags(cls, flag_values=FLAGS) -> None:
+  """A flag per setting of a config section (`jdbw.config.setting`), named
+  `jdbw.config.flag_name`, with the field's default and help."""
+  from jdbw import config as config_lib
+  for f in dataclasses.fields(cls):
+    if f.metadata.get("help"):
+      typ = f.type if isinstance(f.type, str) else f.type.__name__
+      _DEFINE[typ.split(" |")[0]](config_lib.flag_name(f), f.default, f.metadata["help"],
+                                  flag_values=flag_values)
+
+
+def section_from_flags(cls):
+  """A config section from its flags (the fields without a flag keep their defaults)."""
+  from jdbw import config as config_lib
+  return cls(**{f.name: FLAGS[config_lib.flag_name(f)].value
+                for f in dataclasses.fields(cls) if f.metadata.get("help")})
+
+
+def define_eval_flags() -> None:
+  """Flags of the evaluation sample, its metrics and the classifiers (experiments.evaluate
+  and training), generated from `EvalConfig` and `ClassifierConfig`."""
+  for cls in _eval_sections():
+    define_section_flags(cls)
 
 
 def eval_config():
-  from jdbw.evaluation import evaluator
-  return evaluator.EvalConfig(
-      samples=FLAGS.eval_samples, seed=FLAGS.eval_seed, split=FLAGS.eval_split,
-      batch_size=FLAGS.eval_batch_size, noise_sources=FLAGS.eval_noise_sources,
-      noise_draws=FLAGS.eval_noise_draws, classifier_dir=FLAGS.classifier_dir,
-      min_classifier_accuracy=FLAGS.min_classifier_accuracy)
+  return section_from_flags(_eval_sections()[0])
 
 
 def eval_split_overlaps(training_splits: dict, split: str) -> list[str]:
@@ -226,10 +226,7 @@ def check_evaluable(specs: dict, min_classifier_accuracy: float | None) -> None:
 
 
 def classifier_config():
-  from jdbw.evaluation import classifier
-  return classifier.ClassifierConfig(steps=FLAGS.classifier_steps,
-                                     train_draws=FLAGS.classifier_train_draws,
-                                     test_draws=FLAGS.classifier_test_draws).validate()
+  return section_from_flags(_eval_sections()[1]).validate()
 
 
 def make_evaluator(method, specs):
@@ -353,6 +350,10 @@ def define_run_flags() -> None:
                     "2-D mixture only: fix G_xy to the true map between the two mixture2d"
                     " domains and G_yx to its inverse; only D and W train (the unit test of"
                     " the D-W game).")
+  flags.DEFINE_bool("dry_run", False,
+                    "Check every flag, the model config(s) and the domains, print what would"
+                    " run, and stop before any data is read or anything compiles"
+                    " (offline-safe).")
 
 
 def run_config():

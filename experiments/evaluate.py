@@ -1,5 +1,6 @@
 r"""Evaluates a training workdir: class consistency, hallucination, weight calibration,
-noise, FD-classifier. Writes <workdir>/metrics.json, <workdir>/report.md and figures;
+noise, FD-classifier, and with --eval_inception FID and KID (which alone need no labels,
+so unlabelled folders are scored by them). Writes <workdir>/metrics.json, <workdir>/report.md and figures;
 with --step=N (an older checkpoint) they go to <workdir>/evaluations/step_N/ instead, so
 the run's own metrics.json stays that of its last step.
 

@@ -31,63 +31,59 @@ class Variant:
   pairing: str = "none"     # the run's --pairing (paired methods: same_draw)
 
 
+def munit_rule(what: str, model: str, batch_weight: str | None = None, *,
+               pairing: str = "none", **overrides) -> Variant:
+  """A variant under MUNIT's budget rule: 1 D step per G step, 3x the generator steps."""
+  if batch_weight is not None:
+    overrides["batch_weight"] = batch_weight
+  return Variant(f"{what}; 1 D step, 3x the steps", model, {**overrides, "d_steps": 1}, 3,
+                 pairing)
+
+
 VARIANTS = {
     "jd_bw": Variant("JD-BW, two-sided batch weight (Algorithm 1)", "jd",
                      {"batch_weight": "two_sided"}),
     "jd": Variant("JD, joint discriminator without batch weight", "jd", {"batch_weight": "none"}),
     "one_sided": Variant("One-sided batch weight (Algorithm 2)", "jd",
                          {"batch_weight": "one_sided"}),
-    "munit": Variant("MUNIT (1 D step per G step, 3x the steps)", "munit",
-                     {"batch_weight": "none", "d_steps": 1}, 3),
-    "munit_bw": Variant("MUNIT + batch weight (composite W on the fake side of both GAN"
-                        " losses; 1 D step, 3x the steps)", "munit",
-                        {"batch_weight": "two_sided", "d_steps": 1}, 3),
-    # The other marginal-GAN baselines under MUNIT's budget rule (1 D step, 3x the steps).
-    "cyclegan": Variant("CycleGAN (cycle + identity, 50-image pool; 1 D step, 3x the steps)",
-                        "cyclegan", {"batch_weight": "none", "d_steps": 1}, 3),
-    "cyclegan_bw": Variant("CycleGAN + batch weight (composite W on the fake side of both"
-                           " GAN losses; 1 D step, 3x the steps)", "cyclegan",
-                           {"batch_weight": "two_sided", "d_steps": 1}, 3),
-    "distancegan": Variant("DistanceGAN (pairwise distance, no cycle; 1 D step, 3x the"
-                           " steps)", "distancegan", {"batch_weight": "none", "d_steps": 1}, 3),
-    "distancegan_bw": Variant("DistanceGAN + batch weight (composite W on the fake side;"
-                              " 1 D step, 3x the steps)", "distancegan",
-                              {"batch_weight": "two_sided", "d_steps": 1}, 3),
+    "munit": munit_rule("MUNIT", "munit", "none"),
+    "munit_bw": munit_rule("MUNIT + batch weight (composite W on the fake side of both GAN"
+                           " losses)", "munit", "two_sided"),
+    # The other marginal-GAN baselines under MUNIT's budget rule.
+    "cyclegan": munit_rule("CycleGAN (cycle + identity, 50-image pool)", "cyclegan", "none"),
+    "cyclegan_bw": munit_rule("CycleGAN + batch weight (composite W on the fake side of both"
+                              " GAN losses)", "cyclegan", "two_sided"),
+    "distancegan": munit_rule("DistanceGAN (pairwise distance, no cycle)", "distancegan",
+                              "none"),
+    "distancegan_bw": munit_rule("DistanceGAN + batch weight (composite W on the fake side)",
+                                 "distancegan", "two_sided"),
     # The paired ceiling: trained on (x, sr(x)) pairs drawn with X's class distribution,
-    # both directions in one run (--reverse), under MUNIT's budget rule.
-    "pix2pix": Variant("pix2pix on SR pairs drawn with X's classes (both directions,"
-                       " --reverse; 1 D step, 3x the steps)", "pix2pix",
-                       {"reverse": True, "d_steps": 1}, 3, "same_draw"),
-    "bicyclegan": Variant("BiCycleGAN on SR pairs drawn with X's classes (both directions,"
-                          " --reverse; the reference's two-scale D and D2; 1 D step, 3x"
-                          " the steps)", "bicyclegan",
-                          {"reverse": True, "d_steps": 1, "d_scales": 2}, 3, "same_draw"),
-    # The semantic translators under MUNIT's rule. DTN is one-directional (X -> Y): its
-    # batch weight is one-sided (Algorithm 2). Its f: --dtn_f (classifier by default).
-    "dtn": Variant("DTN (f fixed, fitted first: --dtn_f; X -> Y only; 1 D step, 3x the"
-                   " steps)", "dtn", {"batch_weight": "none", "d_steps": 1}, 3),
-    "dtn_bw": Variant("DTN + one-sided batch weight (W(x) on the G(x) terms of the ternary"
-                      " game; 1 D step, 3x the steps)", "dtn",
-                      {"batch_weight": "one_sided", "d_steps": 1}, 3),
-    "xgan": Variant("XGAN (shared embedding, embedding adversary, semantic consistency,"
-                    " GAN both ways; 1 D step, 3x the steps)", "xgan",
-                    {"batch_weight": "none", "d_steps": 1}, 3),
-    "xgan_bw": Variant("XGAN + batch weight (composite W on both GAN terms and both sides of"
-                       " the embedding adversary; 1 D step, 3x the steps)", "xgan",
-                       {"batch_weight": "two_sided", "d_steps": 1}, 3),
+    # both directions in one run (--reverse).
+    "pix2pix": munit_rule("pix2pix on SR pairs drawn with X's classes (both directions,"
+                          " --reverse)", "pix2pix", pairing="same_draw", reverse=True),
+    "bicyclegan": munit_rule("BiCycleGAN on SR pairs drawn with X's classes (both directions,"
+                             " --reverse; the reference's two-scale D and D2)", "bicyclegan",
+                             pairing="same_draw", reverse=True, d_scales=2),
+    # The semantic translators. DTN is one-directional (X -> Y): its batch weight is
+    # one-sided (Algorithm 2). Its f: --dtn_f (classifier by default).
+    "dtn": munit_rule("DTN (f fixed, fitted first: --dtn_f; X -> Y only)", "dtn", "none"),
+    "dtn_bw": munit_rule("DTN + one-sided batch weight (W(x) on the G(x) terms of the ternary"
+                         " game)", "dtn", "one_sided"),
+    "xgan": munit_rule("XGAN (shared embedding, embedding adversary, semantic consistency,"
+                       " GAN both ways)", "xgan", "none"),
+    "xgan_bw": munit_rule("XGAN + batch weight (composite W on both GAN terms and both sides"
+                          " of the embedding adversary)", "xgan", "two_sided"),
     # The closest later method: its own learned per-image weights (not batch weight).
-    "irwgan": Variant("IrwGAN (CycleGAN with learned per-image weights β on all of an"
-                      " image's losses; 1 D step, 3x the steps)", "irwgan", {"d_steps": 1}, 3),
-    "balagan": Variant("BalaGAN (X's modalities by a contrastive encoder and spherical"
-                       " k-means, one FUNIT-like translator over the k + 1 classes; 1 D step,"
-                       " 3x the steps)", "balagan", {"d_steps": 1}, 3),
+    "irwgan": munit_rule("IrwGAN (CycleGAN with learned per-image weights β on all of an"
+                         " image's losses)", "irwgan"),
+    "balagan": munit_rule("BalaGAN (X's modalities by a contrastive encoder and spherical"
+                          " k-means, one FUNIT-like translator over the k + 1 classes)",
+                          "balagan"),
 }
 
 common.define_training_flags()
 flags.DEFINE_list("variants", list(VARIANTS), f"Variants to run, from {sorted(VARIANTS)}.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; one run per variant and seed.")
-flags.DEFINE_bool("dry_run", False, "Check every flag and variant config, print the runs"
-                  " it would make, and stop before any data is read (offline-safe).")
 FLAGS = flags.FLAGS
 
 
@@ -178,7 +174,8 @@ def main(argv):
                    if c.batch_weight != "none" else "unused", v.pairing, seeds,
                    os.path.join(root, variant))
     logging.info("dry run: domains %s; evaluation on %r", {
-        k: f"{s.source} ({s.channels} ch, {s.transform}, classes {s.classes or 'natural'})"
+        k: f"{s.source} {s.split} ({s.channels} ch, {s.transform}, classes"
+           f" {s.classes or 'natural'})"
         for k, s in specs.items()}, eval_config.split)
     return
   for variant in FLAGS.variants:

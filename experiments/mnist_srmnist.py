@@ -7,6 +7,9 @@ on MNIST <-> SR-MNIST, or any other pair of domains (the --source_* flags).
 Rerunning the same command resumes from the latest checkpoint in --workdir.
 """
 
+import dataclasses
+import json
+
 import jax
 from absl import app, flags, logging
 
@@ -31,6 +34,15 @@ def main(argv):
   method = methods.from_config(common.model_config(FLAGS.model))
   logging.info("devices: %s; processes: %d", jax.devices(), jax.process_count())
   specs = common.domain_specs()
+  if FLAGS.dry_run:   # what config.json would record, and nothing read or compiled
+    if run.eval_every:
+      common.check_eval_split(specs, FLAGS.eval_split)
+      common.eval_config().validate(), common.classifier_config()
+    print(json.dumps({"method": methods.name_of(method),
+                      "model": dataclasses.asdict(method.config),
+                      "domains": {k: dataclasses.asdict(s) for k, s in specs.items()},
+                      "run": dataclasses.asdict(run)}, indent=2, sort_keys=True, default=str))
+    return
   evaluate = None
   if run.eval_every:  # Built before training: a bad classifier fails at start-up.
     common.check_eval_split(specs, FLAGS.eval_split)

@@ -20,12 +20,20 @@ from jdbw.nets import layers
 from jdbw.errors import ConfigError
 
 
-def setting(default, help: str, *, choices: tuple | None = None):
+def setting(default, help: str, *, choices: tuple | None = None, flag: str | None = None):
   """A config field and the one definition of its setting: the default, the help text
-  of its command-line flag, and its choices (read from the library's constants). The
-  entry points generate their flags from these (`experiments.common.define_model_flags`);
-  a method config that redeclares a field to change its default keeps this help."""
-  return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+  of its command-line flag, its choices (read from the library's constants) and, where
+  the flag's name is not the field's (`--eval_samples` for `EvalConfig.samples`), that
+  name. The entry points generate their flags from these
+  (`experiments.common.define_model_flags`, `define_section_flags`); a method config that
+  redeclares a field to change its default keeps this help."""
+  return dataclasses.field(default=default,
+                           metadata={"help": help, "choices": choices, "flag": flag})
+
+
+def flag_name(field: dataclasses.Field) -> str:
+  """The command-line name of a setting."""
+  return field.metadata.get("flag") or field.name
 
 
 def help_of(configs, name: str) -> tuple[str | None, tuple | None]:

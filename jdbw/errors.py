@@ -45,7 +45,7 @@ class Preempted(Exception):
     self.exit_status = EXIT_PREEMPTED if signal_name == "SIGTERM" else EXIT_INTERRUPTED
 
 
-# Exit statuses of the entrypoints (README, "Exit statuses").
+# Exit statuses of the entrypoints (docs/reliability.md, "Exit statuses").
 EXIT_BAD_INPUT = 2      # ConfigError, DataUnavailableError, CheckpointError: one line
 EXIT_STORAGE = 74       # EX_IOERR: StorageError (disk full, read-only): one line
 EXIT_PREEMPTED = 75     # EX_TEMPFAIL: SIGTERM; checkpoint written, rerun to continue

@@ -79,3 +79,14 @@ def evaluate_small(workdir):
                              min_classifier_accuracy=0.5)
   return report.evaluate_workdir(str(workdir), cfg, classifier_config=(
       classifier.ClassifierConfig(**DIGITS_CLASSIFIER)))
+
+
+def tiny_feature_model(path, size=32, channels=3, features=4):
+  """A stand-in for InceptionV3 (nothing can be downloaded here): a Keras model file of
+  one 3x3 valid convolution with ReLU and global average pooling, seeded."""
+  import keras
+  keras.utils.set_random_seed(0)
+  inp = keras.Input((size, size, channels))
+  h = keras.layers.Conv2D(features, 3, activation="relu")(inp)
+  keras.Model(inp, keras.layers.GlobalAveragePooling2D()(h)).save(str(path))
+  return str(path)

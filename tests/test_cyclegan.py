@@ -408,7 +408,7 @@ def test_svhn_mnist_flagfile_validates_every_variant_offline(tmp_path):
   for variant in ("jd_bw", "jd", "munit", "munit_bw", "cyclegan", "cyclegan_bw", "distancegan",
                   "distancegan_bw", "dtn", "dtn_bw", "xgan", "xgan_bw"):
     assert f"dry run: {variant} = --model=" in out.stderr
-  assert "tfds:svhn_cropped (3 ch" in out.stderr and "tfds:mnist (1 ch" in out.stderr
+  assert "tfds:svhn_cropped train (3 ch" in out.stderr and "tfds:mnist train (1 ch" in out.stderr
   # JD's MNIST-SVHN setting (Table 2 and the paper's d_z = 16 outside MNIST-SRMNIST).
   with open("experiments/configs/svhn_mnist.flags") as f:
     lines = set(f.read().split())

@@ -254,7 +254,17 @@ def test_an_unlabelled_folder_trains_and_the_evaluation_says_it_needs_labels(tmp
     evaluator.Evaluator(m, unl, evaluator.EvalConfig(split="train", samples=20, batch_size=10,
                                                      noise_sources=4, noise_draws=2),
                         with_classifiers=False)
-  helpers.one_line(e, "--source_y", "unlabelled")
+  helpers.one_line(e, "--source_y", "unlabelled", "--eval_inception")
+  # FID and KID need no labels: the same run evaluates with them alone.
+  from jdbw.evaluation import report
+  res = report.evaluate_workdir(str(tmp_path / "unl"), evaluator.EvalConfig(
+      split="train", samples=12, batch_size=6, noise_sources=4, noise_draws=2,
+      inception=True, feature_model=helpers.tiny_feature_model(tmp_path / "f.keras"),
+      kid_subset_size=6))
+  assert res["labelled"] is False and "class_consistency_xy" not in res
+  assert {"fid_xy", "fid_yx", "kid_xy", "kid_yx"} == set(res["scalars"])
+  assert "classes" not in res["inception_xy"] and res["inception_xy"]["n_fake"] == 12
+  assert "only FID and KID" in open(tmp_path / "unl" / "report.md").read()
 
 
 def test_the_halves_of_a_side_by_side_folder_are_pairs(tmp_path):

@@ -93,3 +93,91 @@ def test_the_tests_import_no_entry_point():
         if imp in entry:
           bad.append(f"tests/{f} imports {imp}")
   assert not bad, "\n".join(bad)
+
+
+def _module_level_imports(path, name):
+  tree = ast.parse(open(path).read())
+  top = ast.Module(body=[n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))],
+                   type_ignores=[])
+  return _imports_of_tree(top, path, name)
+
+
+def _imports_of_tree(tree, path, name):
+  out = set()
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      out.update(a.name for a in node.names)
+    elif isinstance(node, ast.ImportFrom):
+      base = node.module or ""
+      if node.level:
+        parts = name.split(".")
+        keep = len(parts) - node.level + (1 if path.endswith("__init__.py") else 0)
+        base = ".".join(parts[:keep] + ([base] if base else []))
+      out.update(f"{base}.{a.name}" for a in node.names)
+      out.add(base)
+  return {m for m in out if m.split(".")[0] in ("jdbw", "experiments")}
+
+
+def test_no_modules_import_each_other_in_a_circle():
+  """At import time (module-level imports; a function's own import runs later)."""
+  mods = dict(m for p in ("jdbw", "experiments") for m in _modules(p))
+  def targets(n, p):
+    # `from pkg import sub` needs pkg's module object only: a package importing its own
+    # submodules is not a circle. `from pkg import name` needs pkg run.
+    imps = _module_level_imports(p, n)
+    subs = {i for i in imps if i in mods and "." in i and i.rsplit(".", 1)[0] in imps}
+    bases = {i.rsplit(".", 1)[0] for i in subs}
+    return {i for i in imps if i in mods and i != n
+            and not (i in bases and n.startswith(i + "."))}
+  graph = {n: targets(n, p) for n, p in mods.items()}
+  state, stack = {}, []
+
+  def visit(n):
+    state[n] = "open"
+    stack.append(n)
+    for m in sorted(graph[n]):
+      if state.get(m) == "open":
+        raise AssertionError("import circle: " + " -> ".join(stack[stack.index(m):] + [m]))
+      if m not in state:
+        visit(m)
+    stack.pop()
+    state[n] = "done"
+  for n in sorted(graph):
+    if n not in state:
+      visit(n)
+
+
+# Tool options (the benchmark's, the sweep's, the study's variants and seeds) stay
+# hand-written; everything else is generated from the configs' settings.
+TOOL_OPTIONS = {"experiments/benchmark.py": None, "experiments/sweep.py": None,
+                "experiments/mass_shift_benchmark.py": {"variants", "seeds"}}
+
+
+def test_entry_points_hold_at_most_45_hand_written_flag_definitions():
+  """Issue 36's measure: a setting is defined once, in its config, and its flag generated."""
+  count, names = 0, []
+  for name, path in _modules("experiments"):
+    rel = os.path.relpath(path, ROOT)
+    for node in ast.walk(ast.parse(open(path).read())):
+      if isinstance(node, ast.Call) and ast.unparse(node.func).startswith("flags.DEFINE_"):
+        flag = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) \
+            else None
+        if flag is None:   # a generated definition (a loop over settings)
+          continue
+        tool = TOOL_OPTIONS.get(rel, set())
+        if tool is None or flag in tool:
+          continue
+        count += 1
+        names.append(f"{rel}:{flag}")
+  assert count <= 45, f"{count} hand-written flags:\n" + "\n".join(names)
+
+
+def test_every_test_file_has_its_place_in_the_suites_order():
+  """conftest.LONGEST_FIRST orders the files for the two workers; a file missing from it
+  runs first (harmless, but its place should be measured and written down)."""
+  import conftest
+  files = {f for f in os.listdir(os.path.join(ROOT, "tests"))
+           if f.startswith("test_") and f.endswith(".py")}
+  assert files == set(conftest.LONGEST_FIRST), (
+      f"not listed: {sorted(files - set(conftest.LONGEST_FIRST))}; listed but gone:"
+      f" {sorted(set(conftest.LONGEST_FIRST) - files)}")

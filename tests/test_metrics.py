@@ -126,3 +126,50 @@ def test_mode_weight_margin_signs_follow_the_targets():
   assert metrics.mode_weight_margin([0.7, 0.9, 1.2] + [1.0] * 7, ty, 0) == pytest.approx(0.2)
   assert metrics.mode_weight_margin([1.0] * 10, ty, 0) == 0.0   # uniform: no separation
   assert np.isnan(metrics.mode_weight_margin([np.nan] + [1.0] * 9, ty, 0))
+
+
+def _cubic_kernel_mean(m1, v1, m2, v2):
+  """E k(a, b) for independent a ~ N(m1, v1), b ~ N(m2, v2) in one dimension, with KID's
+  kernel k(a, b) = (ab + 1)³ (F = 1): E(ab)³ + 3 E(ab)² + 3 E(ab) + 1, and the moments
+  of a product of independent factors are products of moments."""
+  e1, e2 = (m1, m2)
+  s1, s2 = (m1 ** 2 + v1, m2 ** 2 + v2)
+  t1, t2 = (m1 ** 3 + 3 * m1 * v1, m2 ** 3 + 3 * m2 * v2)
+  return t1 * t2 + 3 * s1 * s2 + 3 * e1 * e2 + 1
+
+
+@pytest.mark.parametrize("p,q", [((0.0, 1.0), (0.5, 1.0)), ((0.2, 0.5), (-0.3, 2.0)),
+                                 ((0.3, 1.0), (0.3, 1.0))])
+def test_kid_matches_the_closed_form_mmd_on_known_gaussians(p, q):
+  """KID's unbiased MMD² with the cubic kernel against its closed form for 1-D
+  Gaussians: MMD² = E k(a, a') + E k(b, b') − 2 E k(a, b); equal laws give 0."""
+  rng = np.random.default_rng(3)
+  a = rng.normal(p[0], np.sqrt(p[1]), (4000, 1))
+  b = rng.normal(q[0], np.sqrt(q[1]), (4000, 1))
+  want = (_cubic_kernel_mean(*p, *p) + _cubic_kernel_mean(*q, *q)
+          - 2 * _cubic_kernel_mean(*p, *q))
+  got, std = metrics.kid(a, b, subset_size=2000, subsets=20)
+  assert got == pytest.approx(want, abs=max(0.15 * abs(want), 4 * std / np.sqrt(20), 0.02))
+  assert std > 0
+
+
+def test_kid_is_unbiased_where_fid_is_not_and_refuses_tiny_samples():
+  """On two samples of one law KID averages to 0 (its estimate is unbiased), while the
+  Fréchet distance of 40 samples in 16-d is clearly positive (its bias)."""
+  rng = np.random.default_rng(4)
+  vals = [metrics.kid(rng.normal(size=(40, 16)), rng.normal(size=(40, 16)), subsets=5,
+                      seed=s)[0] for s in range(40)]
+  assert abs(np.mean(vals)) < 3 * np.std(vals) / np.sqrt(len(vals))
+  assert metrics.fd_classifier(rng.normal(size=(40, 16)), rng.normal(size=(40, 16))) > 1.0
+  with pytest.raises(ValueError, match="at least 2"):
+    metrics.kid(np.zeros((1, 3)), np.zeros((5, 3)))
+
+
+def test_fid_of_samples_approaches_the_closed_form_of_their_gaussians():
+  rng = np.random.default_rng(5)
+  mu1, mu2 = np.zeros(4), np.array([1.0, 0.0, -0.5, 0.0])
+  d1, d2 = np.array([1.0, 2.0, 0.5, 1.0]), np.array([1.0, 1.0, 1.0, 3.0])
+  a = mu1 + rng.normal(size=(50000, 4)) * np.sqrt(d1)
+  b = mu2 + rng.normal(size=(50000, 4)) * np.sqrt(d2)
+  want = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(d1) - np.sqrt(d2)) ** 2)
+  assert metrics.fd_classifier(a, b) == pytest.approx(want, abs=0.03)

@@ -248,9 +248,16 @@ def test_a_disk_filled_in_the_middle_of_a_write_is_one_error_and_no_traceback(
   assert "the error that ended the run" in text
 
 
-def _race_for_lock(wd, barrier, results, i):
-  """A child process: waits for its rival, tries the lock, reports, keeps it (no release)."""
-  lock = workdir.WorkdirLock(str(wd))
+# The race runs in a small fresh process that imports jdbw.workdir alone, so forking its
+# two rivals costs milliseconds (forking the pytest worker, JAX and all, cost 0.75 s a
+# trial).
+_RACE = r"""
+import json, multiprocessing, os, socket, sys
+from jdbw import workdir
+from jdbw.errors import ConfigError
+
+def race(wd, barrier, results, i):
+  lock = workdir.WorkdirLock(wd)
   barrier.wait()
   try:
     lock.acquire()
@@ -259,26 +266,36 @@ def _race_for_lock(wd, barrier, results, i):
     results[i] = 0
   os._exit(0)   # Dies holding it, as a killed trainer would; the heartbeat thread dies too.
 
+root, dead_pid, trials = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ctx = multiprocessing.get_context("fork")
+for trial in range(trials):
+  wd = os.path.join(root, str(trial))
+  os.makedirs(wd)
+  with open(os.path.join(wd, workdir.LOCK), "w") as f:
+    json.dump({"host": socket.gethostname(), "pid": dead_pid, "pid_start": None,
+               "since": "then"}, f)
+  barrier, results = ctx.Barrier(2), ctx.Array("i", [-1, -1])
+  procs = [ctx.Process(target=race, args=(wd, barrier, results, i)) for i in range(2)]
+  for p in procs:
+    p.start()
+  for p in procs:
+    p.join(60)
+  print(trial, *results[:])
+"""
+
 
 def test_two_trainers_on_a_dead_runs_lock_exactly_one_wins(tmp_path):
   """100 trials: two processes released at the same instant (a barrier) both find the
   lock of a dead run; exactly one takes it over, the other is refused."""
-  import multiprocessing
-  ctx = multiprocessing.get_context("fork")
   dead = subprocess.Popen([sys.executable, "-c", "pass"])
   dead.wait()
-  for trial in range(100):
-    wd = tmp_path / str(trial)
-    wd.mkdir()
-    _write_lock(wd, pid=dead.pid)
-    barrier, results = ctx.Barrier(2), ctx.Array("i", [-1, -1])
-    procs = [ctx.Process(target=_race_for_lock, args=(wd, barrier, results, i))
-             for i in range(2)]
-    for p in procs:
-      p.start()
-    for p in procs:
-      p.join(60)
-    assert sorted(results[:]) == [0, 1], f"trial {trial}: {results[:]}"
+  out = subprocess.run([sys.executable, "-c", _RACE, str(tmp_path), str(dead.pid), "100"],
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  rows = [line.split() for line in out.stdout.splitlines()]
+  assert len(rows) == 100, out.stdout[-2000:]
+  for trial, *results in rows:
+    assert sorted(results) == ["0", "1"], f"trial {trial}: {results}"
 
 
 def test_small_files_are_atomic_and_a_damaged_config_is_one_line(tmp_path):

@@ -28,6 +28,7 @@ from absl import logging
 from flax import serialization
 
 from jdbw import data, workdir
+from jdbw.config import setting
 from jdbw.data import folder as folder_lib
 from jdbw.errors import ConfigError
 
@@ -47,12 +48,15 @@ THRESHOLDS = {
 class ClassifierConfig:
   features: tuple = (16, 32, 64)
   hidden: int = 128
-  steps: int = 5000
+  steps: int = setting(5000, "Training steps of an evaluation classifier.",
+                       flag="classifier_steps")
   batch_size: int = 128
   lr: float = 1e-3
   seed: int = 0
-  train_draws: int = 100000  # pool of training draws (transforms applied once each)
-  test_draws: int = 5000
+  train_draws: int = setting(100000, "Training draws of an evaluation classifier (transforms"
+                             " applied once).", flag="classifier_train_draws")
+  test_draws: int = setting(5000, "Class-balanced test-split draws that measure its"
+                            " accuracy.", flag="classifier_test_draws")
 
   def validate(self):
     for field in ("steps", "train_draws", "test_draws"):   # the flags that set them

@@ -23,23 +23,43 @@ import jax.numpy as jnp
 import numpy as np
 
 from jdbw import data, figures, nets
+from jdbw.config import setting
 from jdbw.errors import ConfigError
 from jdbw.evaluation import classifier as clf_lib
-from jdbw.evaluation import metrics
+from jdbw.evaluation import inception, metrics
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-  samples: int = 5000          # per domain
-  seed: int = 0
-  split: str = "test"
-  batch_size: int = 500
-  noise_sources: int = 500     # first sources of the sample used for the noise metric
-  noise_draws: int = 10
-  classifier_dir: str = ""     # "": <jdbw.data.cache_root()>/classifiers
-  min_classifier_accuracy: float | None = None   # None: per-data-set default
+  samples: int = setting(5000, "Evaluation sample size per domain (fixed draws of"
+                         " --eval_split).", flag="eval_samples")
+  seed: int = setting(0, "Seed of the evaluation sample and its noise.", flag="eval_seed")
+  split: str = setting("test", "Split the evaluation sample is drawn from.", flag="eval_split")
+  batch_size: int = setting(500, "Batch size of evaluation forward passes.",
+                            flag="eval_batch_size")
+  noise_sources: int = setting(500, "Sources (first of the sample) for the noise-keeps-class"
+                               " metric.", flag="eval_noise_sources")
+  noise_draws: int = setting(10, "Noise draws per source for it.", flag="eval_noise_draws")
+  classifier_dir: str = setting(
+      "", "Cache of the evaluation classifiers (trained once per domain); empty:"
+      " $JDBW_CACHE/classifiers, else ~/.cache/jdbw/classifiers.")
+  min_classifier_accuracy: float | None = setting(
+      None, "Refuse classifiers below this test accuracy (default: per data set, see"
+      " jdbw/evaluation/classifier.py THRESHOLDS).")
+  inception: bool = setting(
+      False, "Also report FID and KID per direction (and per class with labels) in"
+      " InceptionV3's pool features (Keras; ImageNet weights downloaded once into"
+      " ~/.keras/models), or in --eval_feature_model's. Works on unlabelled domains.",
+      flag="eval_inception")
+  feature_model: str = setting(
+      "", "A Keras model file (.keras/.h5) mapping [-1, 1] RGB images to feature vectors,"
+      " used instead of InceptionV3 for FID/KID (e.g. offline, or a domain's own"
+      " network); empty: InceptionV3.", flag="eval_feature_model")
+  kid_subset_size: int = setting(1000, "KID: the size of each random subset (at most the"
+                                 " sample); 100 subsets, mean and std.",
+                                 flag="eval_kid_subset_size")
 
   def validate(self):
-    for f in ("samples", "batch_size", "noise_sources", "noise_draws"):
+    for f in ("samples", "batch_size", "noise_sources", "noise_draws", "kid_subset_size"):
       if getattr(self, f) < 1:
         raise ConfigError(f"--eval_{f}: got {getattr(self, f)}; expected >= 1")
     if self.noise_sources > self.samples:
@@ -65,7 +85,8 @@ def check_labels(sides: dict) -> None:
     if not labelled:
       raise ConfigError(f"--source_{k}: {source} is an unlabelled folder; the evaluation"
                         " (class consistency, weight calibration per class) needs labels:"
-                        " put the images in class subfolders")
+                        " put the images in class subfolders, or pass --eval_inception"
+                        " alone (FID and KID need no labels)")
   names = [n for _, _, n in sides.values()]
   if len(names) == 2 and all(names) and names[0] != names[1]:
     raise ConfigError("--source_x/--source_y: the folders' classes differ"
@@ -88,12 +109,29 @@ class Evaluator:
                                or os.path.join(data.cache_root(), "classifiers"))
     domains = {k: data.load_domain(dataclasses.replace(s, split=config.split), data_dir=data_dir)
                for k, s in domain_specs.items()}
-    check_labels({k: (d.spec.source, d.data.labelled, d.data.class_names)
-                  for k, d in domains.items()})
+    # Unlabelled domains are scored by FID/KID alone (nothing else needs no labels).
+    self.labelled = all(d.data.labelled for d in domains.values()) or not config.inception
+    if self.labelled:
+      check_labels({k: (d.spec.source, d.data.labelled, d.data.class_names)
+                    for k, d in domains.items()})
+    self.features = (inception.FeatureNet.from_path(config.feature_model, config.batch_size)
+                     if config.inception else None)
     self.classifiers = {
         k: clf_lib.load_or_train(s, cache, resolution=resolution, config=classifier_config,
                                  data_dir=data_dir, min_accuracy=config.min_classifier_accuracy)
-        for k, s in domain_specs.items()} if with_classifiers else {}
+        for k, s in domain_specs.items()} if with_classifiers and self.labelled else {}
+    self.sample = {}
+    for k, d in domains.items():
+      ds = data.domain_dataset(d, seed=config.seed, resolution=resolution)
+      b = next(ds.batch(config.samples).as_numpy_iterator())
+      self.sample[k] = {"image": b["image"], "label": b["label"]}
+    self.real_features = {k: self.features(v["image"]) for k, v in self.sample.items()
+                          } if self.features else {}
+    self._init_noise(method, config)
+    if not self.labelled:
+      self.real = {}
+      self._compile()
+      return
     if domains["x"].num_classes != domains["y"].num_classes:
       raise ConfigError("--source_x/--source_y: the domains have different class sets"
                         f" ({domains['x'].num_classes} vs {domains['y'].num_classes} classes);"
@@ -101,11 +139,11 @@ class Evaluator:
     self.num_classes = domains["x"].num_classes
     self.mode = metrics.over_represented_class(domains["x"].probs, domains["y"].probs)
     self.targets = metrics.midpoint_target_weights(domains["x"].probs, domains["y"].probs)
-    self.sample = {}
-    for k, d in domains.items():
-      ds = data.domain_dataset(d, seed=config.seed, resolution=resolution)
-      b = next(ds.batch(config.samples).as_numpy_iterator())
-      self.sample[k] = {"image": b["image"], "label": b["label"]}
+    self.real = {k: self._batched(jax.jit(c.apply), self.sample[k]["image"])
+                 for k, c in self.classifiers.items()}
+    self._compile()
+
+  def _init_noise(self, method, config):
     nz = method.config.noise_dim
     key = jax.random.PRNGKey(config.seed)
     n = config.samples
@@ -116,9 +154,6 @@ class Evaluator:
                   for i, d in enumerate(("xy", "yx"))}
     self.noise_draws = nets.sample_noise(jax.random.fold_in(key, 99),
                                            config.noise_draws, nz)
-    self.real = {k: self._batched(jax.jit(c.apply), self.sample[k]["image"])
-                 for k, c in self.classifiers.items()}
-    self._compile()
 
   def _compile(self):
     self._forward = jax.jit(self._forward_fn)
@@ -134,11 +169,19 @@ class Evaluator:
 
   # --- batched, jitted pieces ---
 
-  def _batched(self, fn, *arrays):
+  def _batched(self, fn, *arrays, post=None):
+    """fn over batches of `arrays`, on the host, concatenated; `post` maps each batch's
+    host output first (the translations to their features, so that they never all sit
+    in memory)."""
     b = self.config.batch_size
     outs = [jax.device_get(fn(*(a[i:i + b] for a in arrays)))
             for i in range(0, len(arrays[0]), b)]
+    outs = [post(o) for o in outs] if post else outs
     return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+
+  def _to_features(self, out):
+    return {k.replace("fake_", "features_"): (self.features(v) if k.startswith("fake_") else v)
+            for k, v in out.items()}
 
   def _forward_fn(self, params, spectral, x, y, zx, zy, zx_back, zy_back):
     """Translations, cycles, their classes/embeddings and the weight logits of one batch."""
@@ -149,6 +192,10 @@ class Evaluator:
       if d not in m.directions:
         continue
       fake[d] = tr(src, z, d)
+      if self.features is not None:   # to FID/KID's features on the host, batch by batch
+        out[f"fake_{d}"] = fake[d]
+      if not self.labelled:
+        continue
       logits, emb = self.classifiers[_target(d)].apply(fake[d])
       out[f"pred_{d}"], out[f"emb_{d}"] = jnp.argmax(logits, -1), emb
       back = d[::-1]
@@ -181,9 +228,10 @@ class Evaluator:
     fwd = functools.partial(self._forward, params, spectral)
     out = self._batched(fwd, self.sample["x"]["image"], self.sample["y"]["image"],
                         self.noise["xy"]["z"], self.noise["yx"]["z"],
-                        self.noise["xy"]["z_back"], self.noise["yx"]["z_back"])
+                        self.noise["xy"]["z_back"], self.noise["yx"]["z_back"],
+                        post=self._to_features if self.features is not None else None)
     out["w_x"], out["w_y"] = self._normalised(out.pop("logits"), state)
-    noise = noise and stochastic(self.method)
+    noise = noise and stochastic(self.method) and self.labelled
     n = self.config.noise_sources if noise else 0
     for d in self.method.directions if noise else ():
       src = self.sample[_source(d)]["image"][:n]
@@ -204,9 +252,29 @@ class Evaluator:
           out[f"mean_weight_{side}"], self.targets[side], self.mode)
     return out
 
+  def image_scores(self, a: dict) -> dict:
+    """FID and KID of each direction's translations against the real target sample
+    (`inception_<d>`), and with labels per class: translations of source class c against
+    the target's real images of class c (`classes`; classes with under 2 of either are
+    left out)."""
+    res, kid_m, seed = {}, self.config.kid_subset_size, self.config.seed
+    for d in self.method.directions:
+      fake, real = a[f"features_{d}"], self.real_features[_target(d)]
+      r = inception.scores(fake, real, kid_m, seed)
+      if self.labelled:
+        lab_s, lab_t = self.sample[_source(d)]["label"], self.sample[_target(d)]["label"]
+        r["classes"] = {int(c): inception.scores(fake[lab_s == c], real[lab_t == c], kid_m, seed)
+                        for c in range(self.num_classes)
+                        if min(np.sum(lab_s == c), np.sum(lab_t == c)) >= 2}
+      res[f"inception_{d}"] = r
+    return res
+
   def __call__(self, state) -> dict:
     """Every metric of `state` (nested dict, JSON-ready)."""
     a = self.arrays(state)
+    if not self.labelled:   # unlabelled domains: FID and KID only
+      return {"step": int(state.step), "samples": self.config.samples, "labelled": False,
+              **self.image_scores(a)}
     k, lab = self.num_classes, {s: self.sample[s]["label"] for s in ("x", "y")}
     res = {"step": int(state.step), "samples": self.config.samples, "mode_class": self.mode,
            "classifier": {s: {f: c.info[f] for f in ("test_accuracy", "threshold", "cache")}
@@ -226,6 +294,8 @@ class Evaluator:
           if stochastic(self.method) else dict(NOT_APPLICABLE))
       res[f"fd_classifier_{d}"] = metrics.fd_classifier(a[f"emb_{d}"], self.real[tgt][1])
     res["weight_calibration"] = self.calibration(a["w_x"], a["w_y"])
+    if self.features is not None:
+      res.update(self.image_scores(a))
     found = self.modalities(state)
     if found is not None:   # X's modalities found without labels, against its classes
       res["modalities"] = metrics.cluster_agreement(lab["x"], found)
@@ -281,6 +351,9 @@ def scalars(result: dict) -> dict[str, float]:
       out[k] = v
     elif k == "modalities":
       out["modality_purity"], out["modality_nmi"] = v["purity"], v["nmi"]
+    elif k.startswith("inception_"):
+      d = k.split("_")[-1]
+      out[f"fid_{d}"], out[f"kid_{d}"] = v["fid"], v["kid"]
     elif k == "weight_calibration":
       out["tv_weighted"], out["tv_unweighted"] = v["tv_weighted"], v["tv_unweighted"]
       for side in ("x", "y"):  # Older metrics.json files lack them.

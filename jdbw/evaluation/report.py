@@ -46,7 +46,7 @@ def evaluate_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig
   result["scalars"] = ev_lib.scalars(result)
   result["scalars"].update(figure3_margins(workdir, result["step"]))
   per_ckpt = {}
-  if every_checkpoint:
+  if every_checkpoint and evaluator.labelled:
     for s in inference.checkpoint_steps(workdir):
       if s == result["step"]:
         wc = result["weight_calibration"]
@@ -62,7 +62,7 @@ def evaluate_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig
   os.makedirs(out_root, exist_ok=True)
   result["output_dir"] = os.path.abspath(out_root)
   out_dir = os.path.join(out_root, "figures")
-  paths = ev_lib.write_figures(result, out_dir)
+  paths = ev_lib.write_figures(result, out_dir) if evaluator.labelled else {}
   if "modalities" in result:   # a grid per found cluster, of the evaluation's X draws
     mod = result["modalities"]
     images = evaluator.sample["x"]["image"]
@@ -158,6 +158,8 @@ def report_markdown(result: dict, out_root: str) -> str:
   """A short human-readable report of one evaluation, written into `out_root` (links
   relative to it; the training-time figures are linked when it is the workdir)."""
   m = result["model"]
+  if result.get("labelled", True) is False:
+    return _unlabelled_markdown(result)
   lines = [f"# Evaluation of `{result['workdir']}`", "",
            f"{result['method']} (batch_weight={m.get('batch_weight')}), checkpoint step"
            f" {result['step']}; {result['samples']} draws per domain of the"
@@ -186,6 +188,18 @@ def report_markdown(result: dict, out_root: str) -> str:
     if os.path.isfile(os.path.join(out_root, "figures", name)):
       figs[name[:-4]] = os.path.join("figures", name)
   lines += [f"![{k}]({v})" for k, v in figs.items()]
+  return "\n".join(lines) + "\n"
+
+
+def _unlabelled_markdown(result: dict) -> str:
+  lines = [f"# Evaluation of `{result['workdir']}`", "",
+           f"{result['method']}, checkpoint step {result['step']}; {result['samples']} draws"
+           f" per domain of the `{result['eval_config']['split']}` split. The domains are"
+           " unlabelled, so only FID and KID are reported (features:"
+           f" {result['eval_config']['feature_model'] or 'InceptionV3, ImageNet weights'}).",
+           f" Evaluated {result['evaluated']['date']} on {result['evaluated']['machine']}.", "",
+           "| metric | value |", "|---|---|"]
+  lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(result["scalars"].items())]
   return "\n".join(lines) + "\n"
 
 
