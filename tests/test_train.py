@@ -349,7 +349,7 @@ def test_interruptions_resume_to_the_uninterrupted_runs_parameters(tmp_path):
   case of a SIGKILL after a checkpoint, plus a write's leftovers). SIGTERM writes a
   checkpoint of the step reached and exits with EXIT_PREEMPTED (75), never 0, and without
   "done:"."""
-  steps, extra = 60, ["--checkpoint_every=4", "--stream_segment=12"]
+  steps, extra = 32, ["--checkpoint_every=4", "--stream_segment=12"]
   # Every launch runs the same programs: the session's persistent compilation cache
   # (conftest.py, inherited through _CLI_ENV) saves recompiling them.
   env = _CLI_ENV
