@@ -90,3 +90,22 @@ def tiny_feature_model(path, size=32, channels=3, features=4):
   h = keras.layers.Conv2D(features, 3, activation="relu")(inp)
   keras.Model(inp, keras.layers.GlobalAveragePooling2D()(h)).save(str(path))
   return str(path)
+
+
+def resume_matches_straight(method, run, specs, steps, **straight):
+  """Trains `run` (to its own steps), resumes the same workdir to `steps`, and trains a
+  fresh workdir (`<workdir>_straight`, `straight` overriding run fields, figures off)
+  straight to `steps`: the two states must be equal. Returns the resumed state."""
+  import dataclasses
+
+  import chex
+  import jax
+
+  from jdbw import train
+  train.train(method, run, specs)
+  resumed = train.train(method, dataclasses.replace(run, steps=steps), specs)
+  other = dataclasses.replace(run, steps=steps, workdir=run.workdir + "_straight",
+                              **{"figure_every": 0, **straight})
+  chex.assert_trees_all_equal(jax.device_get(resumed),
+                              jax.device_get(train.train(method, other, specs)))
+  return resumed

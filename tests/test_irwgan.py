@@ -3,7 +3,6 @@ pull (toward the images whose translations fool D, toward uniform by the norm), 
 device against two, a tiny run on digits that resumes exactly and evaluates its weights,
 and refusals in one line."""
 
-import dataclasses
 
 import chex
 import jax
@@ -100,11 +99,7 @@ def test_a_tiny_run_resumes_exactly_and_evaluates_its_weights(tmp_path):
   m = methods.build("irwgan", **TINY)
   run = train.RunConfig(workdir=str(tmp_path / "a"), steps=1, batch_size=8, checkpoint_every=1,
                         figure_every=2, log_every=1)
-  train.train(m, run, specs)
-  resumed = train.train(m, dataclasses.replace(run, steps=2), specs)
-  straight = train.train(m, dataclasses.replace(run, steps=2, workdir=str(tmp_path / "b"),
-                                                figure_every=0), specs)
-  chex.assert_trees_all_equal(jax.device_get(resumed), jax.device_get(straight))
+  helpers.resume_matches_straight(m, run, specs, 2)
   assert "figure3_weights.png" in {p.name for p in (tmp_path / "a" / "figures").iterdir()}
   tr = inference.Translator.from_workdir(str(tmp_path / "a"))
   assert tr.translate(np.zeros((2, 32, 32, 1), np.float32), "yx", seed=0).shape == (2, 32, 32, 1)
