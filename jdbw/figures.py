@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def _pyplot():
+  """matplotlib's pyplot on the Agg backend, imported on the first figure drawn (about
+  0.4 s that a run which draws nothing, a dry run or a CLI refusal, does not pay)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
 
 
 def image_grid(images: np.ndarray, ncol: int, pad: int = 1) -> np.ndarray:
@@ -41,7 +46,7 @@ def show(ax, grid: np.ndarray, title: str | None = None) -> None:
 def save(fig, path: str) -> str:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=120, bbox_inches="tight")
-  plt.close(fig)
+  _pyplot().close(fig)
   return path
 
 
@@ -51,7 +56,7 @@ def domain_preview(path: str, panels: Sequence[dict], ncol: int = 16) -> str:
   Each panel: {'title', 'images' [N,H,W,C], 'labels' [M] (a larger sample),
   'probs' [K] (the domain's specified class probabilities)}.
   """
-  fig, axes = plt.subplots(len(panels), 2, figsize=(12, 2.6 * len(panels)),
+  fig, axes = _pyplot().subplots(len(panels), 2, figsize=(12, 2.6 * len(panels)),
                            gridspec_kw={"width_ratios": [3.2, 1]}, squeeze=False)
   for (ax_img, ax_bar), p in zip(axes, panels):
     show(ax_img, image_grid(p["images"], ncol), p["title"])
@@ -68,7 +73,7 @@ def domain_preview(path: str, panels: Sequence[dict], ncol: int = 16) -> str:
 
 def modality_rows(path: str, rows: dict, title: str) -> str:
   """One row of example images per found cluster: {row title: images [N, H, W, C]}."""
-  fig, axes = plt.subplots(len(rows), 1, figsize=(8, 1.2 * len(rows) + 0.6), squeeze=False)
+  fig, axes = _pyplot().subplots(len(rows), 1, figsize=(8, 1.2 * len(rows) + 0.6), squeeze=False)
   for ax, (name, images) in zip(axes[:, 0], rows.items()):
     show(ax, image_grid(np.asarray(images), ncol=max(len(images), 1)), name)
   fig.suptitle(title, fontsize=9)
@@ -87,7 +92,7 @@ def transfer_rows(path: str, panels: Sequence[dict]) -> str:
   Each panel: {'title', 'rows': [source, transferred, back]} image batches of equal N
   (rows may have different channel counts: grey rows are shown as RGB where needed).
   """
-  fig, axes = plt.subplots(len(panels), 1, figsize=(12, 2.4 * len(panels)), squeeze=False)
+  fig, axes = _pyplot().subplots(len(panels), 1, figsize=(12, 2.4 * len(panels)), squeeze=False)
   for ax, p in zip(axes[:, 0], panels):
     rows = [np.asarray(r) for r in p["rows"]]
     c = max(r.shape[-1] for r in rows)
@@ -102,7 +107,7 @@ def noise_grid(path: str, panels: Sequence[dict]) -> str:
 
   Each panel: {'title', 'sources' [R,...], 'outputs' [R, C, ...]}.
   """
-  fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 6.5), squeeze=False)
+  fig, axes = _pyplot().subplots(1, len(panels), figsize=(6.5 * len(panels), 6.5), squeeze=False)
   for ax, p in zip(axes[0], panels):
     src, out = np.asarray(p["sources"]), np.asarray(p["outputs"])
     c = max(src.shape[-1], out.shape[-1])
@@ -141,8 +146,8 @@ def weight_curves(path: str, steps, curves: dict, title: str, *, targets: dict |
   runs): its weight panel says so, its critic row (if any) is still drawn.
   """
   rows = 2 if critic else 1
-  fig, axes = plt.subplots(rows, 2, figsize=(12, 4.2 * rows), squeeze=False, sharex=True)
-  colors = plt.get_cmap("tab10")
+  fig, axes = _pyplot().subplots(rows, 2, figsize=(12, 4.2 * rows), squeeze=False, sharex=True)
+  colors = _pyplot().get_cmap("tab10")
   # The over-represented class in one strong colour, the others in their own colours,
   # thin and faded (tab10 has no black, so the highlight never matches another class).
   color = lambda k: "black" if k == highlight else colors(k % 10)
@@ -221,7 +226,7 @@ def point_panels(path: str, panels: Sequence[dict], title: str) -> str:
   n = len(panels)
   cols = 2 if n > 1 else 1
   rows = -(-n // cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 5.0 * rows), squeeze=False)
+  fig, axes = _pyplot().subplots(rows, cols, figsize=(5.6 * cols, 5.0 * rows), squeeze=False)
   for ax, p in zip(axes.reshape(-1), panels):
     if p.get("background") is not None:
       bg = np.asarray(p["background"])
@@ -238,7 +243,7 @@ def point_panels(path: str, panels: Sequence[dict], title: str) -> str:
       fig.colorbar(sc, ax=ax, shrink=0.8, label=p.get("color_label", ""))
     else:
       cls = np.asarray(p["color"]).astype(int)
-      ax.scatter(pts[:, 0], pts[:, 1], s=size, c=plt.get_cmap("tab10")(cls % 10), lw=0,
+      ax.scatter(pts[:, 0], pts[:, 1], s=size, c=_pyplot().get_cmap("tab10")(cls % 10), lw=0,
                  zorder=2)
     if p.get("centres") is not None:
       for k, (cx, cy) in enumerate(np.asarray(p["centres"])):
@@ -255,7 +260,7 @@ def point_panels(path: str, panels: Sequence[dict], title: str) -> str:
 
 def confusion_matrices(path: str, matrices: dict, title: str) -> str:
   """Row-normalised confusion matrices side by side, each {title: [K, K] counts}."""
-  fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 4.2), squeeze=False)
+  fig, axes = _pyplot().subplots(1, len(matrices), figsize=(4.2 * len(matrices), 4.2), squeeze=False)
   for ax, (name, cm) in zip(axes[0], matrices.items()):
     cm = np.asarray(cm, np.float64)
     rows = cm / np.maximum(cm.sum(1, keepdims=True), 1)
@@ -279,7 +284,7 @@ def confusion_matrices(path: str, matrices: dict, title: str) -> str:
 
 def class_histograms(path: str, hists: dict, title: str, ylabel: str = "class mass") -> str:
   """Grouped bars of class masses, {label: [K]} (weight calibration, Fig. 3 as a number)."""
-  fig, ax = plt.subplots(figsize=(8, 3.8))
+  fig, ax = _pyplot().subplots(figsize=(8, 3.8))
   n = len(hists)
   width = 0.8 / n
   for i, (label, h) in enumerate(hists.items()):
@@ -291,7 +296,7 @@ def class_histograms(path: str, hists: dict, title: str, ylabel: str = "class ma
 
 def metric_curves(path: str, steps, curves: dict, ylabel: str, title: str) -> str:
   """Line plot of scalar metrics over checkpoints, {label: [T]}."""
-  fig, ax = plt.subplots(figsize=(6, 3.5))
+  fig, ax = _pyplot().subplots(figsize=(6, 3.5))
   for label, v in curves.items():
     ax.plot(steps, v, "o-", label=label)
   return _finish_plot(fig, ax, path, "generator step", ylabel, title)

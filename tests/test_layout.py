@@ -181,3 +181,17 @@ def test_every_test_file_has_its_place_in_the_suites_order():
   assert files == set(conftest.LONGEST_FIRST), (
       f"not listed: {sorted(files - set(conftest.LONGEST_FIRST))}; listed but gone:"
       f" {sorted(set(conftest.LONGEST_FIRST) - files)}")
+
+
+def test_matplotlib_loads_only_where_a_figure_is_drawn():
+  """Importing the loop, the methods, inference and the evaluator (what every CLI launch
+  does) loads no matplotlib: a run that draws nothing does not pay for it."""
+  import subprocess
+  import sys
+  code = ("import sys; import jdbw.train, jdbw.methods, jdbw.inference, jdbw.hooks;"
+          " import jdbw.evaluation.evaluator, jdbw.evaluation.report;"
+          " print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))")
+  out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip() == "[]", out.stdout
