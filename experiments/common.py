@@ -206,22 +206,27 @@ def check_eval_split(specs: dict, split: str) -> None:
                       "train[:90%] with --eval_split=train[90%:] for validation")
 
 
-def check_evaluable(specs: dict, min_classifier_accuracy: float | None) -> None:
+def check_evaluable(specs: dict, min_classifier_accuracy: float | None,
+                    inception: bool = False) -> None:
   """One line, before anything trains, if a domain cannot be evaluated by class: no
   classifier threshold for its data set (a folder needs --min_classifier_accuracy), an
   unlabelled folder, or two folders whose class subfolder names differ (the Evaluator
-  checks the same on the loaded data; this reads only the file lists)."""
+  checks the same on the loaded data; this reads only the file lists). With
+  `inception` (FID/KID) unlabelled folders are evaluable: by those alone."""
   from jdbw.data import folder
   from jdbw.evaluation import classifier, evaluator
   sides = {}
   for k, s in specs.items():
     src = s.parsed
-    if not src.is_points:   # a mixture's classifier is exact
-      classifier.threshold_for(s, min_classifier_accuracy)
     names = ()
     if src.is_folder:
       names = folder.scan(src.arg, "train", src.folder, s.flag("source"))[3]
     sides[k] = (s.source, bool(names) or not src.is_folder, names)
+  if inception and not all(labelled for _, labelled, _ in sides.values()):
+    return   # scored by FID and KID alone: no classifiers
+  for s in specs.values():
+    if not s.parsed.is_points:   # a mixture's classifier is exact
+      classifier.threshold_for(s, min_classifier_accuracy)
   evaluator.check_labels(sides)
 
 
@@ -351,9 +356,10 @@ def define_run_flags() -> None:
                     " domains and G_yx to its inverse; only D and W train (the unit test of"
                     " the D-W game).")
   flags.DEFINE_bool("dry_run", False,
-                    "Check every flag, the model config(s) and the domains, print what would"
-                    " run, and stop before any data is read or anything compiles"
-                    " (offline-safe).")
+                    "Check the flags, the model config(s) and the domains' source strings,"
+                    " print what would run, and stop before any data is read or anything"
+                    " compiles (offline-safe; class skews are checked against the data at"
+                    " start-up).")
 
 
 def run_config():

@@ -113,7 +113,9 @@ def _evaluated(workdir, steps, eval_config, config, specs):
   with open(path) as f:
     res = json.load(f)
   as_json = train.as_json  # config.json and metrics.json hold lists, not tuples
-  same = (res.get("step") == steps and res.get("eval_config") == as_json(
+  # Settings added to EvalConfig since a row was evaluated take their defaults.
+  old_eval = {**as_json(dataclasses.asdict(type(eval_config)())), **res.get("eval_config", {})}
+  same = (res.get("step") == steps and old_eval == as_json(
       dataclasses.asdict(eval_config)) and res.get("model") == as_json(
       dataclasses.asdict(config)) and res.get("domains") == as_json(
       {k: dataclasses.asdict(s) for k, s in specs.items()}))
@@ -157,7 +159,7 @@ def main(argv):
   specs = common.domain_specs()
   eval_config = common.eval_config().validate()
   common.check_eval_split(specs, eval_config.split)
-  common.check_evaluable(specs, eval_config.min_classifier_accuracy)
+  common.check_evaluable(specs, eval_config.min_classifier_accuracy, eval_config.inception)
   classifier_config = common.classifier_config()   # checked before anything trains
   root = base_run.workdir
   results = {}

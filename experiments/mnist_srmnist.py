@@ -35,6 +35,8 @@ def main(argv):
   logging.info("devices: %s; processes: %d", jax.devices(), jax.process_count())
   specs = common.domain_specs()
   if FLAGS.dry_run:   # what config.json would record, and nothing read or compiled
+    for s in specs.values():
+      s.parsed   # noqa: B018 - a bad source string is one line
     if run.eval_every:
       common.check_eval_split(specs, FLAGS.eval_split)
       common.eval_config().validate(), common.classifier_config()

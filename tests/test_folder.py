@@ -250,11 +250,17 @@ def test_an_unlabelled_folder_trains_and_the_evaluation_says_it_needs_labels(tmp
   assert fig3["unlabelled"] == ["y"] and fig3["class_names"] == {"x": ["bags", "shoes"]}
   assert fig3["targets"] is None
   from jdbw.evaluation import evaluator
-  with pytest.raises(ConfigError) as e:
-    evaluator.Evaluator(m, unl, evaluator.EvalConfig(split="train", samples=20, batch_size=10,
-                                                     noise_sources=4, noise_draws=2),
-                        with_classifiers=False)
+  small = evaluator.EvalConfig(split="train", samples=20, batch_size=10, noise_sources=4,
+                               noise_draws=2)
+  with pytest.raises(ConfigError) as e:   # before any classifier trains
+    evaluator.Evaluator(m, unl, small)
   helpers.one_line(e, "--source_y", "unlabelled", "--eval_inception")
+  # The weights alone (--weights_only) need labels whatever --eval_inception says.
+  with pytest.raises(ConfigError) as e:
+    evaluator.Evaluator(m, unl, dataclasses.replace(small, inception=True),
+                        with_classifiers=False)
+  helpers.one_line(e, "--source_y", "unlabelled")
+  assert "--eval_inception" not in str(e.value)
   # FID and KID need no labels: the same run evaluates with them alone.
   from jdbw.evaluation import report
   res = report.evaluate_workdir(str(tmp_path / "unl"), evaluator.EvalConfig(
@@ -435,6 +441,7 @@ def test_evaluation_keys_and_start_up_checks_of_folder_domains(tmp_path):
   with pytest.raises(ConfigError) as e:
     common.check_evaluable({"x": spec, "y": flat}, 0.5)
   helpers.one_line(e, "--source_y", "unlabelled")
+  common.check_evaluable({"x": spec, "y": flat}, None, inception=True)   # FID/KID alone
   _write(f"{tmp_path}/other/boots/0.png", shoes[0])
   _write(f"{tmp_path}/other/shoes/0.png", shoes[0])
   other = dataclasses.replace(y, source=f"folder:{tmp_path / 'other'}:size=32,test_fraction=0")

@@ -72,3 +72,18 @@ def test_scores_of_a_sample_against_itself_and_a_shifted_one(net):
   same, other = inception.scores(a, a, 30), inception.scores(a, b, 30)
   assert same["fid"] == pytest.approx(0, abs=1e-6) and other["fid"] > 10 * max(same["fid"], 1e-6)
   assert other["kid"] > same["kid"] and same["n_fake"] == same["n_real"] == 60
+
+
+def test_settings_fid_and_kid_cannot_score_are_one_line():
+  from jdbw import data, methods
+  from jdbw.evaluation import evaluator
+  with pytest.raises(ConfigError) as e:
+    evaluator.EvalConfig(kid_subset_size=1).validate()
+  helpers.one_line(e, "--eval_kid_subset_size", ">= 2")
+  points = {"x": data.DomainSpec(source="mixture2d", name="x"),
+            "y": data.DomainSpec(source="mixture2d:rotate=20", name="y")}
+  m = methods.build("jd", networks="mlp", point_dim=2, noise_dim=2)
+  with pytest.raises(ConfigError) as e:   # before any feature network loads
+    evaluator.Evaluator(m, points, evaluator.EvalConfig(split="test", samples=20,
+                                                        noise_sources=4, inception=True))
+  helpers.one_line(e, "--eval_inception", "points")

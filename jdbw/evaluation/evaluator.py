@@ -59,9 +59,12 @@ class EvalConfig:
                                  flag="eval_kid_subset_size")
 
   def validate(self):
-    for f in ("samples", "batch_size", "noise_sources", "noise_draws", "kid_subset_size"):
+    for f in ("samples", "batch_size", "noise_sources", "noise_draws"):
       if getattr(self, f) < 1:
         raise ConfigError(f"--eval_{f}: got {getattr(self, f)}; expected >= 1")
+    if self.kid_subset_size < 2:
+      raise ConfigError(f"--eval_kid_subset_size: got {self.kid_subset_size}; expected >= 2"
+                        " (KID's unbiased estimate needs two images a subset)")
     if self.noise_sources > self.samples:
       raise ConfigError(f"--eval_noise_sources: got {self.noise_sources}; expected at most"
                         f" --eval_samples={self.samples}")
@@ -78,15 +81,17 @@ def _source(direction):
   return direction[0]
 
 
-def check_labels(sides: dict) -> None:
+def check_labels(sides: dict, inception_hint: bool = True) -> None:
   """One line if the domains cannot be evaluated by class: {side: (source, labelled,
-  class names)}; an unlabelled folder, or two named class sets that differ."""
+  class names)}; an unlabelled folder, or two named class sets that differ.
+  `inception_hint`: the line says that FID and KID (--eval_inception) need no labels."""
   for k, (source, labelled, _) in sides.items():
     if not labelled:
       raise ConfigError(f"--source_{k}: {source} is an unlabelled folder; the evaluation"
                         " (class consistency, weight calibration per class) needs labels:"
-                        " put the images in class subfolders, or pass --eval_inception"
-                        " alone (FID and KID need no labels)")
+                        " put the images in class subfolders" + (
+                            ", or pass --eval_inception alone (FID and KID need no labels)"
+                            if inception_hint else ""))
   names = [n for _, _, n in sides.values()]
   if len(names) == 2 and all(names) and names[0] != names[1]:
     raise ConfigError("--source_x/--source_y: the folders' classes differ"
@@ -109,13 +114,22 @@ class Evaluator:
                                or os.path.join(data.cache_root(), "classifiers"))
     domains = {k: data.load_domain(dataclasses.replace(s, split=config.split), data_dir=data_dir)
                for k, s in domain_specs.items()}
-    # Unlabelled domains are scored by FID/KID alone (nothing else needs no labels).
-    self.labelled = all(d.data.labelled for d in domains.values()) or not config.inception
+    # Unlabelled domains are scored by FID/KID alone (nothing else needs no labels); the
+    # weights alone (`with_classifiers=False`) need labels and no features.
+    scores_images = config.inception and with_classifiers
+    self.labelled = all(d.data.labelled for d in domains.values()) or not scores_images
     if self.labelled:
       check_labels({k: (d.spec.source, d.data.labelled, d.data.class_names)
-                    for k, d in domains.items()})
+                    for k, d in domains.items()}, inception_hint=with_classifiers)
+      if domains["x"].num_classes != domains["y"].num_classes:
+        raise ConfigError("--source_x/--source_y: the domains have different class sets"
+                          f" ({domains['x'].num_classes} vs {domains['y'].num_classes}"
+                          " classes); class consistency needs shared classes")
+    if scores_images and any(d.is_points for d in domains.values()):
+      raise ConfigError("--eval_inception: FID and KID score images; a mixture2d domain is"
+                        " points")
     self.features = (inception.FeatureNet.from_path(config.feature_model, config.batch_size)
-                     if config.inception else None)
+                     if scores_images else None)
     self.classifiers = {
         k: clf_lib.load_or_train(s, cache, resolution=resolution, config=classifier_config,
                                  data_dir=data_dir, min_accuracy=config.min_classifier_accuracy)
@@ -132,10 +146,6 @@ class Evaluator:
       self.real = {}
       self._compile()
       return
-    if domains["x"].num_classes != domains["y"].num_classes:
-      raise ConfigError("--source_x/--source_y: the domains have different class sets"
-                        f" ({domains['x'].num_classes} vs {domains['y'].num_classes} classes);"
-                        " class consistency needs shared classes")
     self.num_classes = domains["x"].num_classes
     self.mode = metrics.over_represented_class(domains["x"].probs, domains["y"].probs)
     self.targets = metrics.midpoint_target_weights(domains["x"].probs, domains["y"].probs)
@@ -173,10 +183,9 @@ class Evaluator:
     """fn over batches of `arrays`, on the host, concatenated; `post` maps each batch's
     host output first (the translations to their features, so that they never all sit
     in memory)."""
-    b = self.config.batch_size
-    outs = [jax.device_get(fn(*(a[i:i + b] for a in arrays)))
+    b, post = self.config.batch_size, post or (lambda o: o)
+    outs = [post(jax.device_get(fn(*(a[i:i + b] for a in arrays))))
             for i in range(0, len(arrays[0]), b)]
-    outs = [post(o) for o in outs] if post else outs
     return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
   def _to_features(self, out):
