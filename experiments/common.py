@@ -163,12 +163,9 @@ def _eval_sections():
 def define_section_flags(cls, flag_values=FLAGS) -> None:
   """A flag per setting of a config section (`jdbw.config.setting`), named
   `jdbw.config.flag_name`, with the field's default and help."""
-  from jdbw import config as config_lib
   for f in dataclasses.fields(cls):
     if f.metadata.get("help"):
-      typ = f.type if isinstance(f.type, str) else f.type.__name__
-      _DEFINE[typ.split(" |")[0]](config_lib.flag_name(f), f.default, f.metadata["help"],
-                                  flag_values=flag_values)
+      _define_flag(f, f.default, f.metadata["help"], f.metadata.get("choices"), flag_values)
 
 
 def section_from_flags(cls):
@@ -252,11 +249,15 @@ _DEFINE = {"int": flags.DEFINE_integer, "float": flags.DEFINE_float, "bool": fla
 
 def _define_flag(field: dataclasses.Field, default, text: str, choices=None,
                  flag_values=FLAGS) -> None:
-  """The flag of a config field: an enum with `choices`, else the annotation's type."""
+  """The flag of a config field (named `jdbw.config.flag_name`): an enum with `choices`,
+  else the annotation's type (`float | None`: a float flag whose default may be None)."""
+  from jdbw import config as config_lib
+  name = config_lib.flag_name(field)
   if choices:
-    flags.DEFINE_enum(field.name, default, list(choices), text, flag_values=flag_values)
+    flags.DEFINE_enum(name, default, list(choices), text, flag_values=flag_values)
   else:
-    _DEFINE[field.type](field.name, default, text, flag_values=flag_values)
+    typ = field.type if isinstance(field.type, str) else field.type.__name__
+    _DEFINE[typ.split(" |")[0]](name, default, text, flag_values=flag_values)
 
 
 def define_run_setting(name: str) -> None:
