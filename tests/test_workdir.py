@@ -258,12 +258,15 @@ from jdbw.errors import ConfigError
 
 def race(wd, barrier, results, i):
   lock = workdir.WorkdirLock(wd)
-  barrier.wait()
+  barrier.wait(60)
   try:
     lock.acquire()
     results[i] = 1
   except ConfigError:
     results[i] = 0
+  # Neither exits before both have decided: a winner that died (and was reaped) before
+  # the other looked would rightly be taken over, which is not the race under test.
+  barrier.wait(60)
   os._exit(0)   # Dies holding it, as a killed trainer would; the heartbeat thread dies too.
 
 root, dead_pid, trials = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
