@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+from jax.lax import stop_gradient as sg
 
 from jdbw import losses, parallel
 from jdbw.losses import uniform_weights
@@ -77,7 +78,7 @@ def softmax_weights(a, t, axis_name: str | None = None):
     a = jnp.clip(a - parallel.psum(a.sum(), axis_name) / m, -t, t)
   # Global log-sum-exp; the max is only for stability, so it carries no gradient.
   # (pmax has no differentiation rule: stop the gradient before it, not after.)
-  local_max = jax.lax.stop_gradient(a).max()
+  local_max = sg(a).max()
   shift = jax.lax.pmax(local_max, axis_name) if axis_name else local_max
   denom = parallel.psum(jnp.exp(a - shift).sum(), axis_name)
   return jnp.exp(a - shift) / denom
@@ -247,7 +248,6 @@ class BatchWeight:
   def joint_w_loss(cls, d_minus, d_plus, w_x, w_y, axis_name=None):
     """Algorithm 1's W loss (L⁻ − L⁺)² with the joint critic's scores held fixed: only
     the weights ω (w_x on the X pairs, w_y on the Y pairs) carry gradient."""
-    sg = jax.lax.stop_gradient
     l_minus, l_plus = losses.critic_terms(sg(d_minus), sg(d_plus), w_x, w_y, axis_name)
     return cls.squared_gap(l_minus - l_plus)
 
@@ -256,7 +256,6 @@ class BatchWeight:
     """W's loss with marginal critics (MUNIT, CycleGAN, DistanceGAN + BW): Σ over the
     `sides` (fake_scores, ω, real_scores) of (Σ_i ω_i D(fake_i) − mean_j D(real_j))²,
     the scores per sample (`losses.score_per_sample`) and held fixed."""
-    sg = jax.lax.stop_gradient
     return cls.squared_gap(*(
         losses.weighted_sum(sg(fake), w, axis_name) - losses.batch_mean(sg(real), axis_name)
         for fake, w, real in sides))

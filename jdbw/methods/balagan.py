@@ -54,6 +54,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+from jax.lax import stop_gradient as sg
 import numpy as np
 import optax
 from absl import logging
@@ -283,7 +284,7 @@ class BalaGAN(base.MarginalTranslator):
     k = self.config.clusters
     if side == "y":
       return jnp.full(images.shape[:1], k, jnp.int32)
-    return jax.lax.stop_gradient(self.modality(params["F"], images)).astype(jnp.int32)
+    return sg(self.modality(params["F"], images)).astype(jnp.int32)
 
   # --- the translator ---
 
@@ -344,7 +345,6 @@ class BalaGAN(base.MarginalTranslator):
     a, la, b, lb = self.pairs(state.params, batch, axis_name)
     mean = lambda v: losses.batch_mean(v, axis_name)
     per = lambda v: v.reshape(v.shape[0], -1).astype(jnp.float32).mean(-1)
-    sg = jax.lax.stop_gradient
     d = state.params["D"]["D"]
     _, _, feat_a = self.critic(d, a, la)
     _, _, feat_b = self.critic(d, b, lb)
@@ -372,7 +372,7 @@ class BalaGAN(base.MarginalTranslator):
     c = self.config
     a, _, b, lb = self.pairs(state.params, batch, axis_name)
     g = state.params["G"]["G"]
-    fake = jax.lax.stop_gradient(self.generate(g, a, self.code(g, b)))
+    fake = sg(self.generate(g, a, self.code(g, b)))
     mean = lambda v: losses.batch_mean(v, axis_name)
     per = lambda v: v.reshape(v.shape[0], -1).astype(jnp.float32).mean(-1)
 

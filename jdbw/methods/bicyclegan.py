@@ -35,6 +35,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+from jax.lax import stop_gradient as sg
 
 from jdbw import losses, nets, parallel
 from jdbw import config as config_lib
@@ -156,7 +157,6 @@ class BiCycleGAN(paired.PairedTranslator):
   def generator_step(self, state, batch, rng, axis_name=None):
     """G and E: the cVAE-GAN and cLR-GAN terms above, per direction."""
     c = self.config
-    sg = jax.lax.stop_gradient
 
     def loss_fn(params):
       run = Runner(self, params, state.spectral, axis_name, train=True)
@@ -189,7 +189,7 @@ class BiCycleGAN(paired.PairedTranslator):
     for k, d in enumerate(self.directions):
       *_, fake_enc, fake_rand = self._codes_and_fakes(run, d, batch[d[0]], batch[d[1]],
                                                       jax.random.fold_in(rng, k), axis_name)
-      fakes[d] = jax.lax.stop_gradient((fake_enc, fake_rand))
+      fakes[d] = sg((fake_enc, fake_rand))
 
     def loss_fn(params):
       d_run = Runner(self, params, state.spectral, axis_name, train=True)

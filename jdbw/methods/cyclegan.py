@@ -36,6 +36,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+from jax.lax import stop_gradient as sg
 
 from jdbw import image_pool, losses, nets, parallel
 from jdbw import config as config_lib
@@ -240,7 +241,7 @@ class CycleGAN(base.MarginalTranslator):
     """Cycle and identity terms (weighted: λ already applied)."""
     c = self.config
     per = l1_per_sample
-    mean = lambda v, w: (losses.weighted_sum(v, jax.lax.stop_gradient(w), axis_name)
+    mean = lambda v, w: (losses.weighted_sum(v, sg(w), axis_name)
                          if c.bw_reconstruction else losses.batch_mean(v, axis_name))
     terms = {}
     if c.cycle_weight:
@@ -263,7 +264,6 @@ class CycleGAN(base.MarginalTranslator):
     x, y = batch["x"], batch["y"]
     dirs = self.directions
     parts = ("G",) + self.bw.parts("generator")
-    sg = jax.lax.stop_gradient
     lsgan = self.bw.lsgan_term
 
     def loss_fn(params):
@@ -295,7 +295,7 @@ class CycleGAN(base.MarginalTranslator):
     c = self.config
     x, y = batch["x"], batch["y"]
     run = Runner(self, state.params, state.spectral, axis_name, train=True)
-    fake = jax.lax.stop_gradient({d: run("G", f"G_{d}", batch[d[0]]) for d in self.directions})
+    fake = sg({d: run("G", f"G_{d}", batch[d[0]]) for d in self.directions})
     w_x, w_y = self.bw.weights(state.params["W"], x, fake["xy"], fake.get("yx"), y,
                                state.step, axis_name)
     m = parallel.global_size(x.shape[0], axis_name)

@@ -52,6 +52,7 @@ import zlib
 
 import jax
 import jax.numpy as jnp
+from jax.lax import stop_gradient as sg
 import numpy as np
 import optax
 from absl import logging
@@ -294,10 +295,14 @@ class DTN(base.MarginalTranslator):
     f = load_or_fit_f(specs["x"], self.config, data_dir, self.config.resolution)
     return state.replace(params={**state.params, "F": {"f": f}})
 
+  def embed(self, run, images):
+    """f(images), grey images repeated to the source's channels (f reads the source)."""
+    return run("F", "f", to_channels(images, self.config.channels_x))
+
   def translate(self, params, spectral, images, z, direction: str):
     del z, direction   # deterministic; one direction
     run = Runner(self, params, spectral, None, train=False)
-    return run("G", "g", run("F", "f", to_channels(images, self.config.channels_x)))
+    return run("G", "g", self.embed(run, images))
 
   # --- steps: (state, batch, rng) -> (state, metrics) ---
 
@@ -307,20 +312,18 @@ class DTN(base.MarginalTranslator):
     c = self.config
     x, y = batch["x"], batch["y"]
     parts = ("G",) + self.bw.parts("generator")
-    sg = jax.lax.stop_gradient
     mean = lambda v: losses.batch_mean(v, axis_name)
 
     def loss_fn(params):
       run = Runner(self, params, state.spectral, axis_name, train=True)
-      f = lambda images: run("F", "f", to_channels(images, c.channels_x))
-      fx_emb, fy_emb = f(x), f(y)
+      fx_emb, fy_emb = self.embed(run, x), self.embed(run, y)
       gx, gy = run("G", "g", fx_emb), run("G", "g", fy_emb)
       w_x, _ = self.bw.weights(params["W"], x, sg(gx), None, y, state.step, axis_name)
       d_gx, d_gy = run("D", "D", gx), run("D", "D", gy)
       terms = {"adv": losses.weighted_sum(ce_per_sample(d_gx, REAL), sg(w_x), axis_name)
                       + mean(ce_per_sample(d_gy, REAL))}
       if c.const_weight:
-        terms["const"] = c.const_weight * mean(l2_per_sample(f(gx), fx_emb))
+        terms["const"] = c.const_weight * mean(l2_per_sample(self.embed(run, gx), fx_emb))
       if c.tid_weight:
         terms["tid"] = c.tid_weight * mean(l2_per_sample(gy, y))
       if c.tv_weight:
@@ -341,10 +344,9 @@ class DTN(base.MarginalTranslator):
     del rng
     x, y = batch["x"], batch["y"]
     run = Runner(self, state.params, state.spectral, axis_name, train=True)
-    f = lambda images: run("F", "f", to_channels(images, self.config.channels_x))
-    gx, gy = jax.lax.stop_gradient(run("G", "g", f(x))), jax.lax.stop_gradient(run("G", "g", f(y)))
+    gx, gy = (sg(run("G", "g", self.embed(run, images))) for images in (x, y))
     w_x, _ = self.bw.weights(state.params["W"], x, gx, None, y, state.step, axis_name)
-    w_x = jax.lax.stop_gradient(w_x)
+    w_x = sg(w_x)
     mean = lambda v: losses.batch_mean(v, axis_name)
 
     def loss_fn(params):

@@ -44,6 +44,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+from jax.lax import stop_gradient as sg
 
 from jdbw import batch_weight, losses, nets, optim, parallel
 from jdbw import config as config_lib
@@ -97,7 +98,7 @@ def beta_objective(logits: dict, adv: dict, nos_weight: float, axis_name=None):
     m = parallel.global_size(a.shape[0], axis_name)
     b = sample_weights(a, axis_name)
     norm = jnp.sqrt(parallel.psum(jnp.sum(jnp.square(b)), axis_name))
-    total = total + losses.batch_mean(b * jax.lax.stop_gradient(adv[s]), axis_name) \
+    total = total + losses.batch_mean(b * sg(adv[s]), axis_name) \
         + nos_weight * norm / m
   return total
 
@@ -156,7 +157,6 @@ class IrwGAN(cyclegan.CycleGAN):
     del rng
     c = self.config
     x, y = batch["x"], batch["y"]
-    sg = jax.lax.stop_gradient
     beta = {s: sg(sample_weights(self.beta_logits(state.params, s, batch[s]), axis_name))
             for s in ("x", "y")}
     used = {s: self.thresholded(b) for s, b in beta.items()}
@@ -194,8 +194,8 @@ class IrwGAN(cyclegan.CycleGAN):
     c = self.config
     x, y = batch["x"], batch["y"]
     run = Runner(self, state.params, state.spectral, axis_name, train=True)
-    fake = jax.lax.stop_gradient({"y": run("G", "G_xy", x), "x": run("G", "G_yx", y)})
-    used = {s: jax.lax.stop_gradient(self.thresholded(sample_weights(
+    fake = sg({"y": run("G", "G_xy", x), "x": run("G", "G_yx", y)})
+    used = {s: sg(self.thresholded(sample_weights(
         self.beta_logits(state.params, s, batch[s]), axis_name))) for s in ("x", "y")}
     mean = lambda v: losses.batch_mean(v, axis_name)
 

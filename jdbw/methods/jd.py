@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import jax
 import jax.numpy as jnp
+from jax.lax import stop_gradient as sg
 import numpy as np
 
 from jdbw import batch_weight, losses, nets, optim, parallel
@@ -260,13 +261,13 @@ class JD(base.BaseMethod):
     if self.config.batch_weight == "one_sided":
       fy = None
       if not train_g:
-        fx = jax.lax.stop_gradient(fx)
+        fx = sg(fx)
       minus, plus = (fx,), (y,)
     else:
       fy, sn_yx = self.generate(params, spectral, "G_yx", y, zy, update_stats=train_g)
       new_spectral["G"]["G_yx"] = sn_yx
       if not train_g:
-        fx, fy = jax.lax.stop_gradient(fx), jax.lax.stop_gradient(fy)
+        fx, fy = sg(fx), sg(fy)
       minus, plus = (x, fx), (fy, y)
     # Only the first critic call advances the power iteration; the second uses its state.
     critic = lambda sn, update: lambda *inp: self.critic(params, sn, *inp, update_stats=update)
@@ -297,7 +298,6 @@ class JD(base.BaseMethod):
     x, y = batch["x"], batch["y"]
     zx, zy = self._noise(rng, x, axis_name)
     parts = ("G",) + self.bw.parts("generator")
-    sg = jax.lax.stop_gradient
 
     def loss_fn(params):
       fx, fy, d_minus, d_plus, spectral, _ = self._sides(
@@ -336,7 +336,6 @@ class JD(base.BaseMethod):
           params, state.spectral, x, y, zx, zy, train_g=False, train_d=True,
           input_grads=c.gp_type == "points")
       w_x, w_y = self.bw.weights(params["W"], x, fx, fy, y, state.step, axis_name)
-      sg = jax.lax.stop_gradient
       l_minus, l_plus = losses.critic_terms(d_minus, d_plus, sg(w_x), sg(w_y), axis_name)
       gap = l_minus - l_plus
       if c.gp_type == "points":

@@ -31,6 +31,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.lax import stop_gradient as sg
 
 from jdbw import batch_weight, losses, nets, optim, parallel
 from jdbw.nets import layers
@@ -179,7 +180,6 @@ class MUNIT(base.MarginalTranslator):
     x, y = batch["x"], batch["y"]
     s_x, s_y = self._styles(rng, x.shape[0], axis_name)
     parts = ("G",) + self.bw.parts("generator")
-    sg = jax.lax.stop_gradient
     lsgan = self.bw.lsgan_term
 
     def loss_fn(params):
@@ -221,7 +221,7 @@ class MUNIT(base.MarginalTranslator):
     c = self.config
     x, y = batch["x"], batch["y"]
     s_x, s_y = self._styles(rng, x.shape[0], axis_name)
-    t = jax.lax.stop_gradient(self._translations(state.params, x, y, s_x, s_y))
+    t = sg(self._translations(state.params, x, y, s_x, s_y))
     w_x, w_y = self.bw.weights(state.params["W"], x, t["xy"], t["yx"], y, state.step,
                                axis_name)
     lsgan = self.bw.lsgan_term

@@ -41,6 +41,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+from jax.lax import stop_gradient as sg
 
 from jdbw import losses, nets, parallel
 from jdbw import config as config_lib
@@ -158,7 +159,6 @@ class XGAN(base.MarginalTranslator):
     c = self.config
     x, y = batch["x"], batch["y"]
     parts = ("G",) + self.bw.parts("generator")
-    sg = jax.lax.stop_gradient
     mean = lambda v: losses.batch_mean(v, axis_name)
     wsum = lambda v, w: losses.weighted_sum(v, sg(w), axis_name)
     bce = losses.bce_per_sample
@@ -204,7 +204,6 @@ class XGAN(base.MarginalTranslator):
     """D_y on real Y against G_xy(x) (ω_x), D_x mirrored (ω_y), c on the embeddings."""
     del rng
     x, y = batch["x"], batch["y"]
-    sg = jax.lax.stop_gradient
     run = Runner(self, state.params, state.spectral, axis_name, train=True)
     ex, ey = sg(self.encode(run, "x", x)), sg(self.encode(run, "y", y))
     fy, fx = sg(self.decode(run, "y", ex)), sg(self.decode(run, "x", ey))
