@@ -10,14 +10,19 @@ import tempfile
 #    roughly halves XLA:CPU compile time while the tiny runs execute about as fast.
 #    Values move only by float reassociation (test_golden's tolerance says how much).
 #    Set XLA_FLAGS=--xla_backend_optimization_level=2 to test at the default level.
-from helpers import SUITE_OPT_LEVEL, fake_devices  # noqa: E402  (imports nothing heavy)
+#  - one thread per XLA:CPU program and per TensorFlow op: xdist runs one worker per core,
+#    so intra-op thread pools only oversubscribe the cores (the same two test files took
+#    about 10 % less CPU and wall time this way, docs/benchmarks.md). Results unchanged.
+from helpers import SUITE_XLA_FLAGS, fake_devices  # noqa: E402  (imports nothing heavy)
 
 _flags = os.environ.get("XLA_FLAGS", "")
-for _flag in (fake_devices(2), SUITE_OPT_LEVEL):
+for _flag in (fake_devices(2), *SUITE_XLA_FLAGS):
   if _flag.split("=")[0] not in _flags:
     _flags += " " + _flag
 os.environ["XLA_FLAGS"] = _flags.strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 # One persistent compilation cache per test session, shared with the CLI subprocesses
 # (they inherit the environment): the many tiny runs compile the same iterations, and a
 # resumed run recompiles what its first half compiled. Results are unchanged; only

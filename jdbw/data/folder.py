@@ -363,7 +363,6 @@ def load(directory: str, opts: FolderOptions, split: str, what: str):
   image's path relative to the split root), 'channels', 'size', 'cache'}. Images are None
   when the split streams (`stream=yes`, or `auto` and more than STREAM_BYTES decoded);
   else uint8 [N, size, size, C] read from the cache."""
-  import tensorflow as tf
   root, paths, labels, classes = scan(directory, split.split("[")[0], opts, what)
   cache = _cache_dir(root, paths, opts)
   if not os.path.isfile(os.path.join(cache, "meta.json")):
@@ -377,6 +376,7 @@ def load(directory: str, opts: FolderOptions, split: str, what: str):
                                     and n * opts.size ** 2 * c > STREAM_BYTES)
   if stream:
     return meta, None, classes
+  import tensorflow as tf   # here, not above: a missing folder is refused in a second
   parts = [np.concatenate(list(tf.data.Dataset.load(os.path.join(cache, f"class_{k}"))
                                .map(lambda e: e["image"]).batch(1024).as_numpy_iterator()))
            for k in range(max(len(classes), 1))]
