@@ -17,7 +17,7 @@ import os
 from absl import app, flags, logging
 
 from experiments import common
-from jdbw import inference, methods
+from jdbw import inference, methods, storage
 from jdbw import train
 from jdbw.errors import ConfigError
 from jdbw.evaluation import report
@@ -108,9 +108,9 @@ def _evaluated(workdir, steps, eval_config, config, specs):
   """metrics.json of a finished run if it was made at `steps` with this eval config, this
   model config and these domains (a reused row must be the configuration it claims)."""
   path = os.path.join(workdir, "metrics.json")
-  if not os.path.isfile(path):
+  if not storage.isfile(path):
     return None
-  with open(path) as f:
+  with storage.open(path) as f:
     res = json.load(f)
   as_json = train.as_json  # config.json and metrics.json hold lists, not tuples
   # Settings added to EvalConfig since a row was evaluated take their defaults.
@@ -204,8 +204,8 @@ def main(argv):
       results[variant].append(res["scalars"])
   rows = report.summarise(results)
   md = report.summary_markdown(rows, {v: VARIANTS[v].description for v in results}, seeds)
-  os.makedirs(root, exist_ok=True)
-  with open(os.path.join(root, "results.md"), "w") as f:
+  storage.makedirs(root)
+  with storage.open(os.path.join(root, "results.md"), "w") as f:
     f.write(md)
   report.write_summary_csv(os.path.join(root, "results.csv"), rows)
   print(md)

@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
 
 import jax
@@ -32,6 +31,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from jdbw import storage
 from jdbw.errors import CheckpointError
 
 
@@ -78,15 +78,13 @@ def _restore_target(leaf):
 def _file_digests(root: str) -> dict[str, str]:
   """{path relative to `root`: SHA-256} of every file below `root`."""
   out = {}
-  for dirpath, _, files in os.walk(root):
-    for name in files:
-      path = os.path.join(dirpath, name)
-      h = hashlib.sha256()
-      with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-          h.update(block)
-      out[os.path.relpath(path, root)] = h.hexdigest()
-  return dict(sorted(out.items()))
+  for rel in storage.files_below(root):
+    h = hashlib.sha256()
+    with storage.open(os.path.join(root, rel), "rb") as f:
+      for block in iter(lambda: f.read(1 << 20), b""):
+        h.update(block)
+    out[rel] = h.hexdigest()
+  return out
 
 
 def _non_finite(tree) -> str | None:
@@ -106,7 +104,7 @@ class Checkpointer:
     """`trainer`: opened by the workdir's one trainer (it holds the lock, `jdbw.workdir`):
     orbax removes the temporary directories of writes a crash cut short (it leaves them
     otherwise), which no reader may do while a trainer may be writing."""
-    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    self.directory = os.path.join(storage.absolute(workdir), "checkpoints")
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
@@ -137,17 +135,17 @@ class Checkpointer:
     if jax.process_index() != 0:
       return
     from jdbw import workdir as workdir_lib
-    os.makedirs(self._sums, exist_ok=True)
+    storage.makedirs(self._sums)
     kept = set(self.all_steps())
     for step in steps:
       if step in kept:
         workdir_lib.write_json_atomic(self._checksum_path(step), _file_digests(
             os.path.join(self.directory, str(step))), indent=0)
-    for name in os.listdir(self._sums):
+    for name in storage.listdir(self._sums):
       stem = name.split(".")[0]
       if stem.isdigit() and int(stem) not in kept:
         try:
-          os.remove(os.path.join(self._sums, name))
+          storage.remove(os.path.join(self._sums, name))
         except FileNotFoundError:
           pass
 
@@ -155,10 +153,10 @@ class Checkpointer:
     """CheckpointError, one line, if the files of `step` differ from its checksum record
     (a missing, changed or extra file); nothing when it has no record."""
     path = self._checksum_path(step)
-    if not os.path.isfile(path):
+    if not storage.isfile(path):
       return
     try:
-      with open(path) as f:
+      with storage.open(path) as f:
         want = json.load(f)
     except (OSError, ValueError) as e:
       raise CheckpointError(f"checkpoint step {step} in {self.directory}: its checksum record"
@@ -227,12 +225,12 @@ class Checkpointer:
 
   def _quarantine(self, steps) -> None:
     aside = os.path.join(os.path.dirname(self.directory), "damaged_checkpoints")
-    os.makedirs(aside, exist_ok=True)
+    storage.makedirs(aside)
     for step in steps:
       dest = os.path.join(aside, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
-      shutil.move(os.path.join(self.directory, str(step)), dest)
-      if os.path.isfile(self._checksum_path(step)):
-        shutil.move(self._checksum_path(step), os.path.join(dest, "checksums.json"))
+      storage.move(os.path.join(self.directory, str(step)), dest)
+      if storage.isfile(self._checksum_path(step)):
+        storage.move(self._checksum_path(step), os.path.join(dest, "checksums.json"))
       logging.warning("moved the damaged checkpoint of step %d to %s", step, dest)
     self.manager.reload()
 
@@ -240,12 +238,12 @@ class Checkpointer:
     """Deletes the write probes of killed runs (`jdbw.workdir.ensure_room`). Only for the
     workdir's one trainer, before its first save."""
     try:
-      names = [n for n in os.listdir(self.directory) if n.startswith(".write_probe.")]
+      names = [n for n in storage.listdir(self.directory) if n.startswith(".write_probe.")]
     except OSError:
       return []
     for n in names:
       try:
-        os.remove(os.path.join(self.directory, n))
+        storage.remove(os.path.join(self.directory, n))
       except OSError:
         pass
     return names

@@ -7,6 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from jdbw import storage
+
 
 def _pyplot():
   """matplotlib's pyplot on the Agg backend, imported on the first figure drawn (about
@@ -44,8 +46,10 @@ def show(ax, grid: np.ndarray, title: str | None = None) -> None:
 
 
 def save(fig, path: str) -> str:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=120, bbox_inches="tight")
+  storage.makedirs(os.path.dirname(storage.absolute(path)))
+  with storage.open(path, "wb") as f:
+    fig.savefig(f, format=os.path.splitext(path)[1][1:] or "png", dpi=120,
+                bbox_inches="tight")
   _pyplot().close(fig)
   return path
 

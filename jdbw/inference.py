@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdbw import checkpoint, methods, nets
+from jdbw import checkpoint, methods, nets, storage
 from jdbw import workdir as workdir_lib
 from jdbw.errors import ConfigError
 
@@ -25,7 +25,7 @@ from jdbw.errors import ConfigError
 def read_config(workdir: str) -> dict:
   """The workdir's config.json record: method, model config and domain specs."""
   path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
+  if not storage.isfile(path):
     raise ConfigError(f"--workdir: {workdir} has no config.json (not a jdbw training workdir)")
   return workdir_lib.read_json(path, "--workdir")
 

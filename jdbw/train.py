@@ -33,7 +33,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jdbw import checkpoint, data, hooks, parallel
+from jdbw import checkpoint, data, hooks, parallel, storage
 from jdbw import workdir as wd
 from jdbw.config import setting
 from jdbw.errors import EXIT_INTERRUPTED, CheckpointError, ConfigError, Preempted
@@ -211,7 +211,7 @@ def check_workdir_config(workdir: str, record: dict, defaults: dict | None = Non
   from jdbw import methods
   path = os.path.join(workdir, "config.json")
   record, defaults = as_json(record), as_json(defaults or {})
-  if os.path.exists(path):
+  if storage.exists(path):
     old = wd.read_json(path, "--workdir")
     old = {**old, "model": {**(defaults or {}), **old.get("model", {})}}
     diff = sorted(k for sec in ("model", "domains") for k in
@@ -234,7 +234,7 @@ def check_workdir_config(workdir: str, record: dict, defaults: dict | None = Non
     return
   if jax.process_index() != 0:   # multi-process: process 0 writes the run's files
     return
-  os.makedirs(workdir, exist_ok=True)
+  storage.makedirs(workdir)
   wd.write_json_atomic(path, record, indent=2, sort_keys=True)
 
 
@@ -323,7 +323,7 @@ def prepare(method, state, domains, run):
 def write_figures(method, watch, state, eval_batch, history, workdir, seed) -> list[str]:
   """Every hook's figures into `<workdir>/figures`."""
   out_dir = os.path.join(workdir, "figures")
-  os.makedirs(out_dir, exist_ok=True)
+  storage.makedirs(out_dir)
   paths = []
   for h in watch:
     paths += h.figures(method, state, eval_batch, history, out_dir, seed)
@@ -346,7 +346,7 @@ def train(method, run: RunConfig, domain_specs: dict, *, evaluate=None,
   the run ends it with `jdbw.errors.StorageError` (one line, the last good checkpoint).
   """
   run.validate()
-  workdir = os.path.abspath(run.workdir)
+  workdir = storage.absolute(run.workdir)
   lead = jax.process_index() == 0   # writes events and figures; every process checkpoints
   abstract = jax.eval_shape(method.init_state, jax.random.PRNGKey(run.seed))
   ckpt_bytes = checkpoint.size_bytes(abstract)
@@ -561,7 +561,7 @@ class _TBWriter:
 
   def __init__(self, logdir):
     from tensorboardX import event_file_writer, summary
-    os.makedirs(logdir, exist_ok=True)
+    storage.makedirs(logdir)   # tensorboardX writes gs:// itself (google-cloud-storage)
     self._summary = summary
     self._events = event_file_writer.EventsWriter(os.path.join(logdir, "events"))
 

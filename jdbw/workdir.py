@@ -16,12 +16,14 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 import traceback
 
 from absl import logging
 
+from jdbw import storage
 from jdbw.errors import CheckpointError, ConfigError, DataUnavailableError, StorageError
 
 LOCK = "lock"
@@ -44,7 +46,12 @@ _STORAGE_TEXT = {"No space left on device": errno.ENOSPC, "RESOURCE_EXHAUSTED": 
 
 def write_text_atomic(path: str, text: str) -> None:
   """Writes `path` through a temporary file in the same folder and a rename: a reader
-  (or a crash) sees the old file or the new one, never a part."""
+  (or a crash) sees the old file or the new one, never a part. On object storage an
+  object is replaced whole: written directly."""
+  if storage.is_remote(path):
+    with storage.open(path, "w") as f:
+      f.write(text)
+    return
   tmp = f"{path}.tmp.{os.getpid()}"
   try:
     with open(tmp, "w") as f:
@@ -65,7 +72,7 @@ def write_json_atomic(path: str, record, **dump_kw) -> None:
 def read_json(path: str, what: str):
   """The JSON record at `path`; a damaged file is one ConfigError line naming it."""
   try:
-    with open(path) as f:
+    with storage.open(path) as f:
       return json.load(f)
   except (ValueError, UnicodeDecodeError) as e:
     raise ConfigError(f"{what}: {path} is damaged ({type(e).__name__}: {e}); restore it or"
@@ -77,22 +84,25 @@ def check_writable(workdir: str, need_bytes: int = 0) -> None:
   can be written in it and that its file system has room for `need_bytes` (about one
   checkpoint); ConfigError, one line, if not."""
   try:
-    os.makedirs(workdir, exist_ok=True)
+    storage.makedirs(workdir)
   except OSError as e:
     raise ConfigError(f"--workdir: cannot create {workdir}: {e.strerror or e}") from e
   probe = os.path.join(workdir, f".write_probe.{socket.gethostname()}.{os.getpid()}")
   try:
-    with open(probe, "wb") as f:
+    with storage.open(probe, "wb") as f:
       f.write(b"0" * 4096)
-      f.flush()
-      os.fsync(f.fileno())
+      if not storage.is_remote(probe):
+        f.flush()
+        os.fsync(f.fileno())
   except OSError as e:
     raise ConfigError(f"--workdir: {workdir} is not writable ({e.strerror or e})") from e
   finally:
     try:
-      os.remove(probe)
+      storage.remove(probe)
     except OSError:
       pass
+  if storage.is_remote(workdir):
+    return   # object storage reports no free space to check
   free = shutil.disk_usage(workdir).free
   if free < need_bytes:
     raise ConfigError(
@@ -110,15 +120,17 @@ def ensure_room(workdir: str, need_bytes: int) -> None:
   folder = os.path.join(workdir, "checkpoints")
   probe = os.path.join(folder, f".write_probe.{socket.gethostname()}.{os.getpid()}")
   try:
-    os.makedirs(folder, exist_ok=True)
-    with open(probe, "wb"):
+    storage.makedirs(folder)
+    with storage.open(probe, "wb"):
       pass
-    os.remove(probe)
+    storage.remove(probe)
   except OSError as e:
     if e.errno not in _STORAGE_ERRNOS:
       raise
     raise StorageError(workdir, os.strerror(e.errno), folder,
                        _finished_checkpoints(workdir)) from None
+  if storage.is_remote(workdir):
+    return
   free = shutil.disk_usage(workdir).free
   if free < need_bytes:
     raise StorageError(
@@ -141,7 +153,7 @@ def storage_error(exc: BaseException, workdir: str) -> StorageError | None:
     code, path = None, None
     if isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS:
       code, path = e.errno, e.filename
-      if path and not os.path.abspath(str(path)).startswith(os.path.abspath(workdir)):
+      if path and not storage.absolute(path).startswith(storage.absolute(workdir)):
         code = None   # Not the workdir's storage (a data file, say): not ours to explain.
     else:
       text = str(e)
@@ -155,7 +167,7 @@ def storage_error(exc: BaseException, workdir: str) -> StorageError | None:
 def _finished_checkpoints(workdir: str) -> list[int]:
   d = os.path.join(workdir, "checkpoints")
   try:
-    return sorted(int(p) for p in os.listdir(d) if p.isdigit())
+    return sorted(int(p) for p in storage.listdir(d) if p.isdigit())
   except OSError:
     return []
 
@@ -186,10 +198,15 @@ class WorkdirLock:
   trainer is refused with one line. A lock left by a dead run is taken over with one
   warning: on the same host when its PID is gone (or reused), on any host when its
   heartbeat is older than STALE_AFTER_S.
+
+  On object storage (`gs://`) no atomic create exists: the lock is read, then written,
+  then read back, and one warning line says that two trainers starting within that
+  moment are not told apart; the heartbeat rewrites the record.
   """
 
   def __init__(self, workdir: str):
     self.path = os.path.join(workdir, LOCK)
+    self.remote = storage.is_remote(workdir)
     self._stop = threading.Event()
     self._thread = None
     self._held = False
@@ -208,8 +225,9 @@ class WorkdirLock:
 
   def _stale(self, other: dict | None) -> str | None:
     """Why the lock `other` (None: unreadable) belongs to a dead run, or None."""
-    try:
-      age = time.time() - os.path.getmtime(self.path)
+    try:   # On object storage the record carries its heartbeat (objects keep no mtime).
+      age = time.time() - (float((other or {}).get("beat", time.time())) if self.remote
+                           else os.path.getmtime(self.path))
     except OSError:
       return "it is gone"
     if age > STALE_AFTER_S:
@@ -243,8 +261,50 @@ class WorkdirLock:
     finally:
       os.close(fd)   # closing releases the flock
 
+  def _refuse(self, other: dict | None):
+    who = (f"pid {other.get('pid')} on {other.get('host')}, since {other.get('since')}"
+           if other else "an unreadable lock")
+    return ConfigError(
+        f"--workdir: {os.path.dirname(self.path)} is in use by another trainer ({who});"
+        f" wait for it, stop it, or use another --workdir (a dead run's {self.path}"
+        " is taken over automatically)")
+
+  def _read(self) -> dict | None:
+    try:
+      with storage.open(self.path) as f:
+        return json.load(f)
+    except (OSError, ValueError):
+      return None
+
+  def _acquire_remote(self, me: dict) -> None:
+    me["beat"] = time.time()
+    logging.warning("--workdir %s: object storage has no atomic create, so the lock refuses"
+                    " a trainer that starts after this one, not one that starts at the same"
+                    " moment", os.path.dirname(self.path))
+    if storage.exists(self.path):
+      other = self._read()
+      why = self._stale(other)
+      if why is None:
+        raise self._refuse(other)
+      logging.warning("taking over the lock %s of a dead run (%s)", self.path, why)
+    with storage.open(self.path, "w") as f:
+      json.dump(me, f)
+    got = self._read()
+    if not got or (got.get("host"), got.get("pid")) != (me["host"], me["pid"]):
+      raise self._refuse(got)
+
   def acquire(self) -> None:
     me = self._record()
+    if self.remote:
+      self._acquire_remote(me)
+    else:
+      self._acquire_local(me)
+    self._held = True
+    self._thread = threading.Thread(target=self._beat, args=(me,), name="workdir-lock",
+                                    daemon=True)
+    self._thread.start()
+
+  def _acquire_local(self, me: dict) -> None:
     tmp = f"{self.path}.{me['host']}.{me['pid']}"
     with open(tmp, "w") as f:
       json.dump(me, f)
@@ -253,9 +313,6 @@ class WorkdirLock:
         self._link(tmp)
     finally:
       os.remove(tmp)
-    self._held = True
-    self._thread = threading.Thread(target=self._beat, name="workdir-lock", daemon=True)
-    self._thread.start()
 
   def _link(self, tmp: str) -> None:
     """Links `tmp` as the lock, taking over a dead run's (under `_takeover_guard`)."""
@@ -265,19 +322,10 @@ class WorkdirLock:
         break
       except FileExistsError:
         pass
-      try:
-        with open(self.path) as f:
-          other = json.load(f)
-      except (OSError, ValueError):
-        other = None
+      other = self._read()
       why = self._stale(other)
       if why is None:
-        who = (f"pid {other.get('pid')} on {other.get('host')}, since {other.get('since')}"
-               if other else "an unreadable lock")
-        raise ConfigError(
-            f"--workdir: {os.path.dirname(self.path)} is in use by another trainer ({who});"
-            f" wait for it, stop it, or use another --workdir (a dead run's {self.path}"
-            " is taken over automatically)")
+        raise self._refuse(other)
       logging.warning("taking over the lock %s of a dead run (%s)", self.path, why)
       try:
         os.remove(self.path)
@@ -286,10 +334,14 @@ class WorkdirLock:
     else:
       raise ConfigError(f"--workdir: could not take the lock {self.path}")
 
-  def _beat(self) -> None:
+  def _beat(self, record: dict) -> None:
     while not self._stop.wait(HEARTBEAT_S):
       try:
-        os.utime(self.path)
+        if self.remote:   # objects have no settable mtime: rewritten with the time
+          with storage.open(self.path, "w") as f:
+            json.dump({**record, "beat": time.time()}, f)
+        else:
+          os.utime(self.path)
       except OSError:
         pass  # A full or vanished disk is reported by the writes that need it.
 
@@ -298,14 +350,10 @@ class WorkdirLock:
       return
     self._stop.set()
     self._thread.join()
-    try:
-      with open(self.path) as f:
-        mine = json.load(f).get("pid") == os.getpid()
-    except (OSError, ValueError):
-      mine = False
+    mine = (self._read() or {}).get("pid") == os.getpid()
     if mine:
       try:
-        os.remove(self.path)
+        storage.remove(self.path)
       except OSError:
         pass
     self._held = False
@@ -329,7 +377,9 @@ class BackgroundErrors:
   _lingering: "BackgroundErrors | None" = None   # the last failed run's, still installed
 
   def __init__(self, workdir: str):
-    self.path = os.path.join(workdir, BACKGROUND_ERRORS)
+    # On object storage (no appends) the log is a local file, named by the warning.
+    self.path = (os.path.join(tempfile.gettempdir(), f"jdbw_{BACKGROUND_ERRORS}.{os.getpid()}")
+                 if storage.is_remote(workdir) else os.path.join(workdir, BACKGROUND_ERRORS))
     self.diverted = self.written = 0
     self._loggers = (py_logging.getLogger("absl"), py_logging.getLogger("asyncio"))
     self._hook = None

@@ -30,7 +30,8 @@
 #   is reachable from where it is built). The TPU branch's choice of setting is unit-tested.
 # - **Disconnects.** Training writes checkpoints to `WORKDIR`; re-running the training
 #   cell with the same `WORKDIR` resumes exactly where the last checkpoint stood. Put it
-#   on Google Drive (`USE_DRIVE = True`) to survive a runtime reset.
+#   on Google Drive (`USE_DRIVE = True`) or in a bucket (`WORKDIR = "gs://my-bucket/run"`,
+#   after `google.colab.auth.authenticate_user()`) to survive a runtime reset.
 
 # %% tags=["parameters"]
 REPO_URL = ""          # this repository's git address, e.g. "https://github.com/<owner>/jdbw"

@@ -10,19 +10,14 @@ import tempfile
 #    roughly halves XLA:CPU compile time while the tiny runs execute about as fast.
 #    Values move only by float reassociation (test_golden's tolerance says how much).
 #    Set XLA_FLAGS=--xla_backend_optimization_level=2 to test at the default level.
-#  - one thread per XLA:CPU program and per TensorFlow op: xdist runs one worker per core,
-#    so intra-op thread pools only oversubscribe the cores (the same two test files took
-#    about 10 % less CPU and wall time this way, docs/benchmarks.md). Results unchanged.
-from helpers import SUITE_XLA_FLAGS, fake_devices  # noqa: E402  (imports nothing heavy)
+from helpers import SUITE_OPT_LEVEL, fake_devices  # noqa: E402  (imports nothing heavy)
 
 _flags = os.environ.get("XLA_FLAGS", "")
-for _flag in (fake_devices(2), *SUITE_XLA_FLAGS):
+for _flag in (fake_devices(2), SUITE_OPT_LEVEL):
   if _flag.split("=")[0] not in _flags:
     _flags += " " + _flag
 os.environ["XLA_FLAGS"] = _flags.strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
-os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 # One persistent compilation cache per test session, shared with the CLI subprocesses
 # (they inherit the environment): the many tiny runs compile the same iterations, and a
 # resumed run recompiles what its first half compiled. Results are unchanged; only
@@ -50,8 +45,8 @@ import pytest  # noqa: E402
 # tests/test_layout.py fails until it is listed.
 LONGEST_FIRST = ("test_train.py", "test_evaluation.py", "test_munit.py", "test_folder.py",
                  "test_cyclegan.py", "test_multihost.py", "test_paired.py", "test_semantic.py",
-                 "test_workdir.py", "test_mixture.py", "test_golden.py", "test_balagan.py",
-                 "test_notebook.py", "test_layers.py", "test_irwgan.py", "test_data.py",
+                 "test_workdir.py", "test_storage.py", "test_mixture.py", "test_golden.py",
+                 "test_balagan.py", "test_notebook.py", "test_layers.py", "test_irwgan.py", "test_data.py",
                  "test_readme.py", "test_methods.py", "test_models.py", "test_losses.py",
                  "test_inception.py", "test_flops.py", "test_batch_weight.py",
                  "test_metrics.py", "test_layout.py", "test_image_pool.py")

@@ -10,8 +10,8 @@ def one_line(excinfo, *needles):
     assert n in msg, msg
 
 
-# The suite's XLA flags (conftest.py says why): LLVM -O0, one thread per XLA:CPU program.
-SUITE_XLA_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_multi_thread_eigen=false")
+# The suite compiles at LLVM -O0 (conftest.py says why).
+SUITE_OPT_LEVEL = "--xla_backend_optimization_level=0"
 
 
 # The evaluation classifiers' settings of the tests that evaluate on digits (and of the
@@ -32,8 +32,8 @@ def fake_devices(n: int) -> str:
 
 def xla_flags(devices=1):
   """XLA_FLAGS for a CLI subprocess: `devices` fake CPU devices, compiled as conftest.py
-  compiles the suite (SUITE_XLA_FLAGS)."""
-  return " ".join(SUITE_XLA_FLAGS) + (f" {fake_devices(devices)}" if devices > 1 else "")
+  compiles the suite (LLVM -O0)."""
+  return SUITE_OPT_LEVEL + (f" {fake_devices(devices)}" if devices > 1 else "")
 
 
 

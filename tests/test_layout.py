@@ -10,8 +10,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = (
     ("components", ("jdbw", "jdbw.errors", "jdbw.config", "jdbw.flops", "jdbw.nets", "jdbw.losses",
                     "jdbw.batch_weight", "jdbw.optim", "jdbw.image_pool", "jdbw.parallel",
-                    "jdbw.data", "jdbw.figures",
-                    "jdbw.workdir")),  # workdir: atomic files and locks (imports errors only)
+                    "jdbw.data", "jdbw.figures", "jdbw.storage",   # storage: local or gs:// files
+                    "jdbw.workdir")),  # workdir: atomic files and locks (errors, storage)
     ("methods", ("jdbw.methods",)),
     ("run", ("jdbw.train", "jdbw.hooks", "jdbw.checkpoint", "jdbw.evaluation",
              "jdbw.inference", "jdbw.export")),

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jdbw import data, figures, inference
+from jdbw import data, figures, inference, storage
 from jdbw import workdir as workdir_lib
 from jdbw.errors import CheckpointError
 from jdbw.evaluation import classifier as clf_lib
@@ -39,7 +39,7 @@ def evaluate_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig
   evaluator = ev_lib.Evaluator(method, specs, config, data_dir=data_dir,
                                classifier_config=classifier_config)
   result = evaluator(state)
-  result["workdir"] = os.path.abspath(workdir)
+  result["workdir"] = storage.absolute(workdir)
   result["method"], result["model"] = record["method"], record["model"]
   result["domains"] = record["domains"]
   result["eval_config"] = dataclasses.asdict(config)
@@ -59,8 +59,8 @@ def evaluate_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig
       per_ckpt[s] = {"tv_weighted": wc["tv_weighted"], "tv_unweighted": wc["tv_unweighted"]}
   result["weight_calibration_per_checkpoint"] = [{"step": k, **v}
                                                  for k, v in sorted(per_ckpt.items())]
-  os.makedirs(out_root, exist_ok=True)
-  result["output_dir"] = os.path.abspath(out_root)
+  storage.makedirs(out_root)
+  result["output_dir"] = storage.absolute(out_root)
   out_dir = os.path.join(out_root, "figures")
   paths = ev_lib.write_figures(result, out_dir) if evaluator.labelled else {}
   if "modalities" in result:   # a grid per found cluster, of the evaluation's X draws
@@ -109,7 +109,7 @@ def weights_workdir(workdir: str, config: ev_lib.EvalConfig = ev_lib.EvalConfig(
              training_splits={k: s.split for k, s in specs.items()})
   name = "".join(ch if ch.isalnum() else "_" for ch in config.split).strip("_")
   path = os.path.join(workdir, "weights", f"{name}-step{out['step']}.json")
-  os.makedirs(os.path.dirname(path), exist_ok=True)
+  storage.makedirs(os.path.dirname(path))
   workdir_lib.write_json_atomic(path, out, indent=2, sort_keys=True)
   out["path"] = path
   return out
@@ -121,9 +121,9 @@ def figure3_margins(workdir: str, step: int) -> dict[str, float]:
   recorded step, the picture the run drew; {} when that file is missing, records another
   step than `step`, has no per-class references, or a side is not weighted."""
   path = os.path.join(workdir, "figures", "figure3_weights.json")
-  if not os.path.isfile(path):
+  if not storage.isfile(path):
     return {}
-  with open(path) as f:
+  with storage.open(path) as f:
     record = json.load(f)
   if not record.get("steps") or record["steps"][-1] != step or record.get("targets") is None:
     return {}
@@ -185,7 +185,7 @@ def report_markdown(result: dict, out_root: str) -> str:
     lines.append("")
   figs = dict(result["figures"])
   for name in ("figure2_transfer.png", "figure3_weights.png", "figure4_noise.png"):
-    if os.path.isfile(os.path.join(out_root, "figures", name)):
+    if storage.isfile(os.path.join(out_root, "figures", name)):
       figs[name[:-4]] = os.path.join("figures", name)
   lines += [f"![{k}]({v})" for k, v in figs.items()]
   return "\n".join(lines) + "\n"
@@ -242,7 +242,7 @@ def summary_markdown(rows: list[dict], descriptions: dict, seeds) -> str:
 
 
 def write_summary_csv(path: str, rows: list[dict]) -> str:
-  with open(path, "w", newline="") as f:
+  with storage.open(path, "w") as f:   # csv: newline="" is the local default here
     w = csv.writer(f)
     w.writerow(["metric", "variant", "mean", "std", "n", "values"])
     for r in rows:
