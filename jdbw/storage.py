@@ -3,13 +3,13 @@
 Every file of a workdir other than the checkpoints' own (config, metrics, reports,
 figures, checksum records, the lock) is read and written through these functions. A
 local path goes through `os` exactly as before: atomic renames, `flock`, free-space
-checks. A URL goes through `etils.epath` (TensorFlow's `tf.io.gfile` where TensorFlow is
-installed, else fsspec: `gcsfs` for `gs://`). Checkpoints go through orbax, which reads
+checks. A URL goes through fsspec (`gcsfs` for `gs://`, `s3fs` for `s3://`), the same
+client wherever TensorFlow is or is not installed. Checkpoints go through orbax, which reads
 such URLs itself (TensorStore's GCS driver), and TensorBoard events through tensorboardX's
 own `gs://` writer.
 
 On object storage an object is replaced whole (a reader sees the old one or the new one),
-so a small file is written directly; there is no atomic create-if-absent through epath,
+so a small file is written directly; there is no atomic create-if-absent through fsspec,
 so the workdir lock degrades to check-then-write (`jdbw.workdir.WorkdirLock` says so in
 one line); there is no free-space figure to check before a checkpoint.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import posixpath
 import shutil
 
 REMOTE_PREFIXES = ("gs://", "s3://")
@@ -28,9 +29,17 @@ def is_remote(path) -> bool:
   return str(path).startswith(REMOTE_PREFIXES)
 
 
-def _path(path):
-  from etils import epath   # imported on first use: local runs never need it
-  return epath.Path(str(path))
+def _fs(path):
+  """(fsspec file system, path within it) for URL `path`: `gs://` through gcsfs. No
+  listings cache: orbax and tensorboardX write into the same folders through clients
+  of their own, and a cached listing would not show their files."""
+  import fsspec   # imported on first use: local runs never need it
+  return fsspec.core.url_to_fs(str(path), use_listings_cache=False)
+
+
+def _call(method: str, path, *args, **kwargs):
+  fs, p = _fs(path)
+  return getattr(fs, method)(p, *args, **kwargs)
 
 
 def absolute(path) -> str:
@@ -39,26 +48,26 @@ def absolute(path) -> str:
 
 
 def open(path, mode: str = "r"):  # noqa: A001  (the file-system function it stands for)
-  return _path(path).open(mode) if is_remote(path) else builtins.open(path, mode)
+  return _call("open", path, mode) if is_remote(path) else builtins.open(path, mode)
 
 
 def exists(path) -> bool:
-  return _path(path).exists() if is_remote(path) else os.path.exists(path)
+  return _call("exists", path) if is_remote(path) else os.path.exists(path)
 
 
 def isfile(path) -> bool:
-  return _path(path).is_file() if is_remote(path) else os.path.isfile(path)
+  return _call("isfile", path) if is_remote(path) else os.path.isfile(path)
 
 
 def isdir(path) -> bool:
-  return _path(path).is_dir() if is_remote(path) else os.path.isdir(path)
+  return _call("isdir", path) if is_remote(path) else os.path.isdir(path)
 
 
 def makedirs(path) -> None:
-  """Creates `path` and its parents if missing (on object storage: nothing to create
-  for most stores; epath does what the store needs)."""
+  """Creates `path` and its parents if missing (on object storage folders are only
+  key prefixes: nothing to create below an existing bucket)."""
   if is_remote(path):
-    _path(path).mkdir(parents=True, exist_ok=True)
+    _call("makedirs", path, exist_ok=True)
   else:
     os.makedirs(path, exist_ok=True)
 
@@ -67,23 +76,24 @@ def listdir(path) -> list[str]:
   """The names in folder `path`; FileNotFoundError if there is none."""
   if not is_remote(path):
     return os.listdir(path)
-  p = _path(path)
-  if not p.is_dir():
+  if not isdir(path):
     raise FileNotFoundError(2, "No such folder", str(path))
-  return [c.name for c in p.iterdir()]
+  return [c.rstrip("/").rsplit("/", 1)[-1] for c in _call("ls", path, detail=False)]
 
 
 def remove(path) -> None:
   if is_remote(path):
-    _path(path).unlink()
+    _call("rm_file", path)
   else:
     os.remove(path)
 
 
 def replace(src, dst) -> None:
-  """Renames file `src` to `dst`, replacing it (atomic on a local file system)."""
+  """Renames file `src` to `dst`, replacing it (atomic on a local file system; on object
+  storage a copy, then a delete)."""
   if is_remote(src):
-    _path(src).replace(str(dst))
+    fs, s = _fs(src)
+    fs.mv(s, _fs(dst)[1])
   else:
     os.replace(src, dst)
 
@@ -93,11 +103,9 @@ def files_below(root) -> list[str]:
   if not is_remote(root):
     return sorted(os.path.relpath(os.path.join(d, f), root)
                   for d, _, files in os.walk(root) for f in files)
-  # epath's walk names folders with or without the scheme, as its backend does.
-  key = lambda p: str(p).split("://", 1)[-1].rstrip("/")
-  base = key(root)
-  return sorted(os.path.relpath(f"{key(d)}/{f}", base)
-                for d, _, files in _path(root).walk() for f in files)
+  fs, base = _fs(root)
+  base = base.rstrip("/")
+  return sorted(posixpath.relpath(f, base) for f in fs.find(base))
 
 
 def move(src, dst) -> None:
@@ -105,12 +113,5 @@ def move(src, dst) -> None:
   if not is_remote(src):
     shutil.move(src, dst)
     return
-  s, d = _path(src), _path(dst)
-  if s.is_file():
-    s.copy(d, overwrite=True)
-    s.unlink()
-    return
-  for rel in files_below(src):
-    (d / rel).parent.mkdir(parents=True, exist_ok=True)
-    (s / rel).copy(d / rel, overwrite=True)
-  s.rmtree()
+  fs, s = _fs(src)
+  fs.mv(s, _fs(dst)[1], recursive=True)

@@ -34,6 +34,12 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 if "JDBW_CACHE" not in os.environ:
   os.environ["JDBW_CACHE"] = tempfile.mkdtemp(prefix="jdbw_cache_")
 
+# orbax creates and lists its checkpoint folders through etils.epath, which reaches
+# gs:// through tf.io.gfile where TensorFlow is installed, and decides that once per
+# process (a cached check). TensorFlow's GCS client cannot be pointed at the local
+# emulator of tests/test_storage.py; gcsfs can. Local paths are unaffected.
+os.environ.setdefault("EPATH_USE_TF", "false")
+
 import pytest  # noqa: E402
 
 # The test files, longest first (each file's share of a worker's time on 2 cores,

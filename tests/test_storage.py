@@ -1,6 +1,6 @@
 """Workdirs on object storage: a `gs://` workdir served offline by a local GCS emulator
 (gcp-storage-emulator, in memory), reached by the same clients a Colab or TPU-VM run uses
-(orbax through TensorStore's GCS driver, etils.epath through fsspec's gcsfs, tensorboardX
+(orbax through TensorStore's GCS driver, jdbw.storage through fsspec's gcsfs, tensorboardX
 through google-cloud-storage), each pointed at the emulator by its documented variable."""
 
 import json
@@ -61,8 +61,7 @@ def bucket():
   env = {"STORAGE_EMULATOR_HOST": url,            # gcsfs, google-cloud-storage
          "TENSORSTORE_GCS_HTTP_URL": url,         # orbax's TensorStore
          "GOOGLE_AUTH_TOKEN_FOR_TESTING": "test",  # TensorStore without credentials
-         "GOOGLE_CLOUD_PROJECT": "test",
-         "EPATH_USE_TF": "false"}                 # epath through fsspec (gcsfs), not TF
+         "GOOGLE_CLOUD_PROJECT": "test"}
   old = {k: os.environ.get(k) for k in env}
   os.environ.update(env)
   try:
