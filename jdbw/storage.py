@@ -21,6 +21,8 @@ import os
 import posixpath
 import shutil
 
+from jdbw.errors import ConfigError
+
 REMOTE_PREFIXES = ("gs://", "s3://")
 
 
@@ -34,7 +36,11 @@ def _fs(path):
   listings cache: orbax and tensorboardX write into the same folders through clients
   of their own, and a cached listing would not show their files."""
   import fsspec   # imported on first use: local runs never need it
-  return fsspec.core.url_to_fs(str(path), use_listings_cache=False)
+  try:
+    return fsspec.core.url_to_fs(str(path), use_listings_cache=False)
+  except ImportError as e:   # s3:// without s3fs, gs:// without gcsfs
+    raise ConfigError(f"{path}: {e} (jdbw's requirements bring gcsfs for gs://; s3:// needs"
+                      " s3fs installed)") from None
 
 
 def _call(method: str, path, *args, **kwargs):

@@ -146,3 +146,12 @@ def test_a_run_on_a_bucket_writes_resumes_exactly_and_evaluates(bucket):
   assert {"metrics.json", "report.md", "figures/confusion.png"} <= set(storage.files_below(wd))
   with storage.open(f"{wd}/metrics.json") as f:
     assert json.load(f)["step"] == 4
+
+
+def test_a_url_whose_client_is_missing_is_refused_in_one_line():
+  import importlib.util
+  if importlib.util.find_spec("s3fs") is not None:
+    pytest.skip("s3fs is installed here: s3:// has its client")
+  with pytest.raises(ConfigError) as e:
+    workdir_lib.check_writable("s3://jdbw-none/run")
+  helpers.one_line(e, "s3://jdbw-none/run", "s3fs")
