@@ -99,7 +99,8 @@ def replace(src, dst) -> None:
   storage a copy, then a delete)."""
   if is_remote(src):
     fs, s = _fs(src)
-    fs.mv(s, _fs(dst)[1])
+    fs.copy(s, _fs(dst)[1])   # not fs.mv: GCS's moveTo is newer than some stores
+    fs.rm_file(s)
   else:
     os.replace(src, dst)
 
@@ -120,4 +121,5 @@ def move(src, dst) -> None:
     shutil.move(src, dst)
     return
   fs, s = _fs(src)
-  fs.mv(s, _fs(dst)[1], recursive=True)
+  fs.copy(s, _fs(dst)[1], recursive=True)
+  fs.rm(s, recursive=True)

@@ -88,6 +88,13 @@ def test_storage_functions_agree_on_a_folder_and_a_bucket(bucket, tmp_path):
         os.path.join(root, "a", "t.txt"))
     storage.move(os.path.join(root, "a"), os.path.join(root, "moved"))
     assert storage.files_below(root) == ["moved/b/r.json", "moved/t.txt"], root
+    storage.move(os.path.join(root, "moved", "t.txt"), os.path.join(root, "t2.txt"))
+    storage.replace(os.path.join(root, "t2.txt"), os.path.join(root, "t3.txt"))
+    assert storage.files_below(root) == ["moved/b/r.json", "t3.txt"], root
+    with storage.open(os.path.join(root, "t3.txt")) as f:
+      assert f.read() == "text"
+    storage.remove(os.path.join(root, "t3.txt"))
+    assert storage.files_below(root) == ["moved/b/r.json"], root
     assert not storage.exists(os.path.join(root, "a", "t.txt"))
     with pytest.raises(FileNotFoundError):
       storage.listdir(os.path.join(root, "nothing"))
