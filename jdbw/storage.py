@@ -98,9 +98,7 @@ def replace(src, dst) -> None:
   """Renames file `src` to `dst`, replacing it (atomic on a local file system; on object
   storage a copy, then a delete)."""
   if is_remote(src):
-    fs, s = _fs(src)
-    fs.copy(s, _fs(dst)[1])   # not fs.mv: GCS's moveTo is newer than some stores
-    fs.rm_file(s)
+    move(src, dst)
   else:
     os.replace(src, dst)
 
@@ -121,5 +119,5 @@ def move(src, dst) -> None:
     shutil.move(src, dst)
     return
   fs, s = _fs(src)
-  fs.copy(s, _fs(dst)[1], recursive=True)
+  fs.copy(s, _fs(dst)[1], recursive=True)   # not fs.mv: GCS's moveTo, newer than some stores
   fs.rm(s, recursive=True)
