@@ -33,6 +33,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 # to) the developer's ~/.cache/jdbw.
 if "JDBW_CACHE" not in os.environ:
   os.environ["JDBW_CACHE"] = tempfile.mkdtemp(prefix="jdbw_cache_")
+os.environ.setdefault("JDBW_SUITE_CACHE", os.environ["JDBW_CACHE"])   # helpers.shared_*
 
 # orbax creates and lists its checkpoint folders through etils.epath, which reaches
 # gs:// through tf.io.gfile where TensorFlow is installed, and decides that once per

@@ -22,8 +22,10 @@ DIGITS_CLASSIFIER = dict(steps=300, train_draws=4000, test_draws=1000)
 
 
 def shared_classifier_dir() -> str:
+  """The session's classifiers, also for a test that points JDBW_CACHE elsewhere (to
+  test a cache of its own: it would otherwise train the classifiers again)."""
   import os
-  return os.path.join(os.environ["JDBW_CACHE"], "classifiers")
+  return os.path.join(os.environ["JDBW_SUITE_CACHE"], "classifiers")
 
 
 def fake_devices(n: int) -> str:

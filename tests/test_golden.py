@@ -23,6 +23,13 @@ ITERATIONS = 3
 # compiles with LLVM at -O0, see conftest.py) moves these values by up to ~1e-3 relative;
 # a changed loss, sign, schedule or initialisation moves them by far more.
 RTOL = 2e-3
+# Metrics near 0 get an absolute floor. BalaGAN's is larger: RMSprop's first steps
+# (second moments from zero, eps outside the root) move each parameter by about lr
+# whatever its gradient's size, so float noise on a near-zero gradient becomes a whole
+# step, and a metric that is the mean of cancelling terms of order 1 (its g/adv, -0.03)
+# inherits it: 9.4e-5 after one iteration and 3.1e-4 after two between an "AMD EPYC"
+# and an "Intel Xeon" 2-core machine (2026-12-07); every other metric within RTOL.
+ATOL = {"balagan": 1e-3}
 # The tiny settings of test_train / test_munit, with the same batch shapes: their
 # compiled iterations come out of the session's persistent compilation cache here.
 JD_TINY = dict(g_features=4, d_features=2, w_features=2, d_steps=2)
@@ -123,7 +130,7 @@ def test_numerics_match_the_recorded_values(variant):
   for i, (g, w) in enumerate(zip(got["metrics"], want["metrics"])):
     assert sorted(g) == sorted(w), f"iteration {i}: metric names changed"
     np.testing.assert_allclose([g[k] for k in sorted(g)], [w[k] for k in sorted(w)],
-                               rtol=RTOL, atol=1e-5, err_msg=f"iteration {i}")
+                               rtol=RTOL, atol=ATOL.get(variant, 1e-5), err_msg=f"iteration {i}")
   assert sorted(got["checksums"]) == sorted(want["checksums"])
   for k, (want_sum, want_sq) in want["checksums"].items():
     got_sum, got_sq = got["checksums"][k]
