@@ -60,6 +60,7 @@ import optax
 from absl import logging
 
 from jdbw import losses, nets, parallel
+from jdbw.nets import layers
 from jdbw import config as config_lib
 from jdbw.errors import ConfigError
 from jdbw.methods import base, dtn
@@ -228,7 +229,8 @@ class BalaGAN(base.MarginalTranslator):
     self.G = nets.munit.AdaINGenerator(
         out_channels=c.channels_y, dim=c.gen_dim, style_dim=c.noise_dim - 1, mlp_dim=4 * c.gen_dim,
         n_down=2, n_res=2, style_down=3, **self.kw)
-    self.D = nets.balagan.FUNITDiscriminator(c.clusters + 1, c.dis_dim, 2, **self.kw)
+    self.D = nets.balagan.FUNITDiscriminator(   # R1 differentiates its input gradient
+        c.clusters + 1, c.dis_dim, 2, **{**self.kw, "impl": layers.penalised_impl(c.conv_impl)})
 
   @property
   def weighted_sides(self) -> tuple[str, ...]:
