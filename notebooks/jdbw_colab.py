@@ -150,8 +150,7 @@ if QUICK:
     eval_config = evaluator.EvalConfig(split="test", samples=400, batch_size=200,
                                        noise_sources=40, noise_draws=4,
                                        min_classifier_accuracy=0.85)
-    clf_config = classifier.ClassifierConfig(features=(8, 16, 32), hidden=64, batch_size=64,
-                                             steps=300, train_draws=4000, test_draws=1000)
+    clf_config = classifier.ClassifierConfig(steps=300, train_draws=4000, test_draws=1000)
 results = report.evaluate_workdir(run.workdir, eval_config, data_dir=DATA_DIR,
                                   classifier_config=clf_config, every_checkpoint=False)
 display(Markdown(open(os.path.join(run.workdir, "report.md")).read()))
