@@ -53,6 +53,10 @@ MODELS = {
                                                      compute_dtype=dt),
     "distancegan_bw": lambda d, impl, dt: methods.build("distancegan", batch_weight="two_sided",
                                                         conv_impl=impl, compute_dtype=dt),
+    # BalaGAN at the CPU study's widths (mass_shift_cpu.flags: the MUNIT sizes).
+    "balagan_study": lambda d, impl, dt: methods.build(
+        "balagan", gen_dim=8, dis_dim=8, noise_dim=8, clusters=10, d_steps=1, conv_impl=impl,
+        compute_dtype=dt),
 }
 
 flags.DEFINE_list("models", ["jd_bw", "munit"], f"Models to time, of {sorted(MODELS)}.")
