@@ -244,7 +244,7 @@ class BalaGAN(base.MarginalTranslator):
     k_g, k_d, k_e = jax.random.split(net_key, 3)
     g = self.G.init(k_g, x, code)["params"]
     params = {"G": {"G": g}, "D": {"D": self.D.init(k_d, x)["params"]}, "W": {},
-              "EMA": {"G": g},
+              "EMA": {"G": jax.tree.map(jnp.copy, g)},   # its own buffers (donated)
               "F": {"encoder": encoder_module(c).init(k_e, x)["params"],
                     "centres": jnp.zeros((c.clusters, c.contrast_features)),
                     "bank_x": jnp.zeros((c.bank_size, *self.example_shape("x"))),
