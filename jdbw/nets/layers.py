@@ -38,16 +38,6 @@ def resolve_impl(impl: str, kernel=(3, 3), strides=(1, 1), transpose: bool = Fal
   return "im2col" if max(strides) > 1 or tuple(kernel) == (1, 1) else "xla"
 
 
-def penalised_impl(impl: str) -> str:
-  """The kernels of a network whose input gradient is itself trained (an R1 penalty):
-  under 'auto' on CPU every layer im2col. BalaGAN's discriminator (7x7 and 3x3 stride-1
-  layers, XLA's kernels under the per-layer rule) made its whole compiled iteration
-  15.9 s at the CPU study's sizes, against 2.7 s with im2col (docs/benchmarks.md)."""
-  if impl == "auto" and jax.default_backend() == "cpu":
-    return "im2col"
-  return impl
-
-
 def compute_dtype(name: str):
   """Config name -> layer dtype (None: the promoted type of inputs and parameters)."""
   if name not in COMPUTE_DTYPES:
