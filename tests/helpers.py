@@ -28,6 +28,14 @@ def shared_classifier_dir() -> str:
   return os.path.join(os.environ["JDBW_SUITE_CACHE"], "classifiers")
 
 
+def assert_own_buffers(state):
+  """No two leaves of `state` share a buffer: the loop and experiments.benchmark donate a
+  fresh state, and XLA refuses a buffer donated twice."""
+  import jax
+  pointers = [a.unsafe_buffer_pointer() for a in jax.tree.leaves(state)]
+  assert len(set(pointers)) == len(pointers)
+
+
 def fake_devices(n: int) -> str:
   return f"--xla_force_host_platform_device_count={n}"
 

@@ -86,10 +86,7 @@ def _hinge_reference(m, s, b):
 def test_losses_are_funits():
   m = methods.build("balagan", **TINY)
   s = m.init_state(jax.random.PRNGKey(1))
-  # No two leaves of a fresh state share a buffer (the EMA generator starts as a copy):
-  # the loop and experiments.benchmark donate it, and XLA refuses a buffer given twice.
-  pointers = [a.unsafe_buffer_pointer() for a in jax.tree.leaves(s)]
-  assert len(set(pointers)) == len(pointers)
+  helpers.assert_own_buffers(s)   # the EMA generator starts as a copy
   b = jax.tree.map(lambda a: a[0], _batch(seed=3))
   _, metrics = jax.jit(m.discriminator_step)(s, b, jax.random.PRNGKey(0))
   np.testing.assert_allclose([metrics[k] for k in ("d/real", "d/fake", "d/cls", "d/r1")],
