@@ -75,6 +75,7 @@ if HAS_TPU and importlib.util.find_spec("libtpu") is None:
                    check=True)
 
 # %%
+import experiments  # noqa: F401  (first: its XLA:CPU flags, jdbw.xla_flags, before JAX starts)
 import jax
 
 print("backend:", jax.default_backend())

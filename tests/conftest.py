@@ -17,6 +17,10 @@ for _flag in (fake_devices(2), SUITE_OPT_LEVEL):
   if _flag.split("=")[0] not in _flags:
     _flags += " " + _flag
 os.environ["XLA_FLAGS"] = _flags.strip()
+# and the XLA:CPU flags the entry points set (jdbw.xla_flags), so the suite runs what users run.
+from jdbw import xla_flags  # noqa: E402  (imports no JAX)
+
+xla_flags.apply()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # One persistent compilation cache per test session, shared with the CLI subprocesses
 # (they inherit the environment): the many tiny runs compile the same iterations, and a
