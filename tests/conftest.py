@@ -60,7 +60,7 @@ LONGEST_FIRST = ("test_train.py", "test_evaluation.py", "test_munit.py", "test_f
                  "test_balagan.py", "test_notebook.py", "test_layers.py", "test_irwgan.py", "test_data.py",
                  "test_readme.py", "test_methods.py", "test_models.py", "test_losses.py",
                  "test_inception.py", "test_flops.py", "test_batch_weight.py",
-                 "test_metrics.py", "test_layout.py", "test_image_pool.py")
+                 "test_metrics.py", "test_layout.py", "test_xla_flags.py", "test_image_pool.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -11,7 +11,8 @@ LAYERS = (
     ("components", ("jdbw", "jdbw.errors", "jdbw.config", "jdbw.flops", "jdbw.nets", "jdbw.losses",
                     "jdbw.batch_weight", "jdbw.optim", "jdbw.image_pool", "jdbw.parallel",
                     "jdbw.data", "jdbw.figures", "jdbw.storage",   # storage: local or gs:// files
-                    "jdbw.workdir")),  # workdir: atomic files and locks (errors, storage)
+                    "jdbw.workdir",   # workdir: atomic files and locks (errors, storage)
+                    "jdbw.xla_flags")),  # XLA:CPU flags set before JAX starts (no imports)
     ("methods", ("jdbw.methods",)),
     ("run", ("jdbw.train", "jdbw.hooks", "jdbw.checkpoint", "jdbw.evaluation",
              "jdbw.inference", "jdbw.export")),

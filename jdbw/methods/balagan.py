@@ -228,14 +228,7 @@ class BalaGAN(base.MarginalTranslator):
     self.G = nets.munit.AdaINGenerator(
         out_channels=c.channels_y, dim=c.gen_dim, style_dim=c.noise_dim - 1, mlp_dim=4 * c.gen_dim,
         n_down=2, n_res=2, style_down=3, **self.kw)
-    # Its R1 penalty differentiates the critic's input gradient: in the one compiled
-    # iteration XLA:CPU's own kernels of its stride-1 layers ran 5x slower than im2col
-    # (docs/benchmarks.md), so under 'auto' on CPU every layer of it is im2col. (JD's
-    # gradient-penalised critic is faster with 'auto'; this is measured, not a rule.)
-    d_impl = ("im2col" if c.conv_impl == "auto" and jax.default_backend() == "cpu"
-              else c.conv_impl)
-    self.D = nets.balagan.FUNITDiscriminator(c.clusters + 1, c.dis_dim, 2,
-                                             **{**self.kw, "impl": d_impl})
+    self.D = nets.balagan.FUNITDiscriminator(c.clusters + 1, c.dis_dim, 2, **self.kw)
 
   @property
   def weighted_sides(self) -> tuple[str, ...]:

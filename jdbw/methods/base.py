@@ -247,13 +247,18 @@ def run_iteration(method: Method, state: TrainState, batch, axis_name=None):
     i, b = inputs
     return method.discriminator_step(state, b, jax.random.fold_in(key, i), axis_name)
 
-  d_batches = jax.tree.map(lambda a: a[1:], batch)
-  # Unrolled: XLA:CPU ran the rolled scan 1.2x slower than the same steps unrolled
-  # (5x with XLA's convolutions; docs/benchmarks.md). Not yet measured on an accelerator.
-  state, d_metrics = jax.lax.scan(
-      d_body, state, (jnp.arange(1, method.config.d_steps + 1), d_batches),
-      unroll=method.unroll_d_steps)
-  metrics = {**g_metrics, **jax.tree.map(lambda a: a[-1], d_metrics)}
+  d_steps = method.config.d_steps
+  if method.unroll_d_steps:
+    # A Python loop, not a scan: even fully unrolled, a scan keeps its steps in a while
+    # loop, where XLA:CPU does not rewrite convolutions into the layouts of its fast
+    # kernels (BalaGAN's R1 weight gradients took 1.2-1.6 s each there; docs/benchmarks.md).
+    for i in range(1, d_steps + 1):
+      state, d_metrics = d_body(state, (i, jax.tree.map(lambda a: a[i], batch)))
+  else:
+    state, d_metrics = jax.lax.scan(
+        d_body, state, (jnp.arange(1, d_steps + 1), jax.tree.map(lambda a: a[1:], batch)))
+    d_metrics = jax.tree.map(lambda a: a[-1], d_metrics)
+  metrics = {**g_metrics, **d_metrics}
   metrics = parallel.pmean(metrics, axis_name)
   return state.replace(step=state.step + 1), metrics, per_sample
 
