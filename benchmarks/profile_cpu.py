@@ -18,11 +18,15 @@ import re
 import tempfile
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+from jdbw import xla_flags
 
-from jdbw.methods import jd
+xla_flags.apply()   # the project's XLA:CPU flags, as the entry points set them, before JAX starts
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jdbw.methods import jd  # noqa: E402
 
 
 def _dims(shape: str) -> list[int]:
