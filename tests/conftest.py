@@ -10,10 +10,13 @@ import tempfile
 #    roughly halves XLA:CPU compile time while the tiny runs execute about as fast.
 #    Values move only by float reassociation (test_golden's tolerance says how much).
 #    Set XLA_FLAGS=--xla_backend_optimization_level=2 to test at the default level.
-from helpers import SUITE_OPT_LEVEL, fake_devices  # noqa: E402  (imports nothing heavy)
+#  - XLA:CPU's older fusion emitters (--xla_cpu_use_fusion_emitters=false): at -O0 they
+#    compile the tests' tiny iterations about 20 % faster (docs/benchmarks.md); at -O2
+#    and the study's sizes they compile and run slower, so only the suite uses them.
+from helpers import SUITE_FUSION, SUITE_OPT_LEVEL, fake_devices  # noqa: E402  (nothing heavy)
 
 _flags = os.environ.get("XLA_FLAGS", "")
-for _flag in (fake_devices(2), SUITE_OPT_LEVEL):
+for _flag in (fake_devices(2), SUITE_OPT_LEVEL, SUITE_FUSION):
   if _flag.split("=")[0] not in _flags:
     _flags += " " + _flag
 os.environ["XLA_FLAGS"] = _flags.strip()

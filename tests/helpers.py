@@ -10,8 +10,11 @@ def one_line(excinfo, *needles):
     assert n in msg, msg
 
 
-# The suite compiles at LLVM -O0 (conftest.py says why).
+# The suite compiles at LLVM -O0 and with XLA:CPU's older fusion emitters (conftest.py
+# says why).
 SUITE_OPT_LEVEL = "--xla_backend_optimization_level=0"
+SUITE_FUSION = "--xla_cpu_use_fusion_emitters=false"
+SUITE_COMPILE = f"{SUITE_OPT_LEVEL} {SUITE_FUSION}"
 
 
 # The evaluation classifiers' settings of the tests that evaluate on digits (and of the
@@ -42,8 +45,8 @@ def fake_devices(n: int) -> str:
 
 def xla_flags(devices=1):
   """XLA_FLAGS for a CLI subprocess: `devices` fake CPU devices, compiled as conftest.py
-  compiles the suite (LLVM -O0)."""
-  return SUITE_OPT_LEVEL + (f" {fake_devices(devices)}" if devices > 1 else "")
+  compiles the suite (LLVM -O0, the older fusion emitters)."""
+  return SUITE_COMPILE + (f" {fake_devices(devices)}" if devices > 1 else "")
 
 
 
@@ -67,15 +70,17 @@ def iterations_across_devices(method, state, batch, modes):
 
 def optimised(step_fn, level=2):
   """`jdbw.train.train`'s `iteration_wrapper`: the compiled iteration at XLA's optimisation
-  `level` (default 2, XLA's own) instead of the suite's -O0, for the tests whose many
-  steps, not their compiles, take the time. Compiled on the first call; the same
-  program otherwise (numerics move by float reassociation only)."""
+  `level` (default 2, XLA's own) and with its default fusion emitters instead of the
+  suite's -O0 and older emitters, for the tests whose many steps, not their compiles,
+  take the time. Compiled on the first call; the same program otherwise (numerics move
+  by float reassociation only)."""
   compiled = []
 
   def call(state, batch):
     if not compiled:
       compiled.append(step_fn.lower(state, batch).compile(
-          compiler_options={"xla_backend_optimization_level": level}))
+          compiler_options={"xla_backend_optimization_level": level,
+                            "xla_cpu_use_fusion_emitters": True}))
     return compiled[0](state, batch)
   return call
 
