@@ -113,6 +113,7 @@ def _image_shapes(method, batch):
 def _count_flops(name, batch, d_steps, dtype):
   """Analytic count on the model traced with XLA convolutions (see jdbw.flops)."""
   method = MODELS[name](d_steps, "xla", dtype)
+  method.unroll_d_steps = False   # critic steps in a scan: jdbw.flops tags them 'scan'
   state = jax.eval_shape(method.init_state, jax.random.PRNGKey(0))
   images = {k: jax.ShapeDtypeStruct(shape, jnp.float32)
             for k, shape in _image_shapes(method, batch).items()}

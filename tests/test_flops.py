@@ -41,6 +41,7 @@ def test_dense_and_layer_keys():
 def _jd_counts(batch, d_steps):
   method = jd.JD(jd.JDConfig(g_features=8, d_features=4, w_features=4, d_steps=d_steps,
                              conv_impl="xla"))
+  method.unroll_d_steps = False   # critic steps in a scan: jdbw.flops tags them 'scan'
   state = jax.eval_shape(method.init_state, jax.random.PRNGKey(0))
   images = {k: jax.ShapeDtypeStruct((1 + d_steps, batch, 32, 32, 1), jnp.float32) for k in "xy"}
   return flops.count(method.iteration, state, images)
